@@ -1,0 +1,4 @@
+//! anomalyd
+pub mod collect;
+pub mod config;
+pub mod sample;

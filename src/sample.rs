@@ -1,0 +1,201 @@
+//! What one tick of sampling produces: a timestamped list of metric points.
+//!
+//! Collectors fill a [`Sample`]; the exporter renders it for Prometheus, the feature
+//! function turns it into a model input, `collect --once` prints it. Keeping the point
+//! self-describing (name, help, labels) is what lets all three work from one value.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How Prometheus should treat a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A value that goes up and down; also how we export per-second rates.
+    Gauge,
+    /// Individual observations (e.g. ping round-trip times) for a cumulative histogram.
+    Histogram,
+}
+
+/// One metric point. `name` is without the `anomalyd_` prefix.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Point {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    /// Label pairs; the label *names* of a given metric must be the same in every point.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value for gauges; NaN is never emitted (leave the point out instead).
+    pub value: f64,
+    /// Observations for histograms (seconds), empty for gauges.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub observations: Vec<f64>,
+    /// Whether the point is a model feature (rates, ratios, latencies) rather than a
+    /// static fact (sizes, totals) or a daemon self-metric.
+    #[serde(skip)]
+    pub feature: bool,
+}
+
+/// Outcome of one collector in one tick: exported as
+/// `anomalyd_collector_success` / `anomalyd_collector_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CollectorRun {
+    pub collector: &'static str,
+    pub success: bool,
+    pub duration_seconds: f64,
+    /// Human-readable error when `success` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Everything one tick saw.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Sample {
+    /// Unix time in milliseconds when the tick started.
+    pub timestamp_ms: i64,
+    pub points: Vec<Point>,
+    pub runs: Vec<CollectorRun>,
+}
+
+impl Sample {
+    pub fn new(timestamp_ms: i64) -> Self {
+        Sample {
+            timestamp_ms,
+            points: Vec::new(),
+            runs: Vec::new(),
+        }
+    }
+
+    /// A gauge that the model should learn from.
+    pub fn feature(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        value: f64,
+    ) {
+        self.push(name, help, labels, value, true);
+    }
+
+    /// A gauge for Prometheus only (sizes, totals, configuration facts).
+    pub fn info(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        value: f64,
+    ) {
+        self.push(name, help, labels, value, false);
+    }
+
+    fn push(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        value: f64,
+        feature: bool,
+    ) {
+        // A NaN or infinite value means "unknown": leave the point out so nothing
+        // downstream mistakes it for a measurement.
+        if !value.is_finite() {
+            return;
+        }
+        self.points.push(Point {
+            name,
+            help,
+            kind: Kind::Gauge,
+            labels: labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+            value,
+            observations: Vec::new(),
+            feature,
+        });
+    }
+
+    /// Observations for a histogram metric (not a model feature).
+    pub fn observe(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        observations: Vec<f64>,
+    ) {
+        self.points.push(Point {
+            name,
+            help,
+            kind: Kind::Histogram,
+            labels: labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+            value: 0.0,
+            observations,
+            feature: false,
+        });
+    }
+
+    /// First gauge value with this name whose labels contain all of `labels`.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.points
+            .iter()
+            .find(|p| {
+                p.name == name
+                    && p.kind == Kind::Gauge
+                    && labels
+                        .iter()
+                        .all(|(k, v)| p.labels.iter().any(|(pk, pv)| pk == k && pv == v))
+            })
+            .map(|p| p.value)
+    }
+}
+
+/// Feature name of a point: `name` or `name{a="x",b="y"}`, the same string the model
+/// schema stores and Prometheus would show.
+pub fn feature_name(p: &Point) -> String {
+    if p.labels.is_empty() {
+        return p.name.to_string();
+    }
+    let mut s = String::with_capacity(p.name.len() + 24);
+    s.push_str(p.name);
+    s.push('{');
+    for (i, (k, v)) in p.labels.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push_str("=\"");
+        s.push_str(v);
+        s.push('"');
+    }
+    s.push('}');
+    s
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The model's view of a sample: a timestamp and named feature values. Live samples,
+/// history rows and replayed CSV rows all become a `Record`, so everything after this
+/// point runs the same code whatever the source.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    /// Unix milliseconds; `None` when the source has no time (a CSV without timestamps).
+    pub timestamp_ms: Option<i64>,
+    pub values: Vec<(String, f64)>,
+}
+
+impl Sample {
+    /// The feature points of this sample as a [`Record`].
+    pub fn record(&self) -> Record {
+        Record {
+            timestamp_ms: Some(self.timestamp_ms),
+            values: self
+                .points
+                .iter()
+                .filter(|p| p.feature && p.kind == Kind::Gauge)
+                .map(|p| (feature_name(p), p.value))
+                .collect(),
+        }
+    }
+}
