@@ -129,8 +129,10 @@ pub struct PingConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
-    /// Samples older than this are deleted.
+    /// One sample per minute is kept this long (what training reads).
     pub retention: Duration,
+    /// Every sample is kept this long (recent detail for reports and forecasts).
+    pub raw_retention: Duration,
     /// Upper bound of the history database on disk, in bytes; oldest samples go first.
     pub max_size_bytes: u64,
 }
@@ -195,6 +197,7 @@ impl Default for Config {
             },
             history: History {
                 retention: Duration::from_secs(30 * 24 * 3600),
+                raw_retention: Duration::from_secs(2 * 24 * 3600),
                 max_size_bytes: 1 << 30,
             },
         }
