@@ -19,11 +19,12 @@ use regex::Regex;
 use crate::collect::Paths;
 
 pub use parse::{load, parse, ConfigErrors};
+pub use reader::{fmt_duration, parse_duration, parse_listen, parse_size};
 
 /// Default Prometheus port: unassigned in Prometheus' port registry next to exporters.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Time between samples.
     pub interval: Duration,
@@ -40,7 +41,7 @@ pub struct Config {
     pub history: History,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Collectors {
     pub cpu: Toggle,
     pub memory: Toggle,

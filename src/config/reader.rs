@@ -1,1 +1,467 @@
-//! reader
+//! A YAML walker that records every problem instead of stopping at the first.
+//!
+//! serde's `deny_unknown_fields` reports one error and gives up; operators fixing a
+//! config want the whole list at once, each with its YAML path and the bad value.
+//! Every accessor takes the default to fall back to, so parsing goes on after an
+//! error and the caller sees all of them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_yaml::{Mapping, Value};
+
+use super::Pattern;
+
+#[derive(Default)]
+pub struct Reader {
+    pub errors: Vec<String>,
+}
+
+/// Short rendering of a YAML value for error messages.
+pub fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(t) => format!("tagged value {}", t.tag),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// A mapping being read: checks for unknown keys once, then hands out fields.
+pub struct Section<'a> {
+    map: Option<&'a Mapping>,
+    path: String,
+}
+
+impl Reader {
+    pub fn error(&mut self, path: &str, message: impl std::fmt::Display) {
+        let at = if path.is_empty() { "(top level)" } else { path };
+        self.errors.push(format!("{at}: {message}"));
+    }
+
+    /// Open `v` as a mapping whose keys must be among `allowed`. A missing section
+    /// (`None` or null) is fine: every field then takes its default.
+    pub fn section<'a>(
+        &mut self,
+        v: Option<&'a Value>,
+        path: &str,
+        allowed: &[&str],
+    ) -> Section<'a> {
+        let map = match v {
+            None | Some(Value::Null) => None,
+            Some(Value::Mapping(m)) => Some(m),
+            Some(other) => {
+                self.error(path, format!("expected a mapping, got {}", show(other)));
+                None
+            }
+        };
+        if let Some(m) = map {
+            for key in m.keys() {
+                match key.as_str() {
+                    Some(k) if allowed.contains(&k) => {}
+                    Some(k) => self.error(
+                        &join(path, k),
+                        format!("unknown key (expected one of: {})", allowed.join(", ")),
+                    ),
+                    None => self.error(path, format!("keys must be strings, got {}", show(key))),
+                }
+            }
+        }
+        Section {
+            map,
+            path: path.to_string(),
+        }
+    }
+}
+
+impl<'a> Section<'a> {
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.and_then(|m| m.get(key)).filter(|v| !v.is_null())
+    }
+
+    pub fn path(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    pub fn bool(&self, r: &mut Reader, key: &str, default: bool) -> bool {
+        match self.get(key) {
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                r.error(
+                    &self.path(key),
+                    format!("expected true or false, got {}", show(v)),
+                );
+                default
+            }
+        }
+    }
+
+    pub fn string(&self, r: &mut Reader, key: &str, default: &str) -> String {
+        match self.get(key) {
+            None => default.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => {
+                r.error(
+                    &self.path(key),
+                    format!("expected a string, got {}", show(v)),
+                );
+                default.to_string()
+            }
+        }
+    }
+
+    pub fn one_of(&self, r: &mut Reader, key: &str, allowed: &[&str], default: &str) -> String {
+        let s = self.string(r, key, default);
+        if allowed.contains(&s.as_str()) {
+            s
+        } else {
+            r.error(
+                &self.path(key),
+                format!("{s:?} is not one of: {}", allowed.join(", ")),
+            );
+            default.to_string()
+        }
+    }
+
+    pub fn opt_path(&self, r: &mut Reader, key: &str) -> Option<PathBuf> {
+        match self.get(key) {
+            None => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(PathBuf::from(s)),
+            Some(v) => {
+                r.error(
+                    &self.path(key),
+                    format!("expected a non-empty path, got {}", show(v)),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn int(&self, r: &mut Reader, key: &str, default: u64, min: u64, max: u64) -> u64 {
+        let v = match self.get(key) {
+            None => return default,
+            Some(v) => v,
+        };
+        match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => n,
+            Some(n) => {
+                r.error(
+                    &self.path(key),
+                    format!("{n} is out of range (must be between {min} and {max})"),
+                );
+                default
+            }
+            None => {
+                r.error(
+                    &self.path(key),
+                    format!(
+                        "expected a whole number between {min} and {max}, got {}",
+                        show(v)
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    pub fn duration(
+        &self,
+        r: &mut Reader,
+        key: &str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
+        let v = match self.get(key) {
+            None => return default,
+            Some(v) => v,
+        };
+        let parsed = match v {
+            Value::String(s) => parse_duration(s),
+            _ => {
+                Err("durations are strings with a unit, like \"1s\", \"500ms\", \"5m\"".to_string())
+            }
+        };
+        match parsed {
+            Ok(d) if d >= min && d <= max => d,
+            Ok(_) => {
+                r.error(
+                    &self.path(key),
+                    format!(
+                        "{} is out of range (must be between {} and {})",
+                        show(v),
+                        fmt_duration(min),
+                        fmt_duration(max)
+                    ),
+                );
+                default
+            }
+            Err(e) => {
+                r.error(
+                    &self.path(key),
+                    format!("invalid duration {}: {e}", show(v)),
+                );
+                default
+            }
+        }
+    }
+
+    pub fn size(&self, r: &mut Reader, key: &str, default: u64, min: u64) -> u64 {
+        let v = match self.get(key) {
+            None => return default,
+            Some(v) => v,
+        };
+        let parsed = match v {
+            Value::Number(n) => n
+                .as_u64()
+                .ok_or_else(|| "must be a whole number of bytes".to_string()),
+            Value::String(s) => parse_size(s),
+            _ => Err("expected a size like \"512MiB\" or a number of bytes".to_string()),
+        };
+        match parsed {
+            Ok(n) if n >= min => n,
+            Ok(n) => {
+                r.error(
+                    &self.path(key),
+                    format!("{n} bytes is too small (minimum {min})"),
+                );
+                default
+            }
+            Err(e) => {
+                r.error(&self.path(key), format!("invalid size {}: {e}", show(v)));
+                default
+            }
+        }
+    }
+
+    pub fn socket_addr(&self, r: &mut Reader, key: &str, default: SocketAddr) -> SocketAddr {
+        let s = match self.get(key) {
+            None => return default,
+            Some(Value::String(s)) => s,
+            Some(v) => {
+                r.error(
+                    &self.path(key),
+                    format!("expected \"address:port\", got {}", show(v)),
+                );
+                return default;
+            }
+        };
+        match parse_listen(s) {
+            Ok(a) => a,
+            Err(e) => {
+                r.error(
+                    &self.path(key),
+                    format!("invalid listen address {s:?}: {e}"),
+                );
+                default
+            }
+        }
+    }
+
+    pub fn strings(&self, r: &mut Reader, key: &str) -> Vec<String> {
+        match self.get(key) {
+            None => Vec::new(),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| match v {
+                    Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                    _ => {
+                        r.error(
+                            &format!("{}[{i}]", self.path(key)),
+                            format!("expected a non-empty string, got {}", show(v)),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            Some(v) => {
+                r.error(
+                    &self.path(key),
+                    format!("expected a list of strings, got {}", show(v)),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// An anchored regex; `""` means "no pattern" (e.g. to drop a default exclude).
+    pub fn pattern(&self, r: &mut Reader, key: &str, default: Option<Pattern>) -> Option<Pattern> {
+        match self.get(key) {
+            None => default,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => match Pattern::new(s) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let first = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
+                    r.error(
+                        &self.path(key),
+                        format!("invalid regular expression {s:?}: {first}"),
+                    );
+                    default
+                }
+            },
+            Some(v) => {
+                r.error(
+                    &self.path(key),
+                    format!("expected a regular expression string, got {}", show(v)),
+                );
+                default
+            }
+        }
+    }
+}
+
+/// `host:port`, `[v6]:port`; `:port` means all interfaces (explicitly asked for).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    if let Ok(a) = full.parse() {
+        return Ok(a);
+    }
+    if let Some(port) = full.strip_prefix("localhost:") {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| "port must be 0-65535".to_string())?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err("expected IP:PORT, [IPv6]:PORT or localhost:PORT".to_string())
+}
+
+/// `1h30m`, `500ms`, `5m`, `30d`, `1.5s`. A bare number is refused: `interval: 1`
+/// could mean seconds or minutes, and guessing wrong is worse than asking.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty".into());
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return Err(format!("expected a number at {rest:?}"));
+        }
+        let n: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("bad number {:?}", &rest[..num_len]))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let scale = match unit {
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "w" => 7.0 * 86400.0,
+            "" => return Err("missing unit (use ms, s, m, h, d or w)".into()),
+            u => return Err(format!("unknown unit {u:?} (use ms, s, m, h, d or w)")),
+        };
+        total += n * scale;
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        _ if ms % 86_400_000 == 0 => format!("{}d", ms / 86_400_000),
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
+/// `512MiB`, `1GiB`, `100MB`, `4096`, `64KiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let num_len = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let n: f64 = s[..num_len]
+        .parse()
+        .map_err(|_| format!("bad number in {s:?}"))?;
+    let scale: f64 = match s[num_len..].trim() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024f64.powi(4),
+        u => {
+            return Err(format!(
+                "unknown unit {u:?} (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    Ok((n * scale) as u64)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
+        assert!(parse_duration("10").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
+        assert_eq!(fmt_duration(Duration::from_secs(300)), "5m");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("100MB").unwrap(), 100_000_000);
+        assert!(parse_size("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn listen() {
+        assert_eq!(parse_listen("127.0.0.1:0").unwrap().port(), 0);
+        assert!(parse_listen(":9187").unwrap().ip().is_unspecified());
+        assert!(parse_listen("[::1]:9187").unwrap().is_ipv6());
+        assert!(parse_listen("nonsense").is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! Command-line interface: one subcommand per job. Parsing only; the work is in the
+//! library modules so tests can call it without a process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "anomalyd", version, about = "Host anomaly detection daemon")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every subcommand that reads or writes state.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Configuration file (YAML). Without it, built-in defaults are used.
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// State directory (history, models, tickets); overrides the file.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon: sample, learn, export /metrics.
+    Run(RunArgs),
+    /// Validate a configuration file and list every problem in it.
+    CheckConfig {
+        /// The file to check.
+        path: PathBuf,
+    },
+    /// Take one sample and print it.
+    Collect(CollectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Address for /metrics, e.g. 127.0.0.1:9187 or [::1]:9187.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Sampling interval, e.g. 1s or 500ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// Ping target (repeatable); replaces the file's list.
+    #[arg(long = "ping-target", value_name = "HOST")]
+    pub ping_targets: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CollectArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Take a single sample (the only mode; kept explicit for scripts).
+    #[arg(long)]
+    pub once: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Ping target (repeatable).
+    #[arg(long = "ping-target", value_name = "HOST")]
+    pub ping_targets: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s)
+}
+
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    crate::config::parse_listen(s)
+}

@@ -1,0 +1,278 @@
+//! Sample -> Prometheus text, once per tick.
+//!
+//! The exporter keeps one `GaugeVec`/`HistogramVec` per metric name in a custom registry
+//! with the `anomalyd_` prefix. After each tick it resets the gauges (so a vanished disk
+//! or interface disappears instead of freezing at its last value), sets them from the
+//! sample, and encodes the whole registry into a byte buffer. Scrapes hand out that
+//! buffer: a scrape never touches /proc and costs a memcpy at most.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder};
+
+use crate::sample::{Kind, Point, Sample};
+
+/// Histogram buckets for round-trip times: 50 µs to ~3.3 s, doubling.
+fn rtt_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.00005, 2.0, 17).unwrap_or_default()
+}
+
+/// The last rendered /metrics body, shared with the HTTP server.
+#[derive(Clone, Default)]
+pub struct Rendered(Arc<RwLock<Arc<Vec<u8>>>>);
+
+impl Rendered {
+    pub fn get(&self) -> Arc<Vec<u8>> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+    fn set(&self, body: Vec<u8>) {
+        let mut g = match self.0.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = Arc::new(body);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("metric {name}: {source}")]
+    Metric {
+        name: String,
+        #[source]
+        source: prometheus::Error,
+    },
+    #[error("metric {name}: labels {got:?} differ from the first point's {want:?}")]
+    Labels {
+        name: String,
+        want: Vec<&'static str>,
+        got: Vec<&'static str>,
+    },
+}
+
+pub struct Exporter {
+    registry: Registry,
+    gauges: HashMap<&'static str, (GaugeVec, Vec<&'static str>)>,
+    histograms: HashMap<&'static str, (HistogramVec, Vec<&'static str>)>,
+    collector_success: GaugeVec,
+    collector_duration: GaugeVec,
+    pub rendered: Rendered,
+    buf: Vec<u8>,
+}
+
+impl Exporter {
+    /// `process_metrics` adds process CPU/RSS/FDs (off in golden-file tests, where they vary).
+    pub fn new(process_metrics: bool) -> Result<Self, ExportError> {
+        let wrap = |name: &str| {
+            let name = name.to_string();
+            move |source| ExportError::Metric { name, source }
+        };
+        let registry =
+            Registry::new_custom(Some("anomalyd".to_string()), None).map_err(wrap("registry"))?;
+        let collector_success = GaugeVec::new(
+            Opts::new(
+                "collector_success",
+                "Whether the collector succeeded in the last tick (1) or failed (0)",
+            ),
+            &["collector"],
+        )
+        .map_err(wrap("collector_success"))?;
+        let collector_duration = GaugeVec::new(
+            Opts::new(
+                "collector_duration_seconds",
+                "How long the collector took in the last tick",
+            ),
+            &["collector"],
+        )
+        .map_err(wrap("collector_duration_seconds"))?;
+        registry
+            .register(Box::new(collector_success.clone()))
+            .map_err(wrap("collector_success"))?;
+        registry
+            .register(Box::new(collector_duration.clone()))
+            .map_err(wrap("collector_duration_seconds"))?;
+        let build = GaugeVec::new(
+            Opts::new("build_info", "Version of anomalyd, always 1"),
+            &["version"],
+        )
+        .map_err(wrap("build_info"))?;
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        registry
+            .register(Box::new(build))
+            .map_err(wrap("build_info"))?;
+        if process_metrics {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            registry.register(Box::new(pc)).map_err(wrap("process"))?;
+        }
+        Ok(Exporter {
+            registry,
+            gauges: HashMap::new(),
+            histograms: HashMap::new(),
+            collector_success,
+            collector_duration,
+            rendered: Rendered::default(),
+            buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    /// Publish a completed sample: update every metric and re-render the body.
+    /// A point that cannot be exported (inconsistent labels) is skipped and reported;
+    /// the rest of the sample is still published.
+    pub fn publish(&mut self, sample: &Sample) -> Vec<ExportError> {
+        let mut errors = Vec::new();
+        for (vec, _) in self.gauges.values() {
+            vec.reset();
+        }
+        self.collector_success.reset();
+        self.collector_duration.reset();
+        for run in &sample.runs {
+            self.collector_success
+                .with_label_values(&[run.collector])
+                .set(if run.success { 1.0 } else { 0.0 });
+            self.collector_duration
+                .with_label_values(&[run.collector])
+                .set(run.duration_seconds);
+        }
+        for p in &sample.points {
+            if let Err(e) = self.apply(p) {
+                errors.push(e);
+            }
+        }
+        self.buf.clear();
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut self.buf) {
+            errors.push(ExportError::Metric {
+                name: "encode".into(),
+                source: e,
+            });
+        }
+        self.rendered.set(self.buf.clone());
+        errors
+    }
+
+    fn apply(&mut self, p: &Point) -> Result<(), ExportError> {
+        let names: Vec<&'static str> = p.labels.iter().map(|(k, _)| *k).collect();
+        let values: Vec<&str> = p.labels.iter().map(|(_, v)| v.as_str()).collect();
+        let err = |source| ExportError::Metric {
+            name: p.name.to_string(),
+            source,
+        };
+        match p.kind {
+            Kind::Gauge => {
+                if !self.gauges.contains_key(p.name) {
+                    let vec = GaugeVec::new(Opts::new(p.name, p.help), &names).map_err(err)?;
+                    self.registry.register(Box::new(vec.clone())).map_err(err)?;
+                    self.gauges.insert(p.name, (vec, names.clone()));
+                }
+                let (vec, want) = &self.gauges[p.name];
+                check_labels(p.name, want, &names)?;
+                vec.get_metric_with_label_values(&values)
+                    .map_err(err)?
+                    .set(p.value);
+            }
+            Kind::Histogram => {
+                if !self.histograms.contains_key(p.name) {
+                    let opts = HistogramOpts::new(p.name, p.help).buckets(rtt_buckets());
+                    let vec = HistogramVec::new(opts, &names).map_err(err)?;
+                    self.registry.register(Box::new(vec.clone())).map_err(err)?;
+                    self.histograms.insert(p.name, (vec, names.clone()));
+                }
+                let (vec, want) = &self.histograms[p.name];
+                check_labels(p.name, want, &names)?;
+                let h = vec.get_metric_with_label_values(&values).map_err(err)?;
+                for &o in &p.observations {
+                    h.observe(o);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_labels(
+    name: &str,
+    want: &[&'static str],
+    got: &[&'static str],
+) -> Result<(), ExportError> {
+    if want == got {
+        Ok(())
+    } else {
+        Err(ExportError::Labels {
+            name: name.to_string(),
+            want: want.to_vec(),
+            got: got.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::sample::CollectorRun;
+
+    fn body(e: &Exporter) -> String {
+        String::from_utf8(e.rendered.get().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn renders_and_forgets_vanished_series() {
+        let mut e = Exporter::new(false).unwrap();
+        let mut s = Sample::new(0);
+        s.feature("disk_busy_ratio", "Busy", &[("device", "sda")], 0.5);
+        s.feature("disk_busy_ratio", "Busy", &[("device", "sdb")], 0.25);
+        s.runs.push(CollectorRun {
+            collector: "disk",
+            success: true,
+            duration_seconds: 0.001,
+            error: None,
+        });
+        assert!(e.publish(&s).is_empty());
+        let b = body(&e);
+        assert!(
+            b.contains("anomalyd_disk_busy_ratio{device=\"sdb\"} 0.25"),
+            "{b}"
+        );
+        assert!(b.contains("anomalyd_collector_success{collector=\"disk\"} 1"));
+        let mut s2 = Sample::new(1000);
+        s2.feature("disk_busy_ratio", "Busy", &[("device", "sda")], 0.75);
+        e.publish(&s2);
+        let b = body(&e);
+        assert!(!b.contains("sdb"), "vanished device still exported: {b}");
+        assert!(b.contains("anomalyd_disk_busy_ratio{device=\"sda\"} 0.75"));
+    }
+
+    #[test]
+    fn histogram_accumulates() {
+        let mut e = Exporter::new(false).unwrap();
+        for _ in 0..2 {
+            let mut s = Sample::new(0);
+            s.observe(
+                "ping_rtt_seconds",
+                "RTT",
+                &[("target", "x")],
+                vec![0.0001, 0.0002],
+            );
+            e.publish(&s);
+        }
+        assert!(body(&e).contains("anomalyd_ping_rtt_seconds_count{target=\"x\"} 4"));
+    }
+
+    #[test]
+    fn inconsistent_labels_are_reported_not_fatal() {
+        let mut e = Exporter::new(false).unwrap();
+        let mut s = Sample::new(0);
+        s.feature("x_ratio", "X", &[("a", "1")], 1.0);
+        s.feature("x_ratio", "X", &[("b", "1")], 1.0);
+        s.feature("y_ratio", "Y", &[], 2.0);
+        let errs = e.publish(&s);
+        assert_eq!(errs.len(), 1);
+        assert!(body(&e).contains("anomalyd_y_ratio 2"));
+    }
+}

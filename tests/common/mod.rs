@@ -1,0 +1,167 @@
+//! Helpers shared by the integration tests: start the real binary, find its port,
+//! speak enough HTTP/1.1 to scrape it.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_anomalyd"))
+}
+
+/// A running `anomalyd run`, killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub scheme: String,
+    pub log: mpsc::Receiver<String>,
+    pub lines: Vec<String>,
+}
+
+impl Daemon {
+    /// Start with `args` after `run`, in `cwd`; waits for the "listening on" line.
+    pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(bin());
+        cmd.arg("run")
+            .args(args)
+            .current_dir(cwd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn anomalyd");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[anomalyd] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Daemon {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            scheme: String::new(),
+            log: rx,
+            lines: Vec::new(),
+        };
+        let line = d.wait_log("listening on ", Duration::from_secs(20));
+        let url = line.split("listening on ").nth(1).unwrap().trim();
+        let (scheme, rest) = url.split_once("://").unwrap();
+        d.scheme = scheme.to_string();
+        d.addr = rest.trim_end_matches("/metrics").parse().unwrap();
+        d
+    }
+
+    /// Wait for a log line containing `needle`, returning it.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(l) = self.lines.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(l) = self.log.recv_timeout(Duration::from_millis(100)) {
+                self.lines.push(l.clone());
+                if l.contains(needle) {
+                    return l;
+                }
+            }
+        }
+        panic!(
+            "no log line containing {needle:?} within {timeout:?}; saw:\n{}",
+            self.lines.join("\n")
+        );
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path, None)
+    }
+
+    /// Poll `path` until the body satisfies `pred`.
+    pub fn wait_for(&self, path: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < end {
+            let (status, body) = self.get(path);
+            if status == 200 && pred(&body) {
+                return body;
+            }
+            last = body;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{path} never satisfied the condition; last body:\n{last}");
+    }
+
+    /// SIGTERM and wait; returns (exit status, time it took).
+    pub fn stop(mut self) -> (std::process::ExitStatus, Duration) {
+        let t = Instant::now();
+        self.signal(libc::SIGTERM);
+        let end = t + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return (s, t.elapsed());
+            }
+            assert!(
+                Instant::now() < end,
+                "daemon did not stop within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Plain HTTP/1.1 GET with `Connection: close`; returns status and body.
+pub fn http_get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// Value of the first sample line starting with `prefix` (`name{labels}` or `name`).
+pub fn metric(body: &str, prefix: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.starts_with(prefix) && l[prefix.len()..].starts_with([' ', '{'])
+                || l.starts_with(prefix) && prefix.ends_with('}')
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

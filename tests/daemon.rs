@@ -1,0 +1,314 @@
+//! End to end: the real binary, scraped over real TCP, pinging 127.0.0.1, told about
+//! through a real sd_notify socket, reloaded and stopped with real signals.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use common::{metric, Daemon};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+#[test]
+fn runs_scrapes_pings_reloads_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(SECS(10))).unwrap();
+    let cfg = dir.path().join("anomalyd.yaml");
+    std::fs::write(
+        &cfg,
+        "interval: 200ms\ncollectors:\n  ping:\n    packets: 3\n    packet_interval: 20ms\n    timeout: 500ms\n    round_interval: 1s\n",
+    )
+    .unwrap();
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            "state",
+            "--ping-target",
+            "127.0.0.1",
+        ],
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+    );
+    assert_eq!(d.scheme, "http");
+    assert!(d.addr.ip().is_loopback());
+
+    // READY=1 comes once the listener is bound and the first sample taken, then a
+    // WATCHDOG=1 from every tick.
+    let mut buf = [0u8; 512];
+    let mut seen = Vec::new();
+    let has = |seen: &[String], p: &str| seen.iter().any(|m| m.starts_with(p));
+    while !(has(&seen, "WATCHDOG=1") && has(&seen, "READY=1") && has(&seen, "STATUS=")) {
+        let n = notify.recv(&mut buf).expect("sd_notify message");
+        seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    let ready_at = seen.iter().position(|m| m == "READY=1").unwrap();
+    assert!(
+        seen[..ready_at].iter().any(|m| m == "WATCHDOG=1"),
+        "READY before the first sample: {seen:?}"
+    );
+
+    let (status, health) = d.get("/healthz");
+    assert_eq!((status, health.as_str()), (200, "ok\n"));
+
+    let body = d.wait_for("/metrics", SECS(15), |b| {
+        b.contains("anomalyd_ping_rtt_median_seconds")
+    });
+    for name in [
+        "anomalyd_cpu_utilization_ratio",
+        "anomalyd_memory_available_bytes",
+        "anomalyd_load_average",
+        "anomalyd_collector_success",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics");
+    }
+    assert_eq!(
+        metric(&body, "anomalyd_ping_loss_ratio"),
+        Some(0.0),
+        "loopback ping lost packets"
+    );
+    let rtt = metric(&body, "anomalyd_ping_rtt_median_seconds").unwrap();
+    assert!(rtt > 0.0 && rtt < 0.1, "loopback rtt {rtt}");
+    for c in ["cpu", "memory", "disk", "network", "ping"] {
+        assert_eq!(
+            metric(
+                &body,
+                &format!("anomalyd_collector_success{{collector=\"{c}\"}}")
+            ),
+            Some(1.0),
+            "collector {c}"
+        );
+    }
+    assert!(dir.path().join("state").is_dir(), "state dir not created");
+
+    // Reload with the cpu collector off: its metrics disappear.
+    std::fs::write(
+        &cfg,
+        "interval: 200ms\ncollectors:\n  cpu: {enabled: false}\n",
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded", SECS(10));
+    d.wait_for("/metrics", SECS(10), |b| {
+        !b.contains("anomalyd_cpu_utilization_ratio")
+    });
+
+    // A broken config on reload is reported and the running one kept.
+    std::fs::write(&cfg, "interval: [oops\n").unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_log("reload failed, keeping the running configuration", SECS(10));
+    std::thread::sleep(Duration::from_millis(600));
+    let (status, body) = d.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("anomalyd_memory_available_bytes")
+            && !body.contains("anomalyd_cpu_utilization_ratio")
+    );
+
+    let (exit, took) = d.stop();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(took < SECS(2), "SIGTERM took {took:?}");
+}
+
+#[test]
+fn runs_without_config_in_a_local_state_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--interval", "100ms"],
+        &[],
+    );
+    let line = d.wait_log("starting with built-in defaults", SECS(5));
+    assert!(
+        line.contains("anomalyd-state"),
+        "should say where its state is: {line}"
+    );
+    assert!(dir.path().join("anomalyd-state").is_dir());
+    d.wait_for("/metrics", SECS(10), |b| {
+        b.contains("anomalyd_memory_available_bytes")
+    });
+    let (status, _) = d.get("/nope");
+    assert_eq!(status, 404);
+    d.signal(libc::SIGINT);
+    let (exit, took) = d.stop();
+    assert!(exit.success() && took < SECS(2));
+}
+
+#[test]
+fn bad_config_exits_2_listing_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.yaml");
+    std::fs::write(
+        &cfg,
+        "interval: fast\ncollectors: {ping: {packets: 0}}\nlisten: nowhere\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["check-config", cfg.to_str().unwrap()],
+        vec!["run", "--config", cfg.to_str().unwrap()],
+    ] {
+        let out = std::process::Command::new(common::bin())
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        for frag in [
+            "3 configuration errors",
+            "interval: invalid duration",
+            "collectors.ping.packets: 0 is out of range",
+            "listen: invalid",
+        ] {
+            assert!(err.contains(frag), "{args:?}: missing {frag:?} in {err}");
+        }
+    }
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "interval: 2s\n").unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["check-config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn collect_once_prints_a_table_and_json() {
+    let out = std::process::Command::new(common::bin())
+        .args(["collect", "--once"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("METRIC"), "{text}");
+    assert!(
+        text.contains("memory_available_bytes") && text.contains("collector cpu"),
+        "{text}"
+    );
+    let out = std::process::Command::new(common::bin())
+        .args(["collect", "--once", "--json", "--ping-target", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let points = v["points"].as_array().unwrap();
+    assert!(
+        points
+            .iter()
+            .any(|p| p["name"] == "ping_rtt_median_seconds"),
+        "no ping in --json output"
+    );
+    assert!(points.iter().any(|p| p["name"] == "cpu_utilization_ratio"));
+}
+
+fn openssl(args: &[&str], cwd: &std::path::Path) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("openssl installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn curl(args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl installed");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "000"));
+    (code.to_string(), body.to_string())
+}
+
+#[test]
+fn tls_and_basic_auth_from_web_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ],
+        p,
+    );
+    let hash = bcrypt::hash("scrape-pass", 4).unwrap();
+    std::fs::write(
+        p.join("web.yml"),
+        format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: '{hash}'\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("a.yaml"),
+        "web_config_file: web.yml\ninterval: 200ms\n",
+    )
+    .unwrap();
+    // web_config_file is relative to the working directory here.
+    let d = Daemon::start(
+        p,
+        &[
+            "--config",
+            "a.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            "s",
+        ],
+        &[],
+    );
+    assert_eq!(d.scheme, "https");
+    let url = format!("https://127.0.0.1:{}/metrics", d.addr.port());
+    let ca = p.join("cert.pem");
+    let (code, _) = curl(&["--cacert", ca.to_str().unwrap(), &url]);
+    assert_eq!(code, "401", "no credentials must be refused");
+    let (code, _) = curl(&[
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-u",
+        "prometheus:wrong",
+        &url,
+    ]);
+    assert_eq!(code, "401");
+    let (code, body) = curl(&[
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-u",
+        "prometheus:scrape-pass",
+        &url,
+    ]);
+    assert_eq!(code, "200");
+    assert!(body.contains("anomalyd_build_info"));
+    // Plain HTTP to a TLS port gets nothing useful.
+    let (code, _) = curl(&[&format!("http://127.0.0.1:{}/metrics", d.addr.port())]);
+    assert_ne!(code, "200");
+}
