@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The full test suite, as CI runs it (`.ci/run` calls exactly this).
+# Installs the Debian packages the integration tests use (real Prometheus, promtool,
+# Alertmanager, node_exporter for the benchmark, iproute2 for network namespaces),
+# then checks formatting and lints and runs every test in release mode (the model
+# quality tests are too slow unoptimised).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg_bin in prometheus:promtool prometheus-alertmanager:prometheus-alertmanager \
+               prometheus-node-exporter:prometheus-node-exporter iproute2:ip curl:curl openssl:openssl; do
+  command -v "${pkg_bin#*:}" >/dev/null 2>&1 || need+=("${pkg_bin%%:*}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Package scripts try to start the services; where systemd is not PID 1 that
+  # fails harmlessly. The tests start their own instances on loopback.
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --release --all-targets -- -D warnings
+cargo test --release --all-targets -- --test-threads=2
