@@ -65,7 +65,7 @@ struct Previous {
 
 impl Disk {
     pub fn new(paths: Paths, config: DiskConfig) -> Self {
-        Disk::with_statfs(paths, config, statvfs)
+        Disk::with_statfs(paths, config, statvfs_guarded)
     }
 
     pub fn with_statfs(paths: Paths, config: DiskConfig, statfs: StatFs) -> Self {
@@ -388,6 +388,51 @@ fn parse_diskstats(text: &str) -> Vec<(String, IoCounters)> {
             Some((name.to_string(), counters))
         })
         .collect()
+}
+
+/// How long one `statvfs` may take before the mount is treated as hung.
+const STATVFS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Mounts with a `statvfs` still in flight. A hard NFS mount whose server is gone
+/// blocks the call in the kernel indefinitely; the thread cannot be cancelled, so we
+/// remember the mount and skip it until that call returns (node_exporter does the same).
+static IN_FLIGHT: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// [`statvfs`] on a helper thread with a deadline, so one hung mount costs one tick
+/// [`STATVFS_TIMEOUT`] once and is then skipped, instead of freezing sampling.
+pub fn statvfs_guarded(path: &Path) -> io::Result<FsStat> {
+    with_deadline(path, STATVFS_TIMEOUT, statvfs)
+}
+
+fn with_deadline(path: &Path, timeout: std::time::Duration, call: StatFs) -> io::Result<FsStat> {
+    let lock = || IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+    if !lock().insert(path.to_path_buf()) {
+        return Err(io::Error::new(
+            ErrorKind::TimedOut,
+            "an earlier statvfs on this mount has not returned",
+        ));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("statvfs".into())
+        .spawn(move || {
+            let result = call(&owned);
+            lock().remove(&owned);
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        lock().remove(path);
+        return Err(e);
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(mount = %path.display(), "statvfs did not return within {timeout:?}; skipping this mount until it does");
+            Err(io::Error::new(ErrorKind::TimedOut, "statvfs timed out"))
+        }
+    }
 }
 
 /// `statvfs(3)` on `path`.
@@ -733,5 +778,24 @@ mod tests {
         disk.collect(&mut s).unwrap();
         disk.collect(&mut Sample::new(2000)).unwrap();
         assert!(!s.points.is_empty());
+    }
+
+    #[test]
+    fn hung_statvfs_is_skipped_until_it_returns() {
+        fn slow(_: &Path) -> io::Result<FsStat> {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            Ok(FsStat::default())
+        }
+        let p = Path::new("/hung-mount-for-test");
+        let t = std::time::Instant::now();
+        let e = with_deadline(p, std::time::Duration::from_millis(50), slow).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        // While the first call is stuck, the mount is skipped at once.
+        let e = with_deadline(p, std::time::Duration::from_millis(50), slow).unwrap_err();
+        assert!(e.to_string().contains("has not returned"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_millis(300));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Once it returned, the mount is tried again.
+        assert!(with_deadline(p, std::time::Duration::from_secs(2), slow).is_ok());
     }
 }
