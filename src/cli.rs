@@ -35,6 +35,72 @@ pub enum Command {
     },
     /// Take one sample and print it.
     Collect(CollectArgs),
+    /// Train a model from a CSV file (or from the daemon's history with --history).
+    Train(TrainArgs),
+    /// Score a CSV file with a model: CSV `score,anomaly,cause` on stdout.
+    Score(ScoreArgs),
+    /// Stream a CSV file through the daemon's own pipeline (warm-up, retraining, no
+    /// look-ahead): CSV `score,anomaly,cause` on stdout.
+    Replay(ReplayArgs),
+    /// Evaluate detection quality on a labelled dataset.
+    Eval {
+        #[command(subcommand)]
+        dataset: EvalDataset,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// CSV or gzip CSV; header optional; a `timestamp` column is time, the rest features.
+    #[arg(long, value_name = "FILE", required_unless_present = "history", conflicts_with = "history")]
+    pub input: Option<PathBuf>,
+    /// Train from the daemon's history in the state directory instead.
+    #[arg(long)]
+    pub history: bool,
+    /// Where to write the model (default with --history: <state_dir>/model.json).
+    #[arg(long, value_name = "MODEL")]
+    pub out: Option<PathBuf>,
+    /// Model hyper-parameters (JSON, like models/default.json); default: built in.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    #[arg(long, value_name = "MODEL")]
+    pub model: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalDataset {
+    /// The Server Machine Dataset: train on each machine's train half, score its test
+    /// half, compare with its labels (point-wise, no point-adjust).
+    Smd {
+        /// The dataset directory (with train/, test/, test_label/).
+        #[arg(long, value_name = "DIR", default_value = "../shared/datasets/smd")]
+        data: PathBuf,
+        /// Write <machine>.csv (score,anomaly,cause) here, for ../shared/tools/pointwise.py.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Only these machines (comma-separated), e.g. machine-1-2,machine-2-1.
+        #[arg(long, value_delimiter = ',')]
+        machines: Vec<String>,
+        /// Model hyper-parameters (JSON); default: built in.
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -1,34 +1,374 @@
-//! What happens to a sample after collection: history, model scoring, (later)
-//! forecasts and incidents. The live daemon and `anomalyd replay` both drive this, so
-//! a recorded series goes through exactly the code the daemon runs.
+//! What happens to a sample after collection: it is stored in the history, scored by
+//! the model, and the verdict is added to the sample for export.
+//!
+//! The live daemon and `anomalyd replay` both drive this type, so a recorded series
+//! goes through exactly the decisions the daemon makes: when the warm-up is over, when
+//! to retrain, which rows to train on (only rows already seen: no look-ahead). The one
+//! difference is *where* work runs: live, history writes go to a writer thread and
+//! training to a background thread, so neither can delay a tick; in replay both run
+//! inline so results are deterministic.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, ModelConfig};
 use crate::export::http::Api;
-use crate::sample::Sample;
+use crate::model::{Model, ModelState, Score, Scorer};
+use crate::sample::{Record, Sample};
+use crate::store::History;
 
-pub struct Pipeline {}
+/// Live: work off the tick path. Replay: inline, deterministic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Replay,
+}
+
+/// How often the history is pruned (retention and size bound).
+const PRUNE_EVERY_MS: i64 = 5 * 60 * 1000;
+
+enum Writer {
+    /// Live: a bounded queue to the writer thread. If the disk stalls the queue fills
+    /// and samples are dropped from history (counted), never from sampling.
+    Thread { tx: mpsc::SyncSender<Record>, dropped: u64 },
+    Inline { history: History, last_prune_ms: i64 },
+}
+
+enum Training {
+    Idle,
+    Running(mpsc::Receiver<Result<Model, String>>),
+}
+
+pub struct Pipeline {
+    mode: Mode,
+    model_cfg: ModelConfig,
+    history_path: PathBuf,
+    history_cfg: crate::config::History,
+    model_path: PathBuf,
+    writer: Writer,
+    state: ModelState,
+    scorer: Option<Scorer>,
+    training: Training,
+    /// Timestamp of the first record this pipeline saw; the warm-up counts from here
+    /// (or from the oldest stored sample, whichever is older).
+    first_ms: Option<i64>,
+    last_train_start_ms: Option<i64>,
+    last_error: Option<String>,
+}
 
 impl Pipeline {
-    pub fn open(_config: &Config, _state_dir: &Path) -> anyhow::Result<Self> {
-        Ok(Pipeline {})
+    /// Open the history in `state_dir` and load a saved model if one matches.
+    pub fn open(config: &Config, state_dir: &Path) -> anyhow::Result<Self> {
+        Self::open_mode(config, state_dir, Mode::Live)
     }
 
-    /// Process one sample; may append points (scores, model state) to it.
-    pub fn process(&mut self, _sample: &mut Sample) {}
+    pub fn open_mode(config: &Config, state_dir: &Path, mode: Mode) -> anyhow::Result<Self> {
+        let history_path = state_dir.join("history.db");
+        let (history, problem) = History::open_or_reset(&history_path, &config.history)?;
+        if let Some(p) = problem {
+            tracing::warn!("history: {p}");
+        }
+        let first_ms = history.stats().ok().and_then(|s| s.oldest_ms);
+        let writer = match mode {
+            Mode::Replay => Writer::Inline {
+                history,
+                last_prune_ms: 0,
+            },
+            Mode::Live => Writer::Thread {
+                tx: spawn_writer(history),
+                dropped: 0,
+            },
+        };
+        let model_path = state_dir.join("model.json");
+        let mut p = Pipeline {
+            mode,
+            model_cfg: config.model.clone(),
+            history_path,
+            history_cfg: config.history.clone(),
+            model_path,
+            writer,
+            state: ModelState::Untrained,
+            scorer: None,
+            training: Training::Idle,
+            first_ms,
+            last_train_start_ms: None,
+            last_error: None,
+        };
+        if mode == Mode::Live && config.model.enabled {
+            p.load_saved();
+        }
+        Ok(p)
+    }
 
-    pub fn reconfigure(&mut self, _config: &Config) {}
+    /// A saved model is used only if it loads cleanly; anything else is logged with
+    /// the reason and the daemon learns afresh (the bad file is kept for inspection).
+    fn load_saved(&mut self) {
+        if !self.model_path.exists() {
+            return;
+        }
+        match Model::load(&self.model_path) {
+            Ok(m) => {
+                tracing::info!(path = %self.model_path.display(), rows = m.window().rows, "loaded saved model");
+                self.last_train_start_ms = Some(m.created_ms());
+                self.swap(m);
+            }
+            Err(e) => {
+                let aside = self.model_path.with_extension(format!("rejected-{}", crate::sample::now_ms() / 1000));
+                let _ = std::fs::rename(&self.model_path, &aside);
+                tracing::warn!("{e}; moved it to {} and will learn afresh", aside.display());
+            }
+        }
+    }
+
+    fn swap(&mut self, model: Model) {
+        let model = Arc::new(model);
+        self.scorer = Some(Scorer::new(model.clone()));
+        self.state = ModelState::Trained(model);
+    }
+
+    /// Process one live sample; adds the verdict and model state to it.
+    pub fn process(&mut self, sample: &mut Sample) {
+        let record = sample.record();
+        let score = self.process_record(&record);
+        self.export(sample, score.as_ref());
+    }
+
+    /// Store, maybe (re)train, score. Returns the score when a model is in place.
+    pub fn process_record(&mut self, record: &Record) -> Option<Score> {
+        let now = record.timestamp_ms.unwrap_or(0);
+        self.first_ms = Some(self.first_ms.map_or(now, |f| f.min(now)));
+        self.store(record, now);
+        if !self.model_cfg.enabled {
+            return None;
+        }
+        self.poll_training();
+        self.maybe_train(now);
+        self.scorer.as_mut().map(|s| s.score(record))
+    }
+
+    fn store(&mut self, record: &Record, now: i64) {
+        match &mut self.writer {
+            Writer::Thread { tx, dropped } => {
+                if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(record.clone()) {
+                    *dropped += 1;
+                    if dropped.is_power_of_two() {
+                        tracing::warn!(dropped = *dropped, "history writer is behind; samples dropped from history");
+                    }
+                }
+            }
+            Writer::Inline { history, last_prune_ms } => {
+                if let Err(e) = history.append(record) {
+                    tracing::warn!("history: {e}");
+                }
+                if now - *last_prune_ms >= PRUNE_EVERY_MS {
+                    *last_prune_ms = now;
+                    if let Err(e) = history.prune(now) {
+                        tracing::warn!("history prune: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_training(&mut self) {
+        let Training::Running(rx) = &self.training else { return };
+        match rx.try_recv() {
+            Err(mpsc::TryRecvError::Empty) => {}
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.last_error = Some("training thread died".into());
+                self.training = Training::Idle;
+            }
+            Ok(result) => {
+                self.training = Training::Idle;
+                self.finish_training(result);
+            }
+        }
+    }
+
+    fn finish_training(&mut self, result: Result<Model, String>) {
+        match result {
+            Ok(model) => {
+                tracing::info!(rows = model.window().rows, features = model.schema().len(), threshold = model.threshold(), "model trained");
+                if self.mode == Mode::Live {
+                    if let Err(e) = save_atomic(&model, &self.model_path) {
+                        tracing::warn!("saving model to {}: {e}", self.model_path.display());
+                    }
+                }
+                self.last_error = None;
+                self.swap(model);
+            }
+            Err(e) => {
+                tracing::warn!("training failed: {e}");
+                self.last_error = Some(e);
+            }
+        }
+    }
+
+    /// Train when the warm-up is over and no model exists, or when the model is older
+    /// than `retrain_interval`. After a failed attempt (too few rows, say) the next waits
+    /// a tenth of the retrain interval, at least the warm-up and at most an hour: not
+    /// one attempt per tick.
+    fn maybe_train(&mut self, now: i64) {
+        if matches!(self.training, Training::Running(_)) {
+            return;
+        }
+        let ms = |d: Duration| d.as_millis() as i64;
+        let warm = self.first_ms.is_some_and(|f| now - f >= ms(self.model_cfg.warmup));
+        let due = match (&self.state, self.last_train_start_ms) {
+            (_, None) => warm,
+            (ModelState::Trained(_), Some(last)) => now - last >= ms(self.model_cfg.retrain_interval),
+            (ModelState::Untrained, Some(last)) => {
+                let backoff = (ms(self.model_cfg.retrain_interval) / 10).max(ms(self.model_cfg.warmup)).min(3_600_000);
+                warm && now - last >= backoff
+            }
+        };
+        if !due {
+            return;
+        }
+        self.last_train_start_ms = Some(now);
+        let since = now - ms(self.model_cfg.window);
+        let max_rows = self.model_cfg.max_training_rows;
+        let spec = self.model_cfg.spec.clone();
+        match &self.writer {
+            Writer::Inline { history, .. } => {
+                let result = train_from(history, since, now, max_rows, &spec);
+                self.finish_training(result);
+            }
+            Writer::Thread { .. } => {
+                let path = self.history_path.clone();
+                let hcfg = self.history_cfg.clone();
+                let (tx, rx) = mpsc::channel();
+                let spawned = std::thread::Builder::new().name("train".into()).spawn(move || {
+                    let result = History::open(&path, &hcfg).map_err(|e| e.to_string()).and_then(|h| train_from(&h, since, now, max_rows, &spec));
+                    let _ = tx.send(result);
+                });
+                match spawned {
+                    Ok(_) => self.training = Training::Running(rx),
+                    Err(e) => self.last_error = Some(format!("cannot start training thread: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Add the verdict and the model's state to the sample (what /metrics shows).
+    fn export(&self, sample: &mut Sample, score: Option<&Score>) {
+        let (trained, age, rows, features) = match &self.state {
+            ModelState::Trained(m) => (1.0, (sample.timestamp_ms - m.created_ms()) as f64 / 1000.0, m.window().rows as f64, m.schema().len() as f64),
+            ModelState::Untrained => (0.0, f64::NAN, f64::NAN, f64::NAN),
+        };
+        sample.info("model_trained", "Whether a trained model is scoring samples (1) or the daemon is still learning (0)", &[], trained);
+        sample.info("model_age_seconds", "Time since the scoring model was trained", &[], age);
+        sample.info("model_training_rows", "History rows the scoring model was trained on", &[], rows);
+        sample.info("model_features", "Features in the scoring model's schema", &[], features);
+        sample.info(
+            "model_training_running",
+            "Whether a training run is in progress",
+            &[],
+            if matches!(self.training, Training::Running(_)) { 1.0 } else { 0.0 },
+        );
+        if let Writer::Thread { dropped, .. } = &self.writer {
+            sample.info("history_dropped_samples", "Samples not stored because the history writer was behind", &[], *dropped as f64);
+        }
+        let (Some(score), ModelState::Trained(model)) = (score, &self.state) else { return };
+        sample.info("anomaly_score", "Anomaly score of the last sample (sum of the per-feature contributions)", &[], score.value);
+        sample.info("anomaly_threshold", "Score above which a sample is anomalous, learned from training data", &[], model.threshold());
+        sample.info("anomaly", "Whether the last sample is anomalous (score above threshold)", &[], if score.anomaly { 1.0 } else { 0.0 });
+        for (rank, (i, c)) in score.contributions.iter().take(self.model_cfg.top_causes).enumerate() {
+            let rank = (rank + 1).to_string();
+            sample.info(
+                "anomaly_cause_contribution",
+                "Contribution of the top features to the anomaly score (rank 1 is the main cause)",
+                &[("rank", &rank), ("feature", &model.schema()[*i])],
+                *c,
+            );
+        }
+    }
+
+    pub fn reconfigure(&mut self, config: &Config) {
+        self.model_cfg = config.model.clone();
+    }
 
     /// One-line summary for systemd's STATUS=.
     pub fn status(&self) -> String {
-        "model: not trained".to_string()
+        match &self.state {
+            ModelState::Trained(m) => format!("model: trained on {} rows, {} features", m.window().rows, m.schema().len()),
+            ModelState::Untrained if matches!(self.training, Training::Running(_)) => "model: training".into(),
+            ModelState::Untrained => match &self.last_error {
+                Some(e) => format!("model: learning ({e})"),
+                None => "model: learning".into(),
+            },
+        }
+    }
+
+    pub fn model(&self) -> Option<&Arc<Model>> {
+        self.state.model()
     }
 
     pub fn api(&self) -> Option<Arc<dyn Api>> {
         None
     }
 
-    pub fn close(self) {}
+    /// Wait for pending training (replay) and history writes to finish.
+    pub fn close(self) {
+        if let Training::Running(rx) = &self.training {
+            if self.mode == Mode::Replay {
+                let _ = rx.recv();
+            }
+        }
+        drop(self.writer);
+    }
+}
+
+fn train_from(history: &History, since: i64, now: i64, max_rows: usize, spec: &crate::model::Spec) -> Result<Model, String> {
+    let rows: Vec<Record> = history
+        .training_rows(since, max_rows)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|r| r.timestamp_ms.is_none_or(|t| t <= now))
+        .collect();
+    Model::train(&rows, spec).map_err(|e| e.to_string())
+}
+
+/// Write to a temporary file and rename it over the old one, so a crash mid-write
+/// never leaves a half model behind.
+fn save_atomic(model: &Model, path: &Path) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    model.save(&tmp)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn spawn_writer(mut history: History) -> mpsc::SyncSender<Record> {
+    let (tx, rx) = mpsc::sync_channel::<Record>(1024);
+    let spawned = std::thread::Builder::new().name("history".into()).spawn(move || {
+        let mut last_prune = 0i64;
+        let mut failing = false;
+        for record in rx {
+            let now = record.timestamp_ms.unwrap_or(0);
+            match history.append(&record) {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("history writes recovered");
+                }
+                Ok(()) => {}
+                // Disk full or read-only: say so once, keep trying, keep sampling.
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!("history write failed (will keep retrying quietly): {e}");
+                }
+                Err(_) => {}
+            }
+            if now - last_prune >= PRUNE_EVERY_MS {
+                last_prune = now;
+                if let Err(e) = history.prune(now) {
+                    tracing::warn!("history prune: {e}");
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the history writer: {e}");
+    }
+    tx
 }

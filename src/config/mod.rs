@@ -39,6 +39,26 @@ pub struct Config {
     pub paths: Paths,
     pub collectors: Collectors,
     pub history: History,
+    pub model: ModelConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// Learn and score at all.
+    pub enabled: bool,
+    /// History needed (time since the first stored sample) before the first training.
+    pub warmup: Duration,
+    /// How often the model is retrained in the background.
+    pub retrain_interval: Duration,
+    /// How much history a training run reads (the newest part).
+    pub window: Duration,
+    /// At most this many history rows per training run (evenly spread over the window).
+    pub max_training_rows: usize,
+    /// How many top causes are exported per sample.
+    pub top_causes: usize,
+    /// Hyper-parameters: `models/default.json` built in, or a file.
+    pub spec_file: Option<PathBuf>,
+    pub spec: crate::model::Spec,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +215,16 @@ impl Default for Config {
                     round_interval: Duration::from_secs(5),
                     payload_size: 56,
                 },
+            },
+            model: ModelConfig {
+                enabled: true,
+                warmup: Duration::from_secs(3600),
+                retrain_interval: Duration::from_secs(6 * 3600),
+                window: Duration::from_secs(30 * 24 * 3600),
+                max_training_rows: 43_200,
+                top_causes: 3,
+                spec_file: None,
+                spec: crate::model::Spec::default(),
             },
             history: History {
                 retention: Duration::from_secs(30 * 24 * 3600),

@@ -1,0 +1,215 @@
+//! The `train`, `score` and `eval smd` subcommands as library functions; `cli.rs` only
+//! parses arguments and calls these.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::csv::read_table;
+use super::eval::{evaluate, mean, Metrics};
+use super::{Model, Score, Scorer, Spec};
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+struct Bar {
+    on: bool,
+    last: Option<(&'static str, usize)>,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        Bar { on: std::io::stderr().is_terminal(), last: None }
+    }
+
+    fn update(&mut self, stage: &'static str, done: usize, total: usize) {
+        if !self.on {
+            return;
+        }
+        let pct = if total == 0 { 100 } else { (done * 100 / total).min(100) };
+        if self.last == Some((stage, pct)) {
+            return;
+        }
+        self.last = Some((stage, pct));
+        let filled = pct * 30 / 100;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r{stage:>10} [{}{}] {pct:3}%",
+            "#".repeat(filled),
+            " ".repeat(30 - filled)
+        );
+        let _ = err.flush();
+    }
+
+    fn finish(&mut self) {
+        if self.on && self.last.is_some() {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+/// `anomalyd train --input FILE --out MODEL`: learn from a CSV (or gzip CSV) file and
+/// write the model file. A one-line summary goes to `log`.
+pub fn train(input: &Path, out: &Path, spec: &Spec, log: &mut dyn Write) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let table = read_table(input)?;
+    let mut bar = Bar::new();
+    let model = Model::train_with_progress(&table.records, spec, &mut |s, d, t| bar.update(s, d, t))
+        .with_context(|| format!("training on {}", input.display()));
+    bar.finish();
+    let model = model?;
+    model.save(out).with_context(|| format!("writing {}", out.display()))?;
+    writeln!(
+        log,
+        "trained on {} rows, {} features ({} constant skipped), time of day: {}, threshold {:.4}, in {:.1}s -> {}",
+        table.records.len(),
+        model.schema().len(),
+        model.skipped().len(),
+        if model.uses_time_of_day() { "yes" } else { "no" },
+        model.threshold(),
+        t0.elapsed().as_secs_f64(),
+        out.display()
+    )?;
+    Ok(())
+}
+
+/// The `cause` column: the top feature's name (for header-less input the name *is*
+/// the 0-based column index), empty when nothing contributes.
+fn cause<'m>(model: &'m Model, s: &Score) -> &'m str {
+    s.top_cause().map(|i| model.schema()[i].as_str()).unwrap_or("")
+}
+
+pub fn write_row(out: &mut dyn Write, model: &Model, s: &Score) -> std::io::Result<()> {
+    // `{}` prints the shortest text that reads back as the same f64, so tools that
+    // re-rank the scores (pointwise.py) see exactly our values.
+    writeln!(out, "{},{},{}", s.value, u8::from(s.anomaly), cause(model, s))
+}
+
+/// `anomalyd score --model MODEL --input FILE`: one CSV row `score,anomaly,cause` per
+/// input row, in input order, scored as a stream by one [`Scorer`].
+pub fn score(model_path: &Path, input: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let table = read_table(input)?;
+    let model = Arc::new(Model::load_for(model_path, &table.columns)?);
+    let mut scorer = Scorer::new(Arc::clone(&model));
+    writeln!(out, "score,anomaly,cause")?;
+    for r in &table.records {
+        let s = scorer.score(r);
+        write_row(out, &model, &s)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Per-machine result of the SMD evaluation.
+#[derive(Debug, Clone)]
+pub struct MachineResult {
+    pub machine: String,
+    pub metrics: Metrics,
+    pub train_seconds: f64,
+}
+
+/// The SMD machines under `data/train` (files `<machine>.txt.gz`), sorted.
+pub fn smd_machines(data: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = data.join("train");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if let Some(m) = name.strip_suffix(".txt.gz") {
+            out.push(m.to_string());
+        }
+    }
+    out.sort();
+    anyhow::ensure!(!out.is_empty(), "no <machine>.txt.gz files in {}", dir.display());
+    Ok(out)
+}
+
+fn read_labels(path: &Path) -> anyhow::Result<Vec<bool>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| match l.split(',').next().unwrap_or("").parse::<f64>() {
+            Ok(v) if v == 0.0 => Ok(false),
+            Ok(v) if v == 1.0 => Ok(true),
+            _ => anyhow::bail!("{}:{}: label must be 0 or 1, got {l:?}", path.display(), i + 1),
+        })
+        .collect()
+}
+
+/// Train on one machine's train file, score its test file; the scores of the test rows.
+pub fn smd_machine(data: &Path, machine: &str, spec: &Spec) -> anyhow::Result<(Arc<Model>, Vec<Score>)> {
+    let train = read_table(&data.join("train").join(format!("{machine}.txt.gz")))?;
+    let test = read_table(&data.join("test").join(format!("{machine}.txt.gz")))?;
+    let model = Arc::new(Model::train(&train.records, spec).with_context(|| format!("training {machine}"))?);
+    let mut scorer = Scorer::new(Arc::clone(&model));
+    let scores = test.records.iter().map(|r| scorer.score(r)).collect();
+    Ok((model, scores))
+}
+
+/// `anomalyd eval smd --data DIR [--out DIR] [--machines a,b]`: per machine, train on
+/// `train/` (threshold from train alone), score `test/`, compare with `test_label/`.
+/// Prints a table to `report`; with `out_dir`, writes `<machine>.csv` (score,anomaly,cause)
+/// for `pointwise.py --pairs`.
+pub fn eval_smd(
+    data: &Path,
+    out_dir: Option<&Path>,
+    machines: Option<&[String]>,
+    spec: &Spec,
+    report: &mut dyn Write,
+) -> anyhow::Result<Vec<MachineResult>> {
+    let machines = match machines {
+        Some(m) if !m.is_empty() => m.to_vec(),
+        _ => smd_machines(data)?,
+    };
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    writeln!(
+        report,
+        "{:<14} {:>6} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}",
+        "machine", "rows", "segs", "P", "R", "F1", "AUPRC", "evR", "bestF1*"
+    )?;
+    let line = |r: &mut dyn Write, name: &str, m: &Metrics| {
+        writeln!(
+            r,
+            "{:<14} {:>6} {:>5} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>7.3}",
+            name, m.rows, m.segments, m.precision, m.recall, m.f1, m.auprc, m.event_recall, m.best_f1
+        )
+    };
+    let mut results = Vec::new();
+    for machine in &machines {
+        let t0 = Instant::now();
+        let (model, scores) = smd_machine(data, machine, spec)?;
+        let train_seconds = t0.elapsed().as_secs_f64();
+        let labels = read_labels(&data.join("test_label").join(format!("{machine}.txt")))?;
+        anyhow::ensure!(
+            labels.len() == scores.len(),
+            "{machine}: {} test rows but {} labels",
+            scores.len(),
+            labels.len()
+        );
+        let values: Vec<f64> = scores.iter().map(|s| s.value).collect();
+        let decisions: Vec<bool> = scores.iter().map(|s| s.anomaly).collect();
+        let metrics = evaluate(&values, &decisions, &labels);
+        if let Some(dir) = out_dir {
+            let path: PathBuf = dir.join(format!("{machine}.csv"));
+            let mut w = std::io::BufWriter::new(
+                std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+            );
+            writeln!(w, "score,anomaly,cause")?;
+            for s in &scores {
+                write_row(&mut w, &model, s)?;
+            }
+            w.flush()?;
+        }
+        line(report, machine, &metrics)?;
+        results.push(MachineResult { machine: machine.clone(), metrics, train_seconds });
+    }
+    let all: Vec<Metrics> = results.iter().map(|r| r.metrics).collect();
+    line(report, "mean", &mean(&all))?;
+    writeln!(report, "(* bestF1 picks the threshold on the test labels: an oracle, for reference only)")?;
+    Ok(results)
+}

@@ -1,0 +1,114 @@
+//! The one feature function: a [`Record`] becomes a dense vector in schema order.
+//!
+//! Training and scoring both call [`Schema::vector`], so a record produces exactly the
+//! same numbers whichever path it takes (tested below). Missing values — a name absent
+//! from the record, or NaN/infinite — come out as NaN and are treated as "no evidence"
+//! downstream (never anomalous); names not in the schema are ignored.
+
+use std::collections::HashMap;
+
+use crate::sample::Record;
+
+/// Ordered feature names and a name → position index.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl PartialEq for Schema {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names
+    }
+}
+
+impl Schema {
+    /// A schema of these names, in this order. Duplicates keep their first position.
+    pub fn new(names: Vec<String>) -> Schema {
+        let mut index = HashMap::with_capacity(names.len());
+        let mut kept = Vec::with_capacity(names.len());
+        for n in names {
+            if !index.contains_key(&n) {
+                index.insert(n.clone(), kept.len());
+                kept.push(n);
+            }
+        }
+        Schema { names: kept, index }
+    }
+
+    /// Every name seen in `records`, in order of first appearance.
+    pub fn discover(records: &[Record]) -> Schema {
+        let mut names = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for r in records {
+            for (n, _) in &r.values {
+                if !seen.contains(n.as_str()) {
+                    seen.insert(n.clone());
+                    names.push(n.clone());
+                }
+            }
+        }
+        Schema::new(names)
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// THE feature function. Writes the record's values into `out` (length = schema
+    /// length) in schema order; missing or non-finite values become NaN.
+    pub fn vector_into(&self, record: &Record, out: &mut [f64]) {
+        debug_assert_eq!(out.len(), self.names.len());
+        out.fill(f64::NAN);
+        for (name, v) in &record.values {
+            if let Some(&i) = self.index.get(name) {
+                out[i] = if v.is_finite() { *v } else { f64::NAN };
+            }
+        }
+    }
+
+    /// [`Schema::vector_into`] into a fresh vector.
+    pub fn vector(&self, record: &Record) -> Vec<f64> {
+        let mut out = vec![f64::NAN; self.names.len()];
+        self.vector_into(record, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(vals: &[(&str, f64)]) -> Record {
+        Record {
+            timestamp_ms: None,
+            values: vals.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn missing_nan_and_unknown_names() {
+        let s = Schema::new(vec!["a".into(), "b".into(), "c".into()]);
+        let v = s.vector(&rec(&[("c", 3.0), ("zzz", 9.0), ("a", f64::INFINITY)]));
+        assert!(v[0].is_nan() && v[1].is_nan());
+        assert_eq!(v[2], 3.0);
+    }
+
+    #[test]
+    fn discover_keeps_first_seen_order() {
+        let s = Schema::discover(&[rec(&[("b", 1.0), ("a", 1.0)]), rec(&[("c", 1.0), ("a", 2.0)])]);
+        assert_eq!(s.names(), ["b", "a", "c"]);
+    }
+}

@@ -1,0 +1,159 @@
+//! The learning core: what "normal" looks like on this host, and how far a sample is
+//! from it — with the metrics to blame.
+//!
+//! # Method
+//! 1. **Features** ([`features`]): a [`Record`](crate::sample::Record) becomes a vector in
+//!    the model's schema order; missing values are NaN and never anomalous.
+//! 2. **Scaling**: each feature is centred on its training mean and divided by
+//!    max(std, 1% of its training range) — scale-free across bytes/s and ratios, and
+//!    the floor keeps nearly constant features from amplifying noise. Constant
+//!    features are skipped.
+//! 3. **Time of day** (optional): when timestamps span ≥ `min_days` days, the mean
+//!    scaled value per half-hour (UTC) is subtracted, so a nightly backup is normal.
+//! 4. **Operating modes**: k-means (linfa, k = 5) on the scaled residuals.
+//! 5. **Score** ([`score`]): per feature, the squared distance to the nearest centroid
+//!    (|z| capped at 10), smoothed per feature with an EWMA (α = 0.1 per sample); the
+//!    score is the sum, so the per-feature attributions add up to it exactly.
+//! 6. **Threshold** ([`threshold`]): the 0.99 quantile of the training rows' scores,
+//!    computed by the same [`Scorer`]. No labels anywhere.
+//!
+//! # Why this method (measured on SMD, 14 machines, train-only thresholds)
+//! Candidates were tried in Python first (`benches/explore/`), mean over machines of
+//! point-wise F1 at the q99 threshold and AUPRC (no point adjustment):
+//!
+//! | method                                        | F1@q99 | AUPRC | oracle F1 |
+//! |-----------------------------------------------|-------:|------:|----------:|
+//! | PCA (90 % var.) reconstruction error          | 0.26   | 0.42  | 0.49 |
+//! | PCA error + EWMA 0.1                          | 0.33   | 0.51  | 0.56 |
+//! | robust z (median/IQR), sum z², EWMA 0.3       | 0.33   | 0.51  | 0.54 |
+//! | ECOD-style tail probabilities + EWMA          | 0.19   | 0.38  | 0.42 |
+//! | std z, sum z², EWMA 0.1                       | 0.33   | 0.52  | 0.57 |
+//! | … deviation from a slow EWMA baseline         | 0.35   | 0.45  | 0.49 |
+//! | k-means k=20 distance, EWMA 0.1               | 0.29   | 0.52  | 0.57 |
+//! | **k-means k=5, |z| cap 10, EWMA 0.1 (chosen)**| 0.40   | 0.54  | 0.59 |
+//!
+//! Smoothing was the largest single gain (anomalies are segments); a threshold from
+//! a peaks-over-threshold fit or from a held-out tail of train did worse than the
+//! in-sample q99. The targets (F1 ≥ 0.55, AUPRC ≥ 0.60) were not reached; see
+//! `anomalyd eval smd` for the figures of this implementation.
+
+pub mod commands;
+pub mod csv;
+pub mod eval;
+pub mod features;
+pub mod persist;
+pub mod score;
+pub mod spec;
+pub mod threshold;
+pub mod timefmt;
+pub mod train;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use features::Schema;
+pub use persist::LoadError;
+pub use score::{Score, Scorer};
+pub use spec::Spec;
+pub use train::TrainError;
+
+/// The model's lifecycle: nothing to score with until enough history has been learnt;
+/// a retrained model is swapped in whole.
+#[derive(Debug, Clone, Default)]
+pub enum ModelState {
+    #[default]
+    Untrained,
+    Trained(Arc<Model>),
+}
+
+impl ModelState {
+    pub fn model(&self) -> Option<&Arc<Model>> {
+        match self {
+            ModelState::Untrained => None,
+            ModelState::Trained(m) => Some(m),
+        }
+    }
+}
+
+/// What the model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingWindow {
+    /// First and last timestamp (Unix ms) of the training rows, when they had any.
+    pub first_ms: Option<i64>,
+    pub last_ms: Option<i64>,
+    pub rows: usize,
+}
+
+/// Per-time-of-day baseline of the scaled features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeOfDay {
+    /// Bins per day (UTC).
+    pub bins: usize,
+    /// `bins × features`, row-major.
+    pub baseline: Vec<f64>,
+}
+
+/// A trained model. Immutable; share it as `Arc<Model>` and score with a [`Scorer`].
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub(crate) schema: Schema,
+    pub(crate) skipped: Vec<String>,
+    pub(crate) center: Vec<f64>,
+    pub(crate) scale: Vec<f64>,
+    pub(crate) clusters: usize,
+    /// `clusters × features`, row-major.
+    pub(crate) centroids: Vec<f64>,
+    pub(crate) time_of_day: Option<TimeOfDay>,
+    pub(crate) threshold: f64,
+    pub(crate) spec: Spec,
+    pub(crate) window: TrainingWindow,
+    pub(crate) created_ms: i64,
+}
+
+impl Model {
+    /// Feature names, in the order of [`Score::contributions`] indices.
+    pub fn schema(&self) -> &[String] {
+        self.schema.names()
+    }
+
+    /// Features seen in training but skipped because they were constant.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    pub fn window(&self) -> &TrainingWindow {
+        &self.window
+    }
+
+    /// Unix ms when the model was trained.
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+
+    /// Number of k-means centroids (operating modes).
+    pub fn clusters(&self) -> usize {
+        self.clusters
+    }
+
+    /// Whether the time-of-day baseline was learnt.
+    pub fn uses_time_of_day(&self) -> bool {
+        self.time_of_day.is_some()
+    }
+
+    /// A fresh [`Scorer`] for this model.
+    pub fn scorer(self: &Arc<Self>) -> Scorer {
+        Scorer::new(Arc::clone(self))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! The model file: versioned JSON carrying its schema, training window, threshold,
+//! hyper-parameters and creation time. Anything that does not check out is refused
+//! with a [`LoadError`] so the daemon can fall back to learning afresh.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::features::Schema;
+use super::spec::Spec;
+use super::{Model, TimeOfDay, TrainingWindow};
+
+/// Identifies the file type.
+pub const FORMAT: &str = "anomalyd-model";
+/// Bumped whenever the meaning or layout of the file changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why a model file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read model file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("model file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("model file {path} has format version {found}, this build reads version {expected}")]
+    Version { path: PathBuf, found: u64, expected: u32 },
+    #[error("model file {path} does not match the current features; missing: {}", missing.join(", "))]
+    SchemaMismatch { path: PathBuf, missing: Vec<String> },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    format: String,
+    version: u32,
+    created_unix_ms: i64,
+    schema: Vec<String>,
+    skipped_constant: Vec<String>,
+    training_window: TrainingWindow,
+    threshold: f64,
+    spec: Spec,
+    params: Params,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    center: Vec<f64>,
+    scale: Vec<f64>,
+    centroids: Vec<Vec<f64>>,
+    time_of_day: Option<TimeOfDay>,
+}
+
+impl Model {
+    /// The model as the JSON text of its file.
+    pub fn to_json(&self) -> String {
+        let d = self.schema.len();
+        let file = ModelFile {
+            format: FORMAT.to_string(),
+            version: FORMAT_VERSION,
+            created_unix_ms: self.created_ms,
+            schema: self.schema.names().to_vec(),
+            skipped_constant: self.skipped.clone(),
+            training_window: self.window.clone(),
+            threshold: self.threshold,
+            spec: self.spec.clone(),
+            params: Params {
+                center: self.center.clone(),
+                scale: self.scale.clone(),
+                centroids: self.centroids.chunks(d.max(1)).map(<[f64]>::to_vec).collect(),
+                time_of_day: self.time_of_day.clone(),
+            },
+        };
+        // Serialising plain structs of finite numbers cannot fail.
+        serde_json::to_string_pretty(&file).unwrap_or_default()
+    }
+
+    /// Write the model atomically (temporary file + rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(self.to_json().as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Read and check a model file.
+    pub fn load(path: &Path) -> Result<Model, LoadError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+        Model::from_json(&text, path)
+    }
+
+    /// [`Model::load`], and also refuse a model that needs a feature this host no
+    /// longer produces (extra current features are fine: they are ignored).
+    pub fn load_for(path: &Path, current: &[String]) -> Result<Model, LoadError> {
+        let model = Model::load(path)?;
+        model.check_schema(current).map_err(|missing| LoadError::SchemaMismatch {
+            path: path.to_path_buf(),
+            missing,
+        })?;
+        Ok(model)
+    }
+
+    /// The model's features absent from `current`, as an error.
+    pub fn check_schema(&self, current: &[String]) -> Result<(), Vec<String>> {
+        let have: std::collections::HashSet<&str> = current.iter().map(String::as_str).collect();
+        let missing: Vec<String> =
+            self.schema().iter().filter(|n| !have.contains(n.as_str())).cloned().collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing)
+        }
+    }
+
+    /// Parse and check the JSON text of a model file; `path` is for messages.
+    pub fn from_json(text: &str, path: &Path) -> Result<Model, LoadError> {
+        let corrupt = |reason: String| LoadError::Corrupt { path: path.to_path_buf(), reason };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+        if value.get("format").and_then(|v| v.as_str()) != Some(FORMAT) {
+            return Err(corrupt(format!("not an {FORMAT} file (no \"format\": \"{FORMAT}\")")));
+        }
+        let found = value
+            .get("version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| corrupt("no numeric \"version\"".to_string()))?;
+        if found != u64::from(FORMAT_VERSION) {
+            return Err(LoadError::Version {
+                path: path.to_path_buf(),
+                found,
+                expected: FORMAT_VERSION,
+            });
+        }
+        let f: ModelFile = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        f.spec.validate().map_err(|e| corrupt(e.to_string()))?;
+        let d = f.schema.len();
+        if d == 0 {
+            return Err(corrupt("empty schema".to_string()));
+        }
+        let schema = Schema::new(f.schema);
+        if schema.len() != d {
+            return Err(corrupt("duplicate feature names in schema".to_string()));
+        }
+        let p = f.params;
+        if p.center.len() != d || p.scale.len() != d {
+            return Err(corrupt(format!("center/scale length differs from the {d} features")));
+        }
+        if p.centroids.is_empty() || p.centroids.iter().any(|c| c.len() != d) {
+            return Err(corrupt(format!("centroids must be non-empty rows of {d} values")));
+        }
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if !finite(&p.center)
+            || !p.scale.iter().all(|s| s.is_finite() && *s > 0.0)
+            || !p.centroids.iter().all(|c| finite(c))
+            || f.threshold.is_nan()
+        {
+            return Err(corrupt("non-finite or non-positive parameters".to_string()));
+        }
+        if let Some(t) = &p.time_of_day {
+            if t.bins == 0 || t.baseline.len() != t.bins * d || !finite(&t.baseline) {
+                return Err(corrupt("time_of_day baseline has the wrong shape".to_string()));
+            }
+        }
+        Ok(Model {
+            schema,
+            skipped: f.skipped_constant,
+            center: p.center,
+            scale: p.scale,
+            clusters: p.centroids.len(),
+            centroids: p.centroids.concat(),
+            time_of_day: p.time_of_day,
+            threshold: f.threshold,
+            spec: f.spec,
+            window: f.training_window,
+            created_ms: f.created_unix_ms,
+        })
+    }
+}

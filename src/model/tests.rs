@@ -1,0 +1,358 @@
+//! Behaviour of the model as a whole: training/scoring equivalence, missing values,
+//! scales, attribution, time of day, persistence.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::sample::Record;
+
+/// Deterministic noise in [-1, 1) (xorshift), so tests need no RNG crate.
+pub(crate) struct Noise(u64);
+impl Noise {
+    pub(crate) fn new(seed: u64) -> Noise {
+        Noise(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub(crate) fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+fn rec(ts: Option<i64>, vals: &[(&str, f64)]) -> Record {
+    Record { timestamp_ms: ts, values: vals.iter().map(|(n, v)| (n.to_string(), *v)).collect() }
+}
+
+/// A host with two metrics on wildly different scales, a correlated pair and a
+/// constant; `n` rows one minute apart.
+fn history(n: usize, seed: u64) -> Vec<Record> {
+    let mut z = Noise::new(seed);
+    (0..n)
+        .map(|i| {
+            let load = 0.5 + 0.3 * ((i as f64) / 200.0).sin() + 0.05 * z.next();
+            rec(
+                Some(1_700_000_000_000 + i as i64 * 60_000),
+                &[
+                    ("net_bytes", 1e9 * (1.0 + 0.2 * load + 0.02 * z.next())),
+                    ("ratio", 1e-3 * (1.0 + 0.1 * z.next())),
+                    ("cpu", load),
+                    ("load1", 4.0 * load + 0.1 * z.next()),
+                    ("const", 7.0),
+                ],
+            )
+        })
+        .collect()
+}
+
+fn trained(n: usize) -> (Vec<Record>, Arc<Model>) {
+    let h = history(n, 1);
+    let m = Model::train(&h, &Spec::default()).expect("trains");
+    (h, Arc::new(m))
+}
+
+#[test]
+fn training_and_scoring_see_identical_vectors() {
+    let (h, model) = trained(2000);
+    // Training path: every name discovered, then the model's columns picked by name.
+    let all = Schema::discover(&h);
+    for r in h.iter().take(50).chain(std::iter::once(&rec(None, &[("cpu", f64::NAN), ("x", 1.0)]))) {
+        let full = all.vector(r);
+        let train_view: Vec<f64> = model
+            .schema()
+            .iter()
+            .map(|n| full[all.position(n).expect("known")])
+            .collect();
+        let score_view = model.schema.vector(r);
+        assert_eq!(train_view.len(), score_view.len());
+        for (a, b) in train_view.iter().zip(&score_view) {
+            assert!(a == b || (a.is_nan() && b.is_nan()), "{a} vs {b}");
+        }
+    }
+    // And end to end: rescoring the history reproduces the training threshold.
+    let mut s = model.scorer();
+    let mut scores: Vec<f64> = h.iter().map(|r| s.score(r).value).collect();
+    let q = threshold::quantile(&mut scores, model.spec().threshold_quantile);
+    assert_eq!(q, model.threshold());
+}
+
+#[test]
+fn constant_features_are_skipped_and_schema_is_ordered() {
+    let (_, model) = trained(500);
+    assert_eq!(model.schema(), ["net_bytes", "ratio", "cpu", "load1"]);
+    assert_eq!(model.skipped(), ["const"]);
+    assert_eq!(model.window().rows, 500);
+    assert_eq!(model.window().first_ms, Some(1_700_000_000_000));
+}
+
+#[test]
+fn missing_values_are_never_anomalous_and_unknown_names_ignored() {
+    let (h, model) = trained(2000);
+    let mut s = model.scorer();
+    let empty = s.score(&rec(None, &[("brand_new", 1e12)]));
+    assert_eq!(empty.value, 0.0);
+    assert!(!empty.anomaly && empty.contributions.is_empty());
+    // A normal row with one feature missing stays normal.
+    let mut s = model.scorer();
+    for r in &h[..200] {
+        let mut r = r.clone();
+        r.values.retain(|(n, _)| n != "ratio");
+        r.values.push(("brand_new".into(), 1e12));
+        let sc = s.score(&r);
+        assert!(sc.contributions.iter().all(|(j, _)| model.schema()[*j] != "ratio"));
+    }
+}
+
+#[test]
+fn anomaly_on_a_tiny_scale_feature_is_found_and_attributed() {
+    let (h, model) = trained(3000);
+    let mut s = model.scorer();
+    for r in &h[2000..2100] {
+        s.score(r);
+    }
+    let mut last = None;
+    for r in &h[2100..2120] {
+        let mut r = r.clone();
+        for (n, v) in r.values.iter_mut() {
+            if n == "ratio" {
+                *v *= 3.0; // 1e-3 -> 3e-3, next to a 1e9 feature
+            }
+        }
+        last = Some(s.score(&r));
+    }
+    let sc = last.expect("scored");
+    assert!(sc.anomaly, "{sc:?} threshold {}", model.threshold());
+    assert_eq!(model.schema()[sc.top_cause().expect("cause")], "ratio");
+    let sum: f64 = sc.contributions.iter().map(|(_, c)| c).sum();
+    assert_eq!(sum, sc.value, "attributions add up to the score");
+    assert!(sc.contributions.windows(2).all(|w| w[0].1 >= w[1].1));
+}
+
+#[test]
+fn normal_history_is_mostly_quiet() {
+    let (_, model) = trained(3000);
+    let fresh = history(2000, 99);
+    let mut s = model.scorer();
+    let flagged = fresh.iter().filter(|r| s.score(r).anomaly).count();
+    assert!(flagged < 100, "{flagged} of 2000 normal rows flagged");
+}
+
+/// Six days of a quiet host whose disk is busy 02:00–02:30 UTC every night.
+fn backup_host(days: usize, with_time: bool) -> Vec<Record> {
+    let mut z = Noise::new(7);
+    let day0 = 1_714_521_600_000i64; // 2024-05-01T00:00:00Z
+    (0..days * 1440)
+        .map(|i| {
+            let ts = day0 + i as i64 * 60_000;
+            let minute = i % 1440;
+            let backup = (120..150).contains(&minute);
+            let disk = if backup { 500.0 } else { 10.0 } + 2.0 * z.next();
+            rec(
+                with_time.then_some(ts),
+                &[("disk_write", disk), ("cpu", 20.0 + 3.0 * z.next()), ("mem", 60.0 + z.next())],
+            )
+        })
+        .collect()
+}
+
+fn max_score_of(model: &Arc<Model>, warm: &[Record], rows: &[Record]) -> (bool, Score) {
+    let mut s = model.scorer();
+    for r in warm {
+        s.score(r);
+    }
+    let mut any = false;
+    let mut last = None;
+    for r in rows {
+        let sc = s.score(r);
+        any |= sc.anomaly;
+        last = Some(sc);
+    }
+    (any, last.expect("rows"))
+}
+
+#[test]
+fn time_of_day_makes_the_nightly_backup_normal() {
+    let h = backup_host(6, true);
+    let model = Arc::new(Model::train(&h, &Spec::default()).expect("trains"));
+    assert!(model.uses_time_of_day());
+    let day6 = backup_host(7, true).split_off(6 * 1440);
+    // The backup at its usual time: quiet.
+    let (any, _) = max_score_of(&model, &day6[60..120], &day6[120..150]);
+    assert!(!any, "nightly backup flagged");
+    // The same burst at 14:00: an anomaly, blamed on the disk.
+    let mut noon: Vec<Record> = day6[840..870].to_vec();
+    for r in &mut noon {
+        r.values[0].1 = 500.0;
+    }
+    let (any, last) = max_score_of(&model, &day6[780..840], &noon);
+    assert!(any, "daytime burst not flagged: {last:?}");
+    assert_eq!(model.schema()[last.top_cause().expect("cause")], "disk_write");
+}
+
+#[test]
+fn time_of_day_needs_timestamps_and_enough_days() {
+    let m = Model::train(&backup_host(2, true), &Spec::default()).expect("trains");
+    assert!(!m.uses_time_of_day(), "2 days < min_days");
+    let m = Model::train(&backup_host(6, false), &Spec::default()).expect("trains");
+    assert!(!m.uses_time_of_day(), "no timestamps");
+}
+
+#[test]
+fn save_load_round_trip_scores_identically() {
+    let (h, model) = trained(1500);
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("model.json");
+    model.save(&p).expect("save");
+    let back = Arc::new(Model::load(&p).expect("load"));
+    assert_eq!(back.schema(), model.schema());
+    assert_eq!(back.threshold(), model.threshold());
+    assert_eq!(back.spec(), model.spec());
+    assert_eq!(back.window(), model.window());
+    assert_eq!(back.created_ms(), model.created_ms());
+    // serde_json (without its `float_roundtrip` feature) may read a float back one
+    // ulp off, so scores agree to ~1e-12 rather than bit for bit.
+    let (mut a, mut b) = (model.scorer(), back.scorer());
+    for r in &h[..300] {
+        let (x, y) = (a.score(r), b.score(r));
+        assert!((x.value - y.value).abs() <= 1e-9 * x.value.max(1.0), "{x:?} {y:?}");
+        assert_eq!(x.anomaly, y.anomaly);
+        assert_eq!(x.top_cause(), y.top_cause());
+    }
+    let text = std::fs::read_to_string(&p).expect("read");
+    for key in ["\"format\": \"anomalyd-model\"", "\"version\": 1", "\"training_window\"", "\"threshold\"", "\"spec\"", "\"created_unix_ms\""] {
+        assert!(text.contains(key), "{key} missing from the file");
+    }
+}
+
+fn json_of(model: &Model) -> serde_json::Value {
+    serde_json::from_str(&model.to_json()).expect("json")
+}
+
+fn load_text(text: &str) -> Result<Model, LoadError> {
+    Model::from_json(text, Path::new("m.json"))
+}
+
+#[test]
+fn corrupt_files_are_rejected() {
+    let (_, model) = trained(500);
+    assert!(matches!(load_text("{not json"), Err(LoadError::Corrupt { .. })));
+    let full = model.to_json();
+    assert!(matches!(load_text(&full[..full.len() / 2]), Err(LoadError::Corrupt { .. })));
+    assert!(matches!(load_text(r#"{"hello": 1}"#), Err(LoadError::Corrupt { .. })));
+    let mut v = json_of(&model);
+    v["params"]["center"] = serde_json::json!([1.0]);
+    let e = load_text(&v.to_string()).expect_err("wrong length");
+    assert!(e.to_string().contains("center/scale length"), "{e}");
+    let mut v = json_of(&model);
+    v["params"]["scale"][0] = serde_json::json!(0.0);
+    assert!(matches!(load_text(&v.to_string()), Err(LoadError::Corrupt { .. })));
+    let mut v = json_of(&model);
+    v["spec"]["smoothing_alpha"] = serde_json::json!(7.0);
+    assert!(matches!(load_text(&v.to_string()), Err(LoadError::Corrupt { .. })));
+    let dir = tempfile::tempdir().expect("tmp");
+    assert!(matches!(Model::load(&dir.path().join("absent.json")), Err(LoadError::Io { .. })));
+}
+
+#[test]
+fn other_versions_are_rejected() {
+    let (_, model) = trained(500);
+    let mut v = json_of(&model);
+    v["version"] = serde_json::json!(2);
+    let e = load_text(&v.to_string()).expect_err("version");
+    assert!(matches!(e, LoadError::Version { found: 2, expected: 1, .. }));
+    assert!(e.to_string().contains("format version 2"), "{e}");
+}
+
+#[test]
+fn schema_mismatch_is_rejected() {
+    let (_, model) = trained(500);
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("m.json");
+    model.save(&p).expect("save");
+    let mut now: Vec<String> = model.schema().to_vec();
+    now.push("a_new_disk".into());
+    assert!(Model::load_for(&p, &now).is_ok(), "extra features are fine");
+    now.retain(|n| n != "cpu");
+    let e = Model::load_for(&p, &now).expect_err("mismatch");
+    assert!(matches!(&e, LoadError::SchemaMismatch { missing, .. } if missing == &["cpu"]));
+    assert!(e.to_string().contains("missing: cpu"), "{e}");
+}
+
+#[test]
+fn model_state_lifecycle() {
+    let mut state = ModelState::default();
+    assert!(state.model().is_none());
+    let (_, model) = trained(300);
+    state = ModelState::Trained(model);
+    assert!(state.model().is_some());
+}
+
+#[test]
+fn train_and_score_commands_on_csv() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let csv = dir.path().join("h.csv");
+    let mut text = String::from("timestamp,cpu,load1\n");
+    for (i, r) in history(800, 3).iter().enumerate() {
+        let v = |n: &str| r.values.iter().find(|(k, _)| k == n).map(|(_, v)| *v).unwrap_or(0.0);
+        text.push_str(&format!("{},{},{}\n", 1_700_000_000 + i * 60, v("cpu"), v("load1")));
+    }
+    std::fs::write(&csv, &text).expect("write");
+    let model = dir.path().join("m.json");
+    let mut log = Vec::new();
+    commands::train(&csv, &model, &Spec::default(), &mut log).expect("train");
+    assert!(String::from_utf8_lossy(&log).contains("trained on 800 rows, 2 features"));
+    // Score the same history followed by an incident.
+    text.push_str("1700100000,5,40\n".repeat(15).as_str());
+    std::fs::write(&csv, &text).expect("write");
+    let mut out = Vec::new();
+    commands::score(&model, &csv, &mut out).expect("score");
+    let out = String::from_utf8(out).expect("utf8");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "score,anomaly,cause");
+    assert_eq!(lines.len(), 816);
+    assert!(lines[815].ends_with(",1,load1") || lines[815].ends_with(",1,cpu"), "{}", lines[815]);
+    // A file without the model's columns is refused with the schema error.
+    let other = dir.path().join("o.csv");
+    std::fs::write(&other, "mem\n1\n").expect("write");
+    let e = commands::score(&model, &other, &mut Vec::new()).expect_err("mismatch");
+    assert!(format!("{e:#}").contains("missing: cpu, load1"), "{e:#}");
+}
+
+#[test]
+#[ignore = "temporary bench"]
+fn tmp_bench() {
+    let (n, d) = (43_200usize, 60usize);
+    let names: Vec<String> = (0..d).map(|j| format!("metric_{j}{{dev=\"x{j}\"}}")).collect();
+    let mut z = Noise::new(5);
+    let mk = |n: usize, z: &mut Noise| -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                let phase = (i as f64 / 3600.0).sin();
+                Record {
+                    timestamp_ms: Some(1_700_000_000_000 + i as i64 * 1000),
+                    values: names
+                        .iter()
+                        .enumerate()
+                        .map(|(j, nm)| {
+                            let scale = 10f64.powi((j % 12) as i32 - 3);
+                            (nm.clone(), scale * (1.0 + 0.3 * phase * (j % 3) as f64 + 0.1 * z.next()))
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    };
+    let data = mk(n, &mut z);
+    let t0 = std::time::Instant::now();
+    let model = Arc::new(Model::train(&data, &Spec::default()).expect("trains"));
+    println!("train {:.3}s", t0.elapsed().as_secs_f64());
+    let probe = mk(10_000, &mut z);
+    let mut s = model.scorer();
+    let iters = 200_000;
+    let t0 = std::time::Instant::now();
+    for i in 0..iters {
+        std::hint::black_box(s.score(std::hint::black_box(&probe[i % probe.len()])));
+    }
+    println!("score {:.2}us", t0.elapsed().as_secs_f64() / iters as f64 * 1e6);
+}

@@ -1,0 +1,255 @@
+//! Training: scale every feature, learn an optional time-of-day baseline, fit k-means
+//! centroids (linfa) on what is left, then run the real [`Scorer`] over the training rows
+//! and take a high quantile of those scores as the decision threshold. No labels are
+//! ever involved.
+
+use linfa::prelude::*;
+use linfa_clustering::KMeans;
+use ndarray::Array2;
+
+use super::features::Schema;
+use super::score::Scorer;
+use super::spec::Spec;
+use super::threshold::quantile;
+use super::{Model, TimeOfDay, TrainingWindow};
+use crate::sample::Record;
+
+/// Why a model could not be trained.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Spec(#[from] super::spec::SpecError),
+    #[error("not enough history to learn from: {rows} rows, need at least {min}")]
+    TooFewRows { rows: usize, min: usize },
+    #[error("no usable features: every one of the {seen} features seen is constant or missing")]
+    NoFeatures { seen: usize },
+    #[error("k-means failed: {0}")]
+    Fit(String),
+}
+
+/// Stages reported to a progress callback: (stage, done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(&'static str, usize, usize);
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Time-of-day bin of a timestamp (UTC), `bins` equal bins per day.
+pub(crate) fn day_bin(ts_ms: i64, bins: usize) -> usize {
+    let in_day = ts_ms.rem_euclid(MS_PER_DAY);
+    ((in_day as i128 * bins as i128) / MS_PER_DAY as i128) as usize
+}
+
+/// Per-feature statistics over the finite values of one column.
+struct ColumnStats {
+    count: usize,
+    mean: f64,
+    std: f64,
+    min: f64,
+    max: f64,
+}
+
+fn column_stats(rows: &[Vec<f64>], j: usize) -> ColumnStats {
+    let (mut count, mut sum, mut min, mut max) = (0usize, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+    for r in rows {
+        let v = r[j];
+        if v.is_finite() {
+            count += 1;
+            sum += v;
+            min = min.min(v);
+            max = max.max(v);
+        }
+    }
+    let mean = if count > 0 { sum / count as f64 } else { 0.0 };
+    let mut ss = 0.0;
+    for r in rows {
+        let v = r[j];
+        if v.is_finite() {
+            ss += (v - mean) * (v - mean);
+        }
+    }
+    let std = if count > 0 { (ss / count as f64).sqrt() } else { 0.0 };
+    ColumnStats { count, mean, std, min, max }
+}
+
+impl Model {
+    /// Learn a model from history. Records are used in the order given (the smoothing
+    /// that the threshold is computed through is sequential).
+    pub fn train(records: &[Record], spec: &Spec) -> Result<Model, TrainError> {
+        Model::train_with_progress(records, spec, &mut |_, _, _| {})
+    }
+
+    /// [`Model::train`] with a progress callback (the CLI draws a bar with it).
+    pub fn train_with_progress(
+        records: &[Record],
+        spec: &Spec,
+        progress: Progress<'_>,
+    ) -> Result<Model, TrainError> {
+        spec.validate()?;
+        let n = records.len();
+        let min = spec.min_rows.max(spec.clusters);
+        if n < min {
+            return Err(TrainError::TooFewRows { rows: n, min });
+        }
+
+        // 1. Features, through the same function scoring uses.
+        progress("features", 0, n);
+        let all = Schema::discover(records);
+        let raw: Vec<Vec<f64>> = records.iter().map(|r| all.vector(r)).collect();
+
+        // 2. Scale; constant (or all-missing) features are skipped.
+        let mut names = Vec::new();
+        let mut skipped = Vec::new();
+        let mut cols = Vec::new();
+        let mut center = Vec::new();
+        let mut scale = Vec::new();
+        for (j, name) in all.names().iter().enumerate() {
+            let s = column_stats(&raw, j);
+            if s.count < 2 || s.max <= s.min || s.std <= 0.0 {
+                skipped.push(name.clone());
+                continue;
+            }
+            names.push(name.clone());
+            cols.push(j);
+            center.push(s.mean);
+            scale.push(s.std.max(spec.min_scale_fraction * (s.max - s.min)));
+        }
+        if names.is_empty() {
+            return Err(TrainError::NoFeatures { seen: all.len() });
+        }
+        let d = names.len();
+        let mut z: Vec<Vec<f64>> = raw
+            .iter()
+            .map(|r| {
+                cols.iter()
+                    .enumerate()
+                    .map(|(k, &j)| (r[j] - center[k]) / scale[k])
+                    .collect()
+            })
+            .collect();
+        drop(raw);
+        progress("features", n, n);
+
+        // 3. Time of day, only when the history spans enough days to tell a routine
+        //    (the nightly backup) from an accident.
+        let stamps: Vec<i64> = records.iter().filter_map(|r| r.timestamp_ms).collect();
+        let window = TrainingWindow {
+            first_ms: stamps.iter().min().copied(),
+            last_ms: stamps.iter().max().copied(),
+            rows: n,
+        };
+        let tod = &spec.time_of_day;
+        let span_days = match (window.first_ms, window.last_ms) {
+            (Some(a), Some(b)) => (b - a) as f64 / MS_PER_DAY as f64,
+            _ => 0.0,
+        };
+        let time_of_day = if tod.bins > 0
+            && stamps.len() * 10 >= n * 9
+            && span_days >= tod.min_days
+        {
+            let mut sum = vec![0.0; tod.bins * d];
+            let mut cnt = vec![0usize; tod.bins * d];
+            for (r, zr) in records.iter().zip(&z) {
+                if let Some(ts) = r.timestamp_ms {
+                    let b = day_bin(ts, tod.bins);
+                    for (k, v) in zr.iter().enumerate() {
+                        if v.is_finite() {
+                            sum[b * d + k] += v;
+                            cnt[b * d + k] += 1;
+                        }
+                    }
+                }
+            }
+            let baseline: Vec<f64> = sum
+                .iter()
+                .zip(&cnt)
+                .map(|(s, &c)| if c >= tod.min_bin_rows { s / c as f64 } else { 0.0 })
+                .collect();
+            for (r, zr) in records.iter().zip(z.iter_mut()) {
+                if let Some(ts) = r.timestamp_ms {
+                    let b = day_bin(ts, tod.bins);
+                    for (k, v) in zr.iter_mut().enumerate() {
+                        *v -= baseline[b * d + k];
+                    }
+                }
+            }
+            Some(TimeOfDay { bins: tod.bins, baseline })
+        } else {
+            None
+        };
+
+        // 4. Operating modes: k-means on the (residual) z-scores; a missing value sits
+        //    at the mean (0). Evenly strided rows keep large histories fast.
+        progress("k-means", 0, 1);
+        let stride = n.div_ceil(spec.max_fit_rows).max(1);
+        let fit_rows: Vec<&Vec<f64>> = z.iter().step_by(stride).collect();
+        let mut fit = Array2::<f64>::zeros((fit_rows.len(), d));
+        for (i, r) in fit_rows.iter().enumerate() {
+            for (k, v) in r.iter().enumerate() {
+                fit[[i, k]] = if v.is_finite() { *v } else { 0.0 };
+            }
+        }
+        let k = spec.clusters.min(fit_rows.len());
+        let km = KMeans::params(k)
+            .n_runs(spec.kmeans_runs)
+            .max_n_iterations(spec.kmeans_max_iterations)
+            .tolerance(1e-4)
+            .fit(&DatasetBase::from(fit))
+            .map_err(|e| TrainError::Fit(e.to_string()))?;
+        let centroids: Vec<f64> = km.centroids().iter().copied().collect();
+        drop(z);
+        progress("k-means", 1, 1);
+
+        let mut model = Model {
+            schema: Schema::new(names),
+            skipped,
+            center,
+            scale,
+            clusters: k,
+            centroids,
+            time_of_day,
+            threshold: f64::INFINITY,
+            spec: spec.clone(),
+            window,
+            created_ms: crate::sample::now_ms(),
+        };
+
+        // 5. Threshold: the same scorer the daemon runs, over the training rows.
+        let shared = std::sync::Arc::new(model.clone());
+        let mut scorer = Scorer::new(shared);
+        let mut scores = Vec::with_capacity(n);
+        let step = (n / 100).max(1);
+        for (i, r) in records.iter().enumerate() {
+            scores.push(scorer.score(r).value);
+            if i % step == 0 {
+                progress("threshold", i, n);
+            }
+        }
+        progress("threshold", n, n);
+        model.threshold = quantile(&mut scores, spec.threshold_quantile);
+        Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_bins() {
+        assert_eq!(day_bin(0, 48), 0);
+        assert_eq!(day_bin(MS_PER_DAY - 1, 48), 47);
+        assert_eq!(day_bin(2 * 3_600_000 + 15 * 60_000, 48), 4);
+        assert_eq!(day_bin(-1, 24), 23);
+    }
+
+    #[test]
+    fn too_few_rows_and_no_features() {
+        let spec = Spec::default();
+        let r = Record { timestamp_ms: None, values: vec![("a".into(), 1.0)] };
+        assert!(matches!(
+            Model::train(&[r.clone()], &spec),
+            Err(TrainError::TooFewRows { rows: 1, .. })
+        ));
+        let many = vec![r; 100];
+        assert!(matches!(Model::train(&many, &spec), Err(TrainError::NoFeatures { seen: 1 })));
+    }
+}

@@ -1,0 +1,1556 @@
+//! The history store: every sample the daemon takes, in one SQLite file
+//! (`<state_dir>/history.db`), in two tiers.
+//!
+//! * `raw` keeps every sample for `raw_retention` (2 days by default): recent detail for
+//!   reports ("the last hour") and forecasts.
+//! * `minute` keeps the *first* sample of each wall-clock minute for `retention` (30 days):
+//!   what training reads. It is a subsample, not a per-minute mean, because the model
+//!   scores raw samples and must learn their real spread; a mean would make normal noise
+//!   look anomalous.
+//!
+//! Schema (version [`SCHEMA_VERSION`], checked on open; rows encoded as described in
+//! `codec.rs`, format [`VALUE_ENCODING`]):
+//!
+//! ```sql
+//! meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)    -- schema_version, value_encoding
+//! names(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)
+//! raw(ts INTEGER PRIMARY KEY, data BLOB NOT NULL)     -- ts: Unix ms, the rowid itself
+//! minute(ts INTEGER PRIMARY KEY, data BLOB NOT NULL)
+//! ```
+//!
+//! Feature names are interned once in `names` (and cached in memory) so a row stores
+//! small ids, not the ~40-byte names. Both tiers are written in the same transaction, so
+//! they never disagree about what was committed.
+//!
+//! The API is synchronous: the daemon calls it from `spawn_blocking` or a dedicated
+//! thread. A `History` is `Send` but not `Sync` (one connection, one user at a time).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+use super::codec;
+use crate::config;
+use crate::sample::Record;
+
+/// File name of the history database inside the state directory.
+pub const HISTORY_FILE: &str = "history.db";
+/// Version of the table layout; a file with another version is refused on open.
+pub const SCHEMA_VERSION: i64 = 1;
+/// Version of the row encoding in `codec.rs`.
+pub const VALUE_ENCODING: i64 = 1;
+
+const MINUTE_MS: i64 = 60_000;
+/// The first 16 bytes of every SQLite 3 database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// A WAL bigger than this is truncated back to it after a checkpoint; without a limit a
+/// single large prune would leave a WAL file as large as the rows it deleted.
+const JOURNAL_SIZE_LIMIT: i64 = 8 << 20;
+/// Free pages beyond this share of the file are returned to the filesystem even when
+/// under the size bound (e.g. after `retention` was shortened). Below it they are left
+/// for the next inserts to reuse, which is cheaper than moving pages around.
+const MAX_FREE_SHARE: f64 = 0.25;
+/// Each size-bound round deletes at least this share of each tier's oldest rows.
+const MIN_EVICT_SHARE: f64 = 0.05;
+/// How long a checkpoint waits for readers in other processes before giving up.
+const CHECKPOINT_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
+/// More distinct feature names than any host has; see [`feature_id`].
+const MAX_FEATURE_ID: u32 = 1 << 24;
+/// Other processes (a `train` or `report` command) may hold a read lock briefly.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the history store failed. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history database {}: {op}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("history database {}: not a SQLite database ({detail})", path.display())]
+    NotADatabase { path: PathBuf, detail: String },
+    #[error(
+        "history database {}: a SQLite database, but not an anomalyd history (it has tables and no `meta` table)",
+        path.display()
+    )]
+    Foreign { path: PathBuf },
+    #[error(
+        "history database {}: {key} is {found:?}, this anomalyd reads version {supported} (written by another anomalyd version?)",
+        path.display()
+    )]
+    UnsupportedVersion {
+        path: PathBuf,
+        key: &'static str,
+        found: String,
+        supported: i64,
+    },
+    #[error("history database {}: corrupt: {detail}", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("history database {}: record has no timestamp; history rows are keyed by time", path.display())]
+    NoTimestamp { path: PathBuf },
+    #[error("history database {}: {op}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl HistoryError {
+    /// Whether the file itself is unusable (not SQLite, corrupt, someone else's, or a
+    /// version we can't read), as opposed to a transient or environmental failure
+    /// (permissions, disk full, locked). Only the former justifies moving the file aside.
+    pub fn is_unusable_file(&self) -> bool {
+        matches!(
+            self,
+            HistoryError::NotADatabase { .. }
+                | HistoryError::Foreign { .. }
+                | HistoryError::UnsupportedVersion { .. }
+                | HistoryError::Corrupt { .. }
+        )
+    }
+}
+
+/// Which tier to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Every sample, for `raw_retention`.
+    Raw,
+    /// The first sample of each wall-clock minute, for `retention`.
+    Minute,
+}
+
+impl Tier {
+    fn table(self) -> &'static str {
+        match self {
+            Tier::Raw => "raw",
+            Tier::Minute => "minute",
+        }
+    }
+}
+
+/// What [`History::stats`] reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub raw_rows: u64,
+    pub minute_rows: u64,
+    /// Oldest/newest timestamp in either tier (Unix ms); `None` when empty.
+    pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
+    /// Database pages plus the write-ahead log, in bytes.
+    pub size_bytes: u64,
+}
+
+/// What one [`History::prune`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PruneStats {
+    /// Rows older than their tier's retention.
+    pub raw_expired: u64,
+    pub minute_expired: u64,
+    /// Rows deleted, oldest first, to get under `max_size_bytes`.
+    pub raw_evicted: u64,
+    pub minute_evicted: u64,
+    pub size_before: u64,
+    pub size_after: u64,
+}
+
+/// The in-memory copy of the `names` table.
+#[derive(Default)]
+struct Names {
+    ids: HashMap<String, u32>,
+    /// Indexed by id: ids are dense from 1, and this lookup runs once per value read
+    /// (4.3 million times for 30 days of 100-feature minute rows).
+    by_id: Vec<Option<String>>,
+    max_id: i64,
+}
+
+impl Names {
+    fn insert(&mut self, id: u32, name: String) {
+        self.max_id = self.max_id.max(i64::from(id));
+        let slot = id as usize;
+        if self.by_id.len() <= slot {
+            self.by_id.resize(slot + 1, None);
+        }
+        self.by_id[slot] = Some(name.clone());
+        self.ids.insert(name, id);
+    }
+}
+
+/// An open history database. See the module documentation.
+pub struct History {
+    conn: Connection,
+    path: PathBuf,
+    config: config::History,
+    /// Behind a `RefCell` so the `&self` readers can pick up names that another process
+    /// (the daemon, while a CLI command reads) added since we loaded them.
+    names: RefCell<Names>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("path", &self.path)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl History {
+    /// Open (or create) the history database at `path`.
+    ///
+    /// Fails with [`HistoryError::NotADatabase`], [`HistoryError::Corrupt`],
+    /// [`HistoryError::Foreign`] or [`HistoryError::UnsupportedVersion`] when the file
+    /// can't be used as is; [`History::open_or_reset`] handles those by starting afresh.
+    pub fn open(path: impl AsRef<Path>, config: &config::History) -> Result<History, HistoryError> {
+        let path = path.as_ref().to_path_buf();
+        check_header(&path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|source| HistoryError::Io {
+                path: path.clone(),
+                op: "cannot create its directory",
+                source,
+            })?;
+        }
+        let err = |op| sql_err(&path, op);
+        let conn = Connection::open(&path).map_err(err("cannot open"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(err("cannot set busy timeout"))?;
+        // Must precede the first CREATE TABLE to take effect (it is a no-op on an existing
+        // file): lets `prune` give freed pages back to the filesystem without a full VACUUM.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(err("cannot set auto_vacuum"))?;
+        // Crash safety: in WAL mode a commit appends its pages to the `-wal` file with
+        // write(2); synchronous=NORMAL skips the fsync at commit and only syncs at
+        // checkpoints. A killed process (kill -9, OOM killer, panic=abort) cannot lose
+        // anything already handed to the kernel, so every committed append survives and the
+        // file is never corrupt. Only an OS crash or power loss can roll back the last
+        // transactions — still to a consistent state — which is an acceptable price for a
+        // metrics history to avoid an fsync per second. (tests/history_crash.rs kills a
+        // writer with SIGKILL and checks this.)
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(err("cannot enable WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "history database could not use WAL; writes will be slower");
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err("cannot set synchronous"))?;
+        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+            .map_err(err("cannot set journal_size_limit"))?;
+        init_schema(&conn, &path)?;
+        let history = History {
+            conn,
+            path,
+            config: config.clone(),
+            names: RefCell::new(Names::default()),
+        };
+        history.refresh_names()?;
+        Ok(history)
+    }
+
+    /// Open the database; if the file is unusable (see [`HistoryError::is_unusable_file`]),
+    /// move it (and its `-wal`) aside to `<name>.corrupt-<unix seconds>` and create a fresh
+    /// one. The second value says what was wrong and where the old file went, for the log.
+    ///
+    /// Environmental errors (permissions, disk full, locked) are returned: moving a good
+    /// file aside because of them would throw history away.
+    pub fn open_or_reset(
+        path: impl AsRef<Path>,
+        config: &config::History,
+    ) -> Result<(History, Option<String>), HistoryError> {
+        let path = path.as_ref();
+        let problem = match History::open(path, config) {
+            Ok(h) => return Ok((h, None)),
+            Err(e) if e.is_unusable_file() => e,
+            Err(e) => return Err(e),
+        };
+        let aside = move_aside(path)?;
+        let history = History::open(path, config)?;
+        Ok((
+            history,
+            Some(format!(
+                "{problem}; moved it to {} and started a new history",
+                aside.display()
+            )),
+        ))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Store one sample: always in `raw`, and in `minute` if it is the first sample of its
+    /// wall-clock minute. One transaction; a second sample with the same timestamp replaces
+    /// the first in `raw` (clock stepped back) and leaves `minute` alone.
+    pub fn append(&mut self, record: &Record) -> Result<(), HistoryError> {
+        let ts = record
+            .timestamp_ms
+            .ok_or_else(|| HistoryError::NoTimestamp {
+                path: self.path.clone(),
+            })?;
+        let path = &self.path;
+        let err = |op| sql_err(path, op);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("cannot begin append"))?;
+        // Names first added by this transaction join the cache only once it commits, so a
+        // failed append can't leave ids in memory that the file doesn't have.
+        let mut added: Vec<(String, u32)> = Vec::new();
+        let mut blob = Vec::with_capacity(record.values.len() * 10);
+        {
+            let names = self.names.borrow();
+            for (name, value) in &record.values {
+                let id = match names.ids.get(name) {
+                    Some(&id) => id,
+                    None => match added.iter().find(|(n, _)| n == name) {
+                        Some(&(_, id)) => id,
+                        None => {
+                            let id = intern(&tx, name, path)?;
+                            added.push((name.clone(), id));
+                            id
+                        }
+                    },
+                };
+                codec::push(&mut blob, id, *value);
+            }
+        }
+        tx.prepare_cached("INSERT OR REPLACE INTO raw(ts, data) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![ts, blob]))
+            .map_err(err("cannot append raw row"))?;
+        let minute = ts.div_euclid(MINUTE_MS) * MINUTE_MS;
+        tx.prepare_cached(
+            "INSERT INTO minute(ts, data) SELECT ?1, ?2
+             WHERE NOT EXISTS (SELECT 1 FROM minute WHERE ts >= ?3 AND ts < ?4)",
+        )
+        .and_then(|mut s| s.execute(params![ts, blob, minute, minute.saturating_add(MINUTE_MS)]))
+        .map_err(err("cannot append minute row"))?;
+        tx.commit().map_err(err("cannot commit append"))?;
+        let mut names = self.names.borrow_mut();
+        for (name, id) in added {
+            names.insert(id, name);
+        }
+        Ok(())
+    }
+
+    /// Rows to train on: at most `max_rows` samples with `ts >= since_ms`, oldest first,
+    /// evenly subsampled when there are more.
+    ///
+    /// Which tier: the minute tier, unless the raw tier is strictly better, i.e. the minute
+    /// tier has fewer than `max_rows` rows in the window *and* the raw tier has more rows
+    /// *and* reaches back at least as far. Then the raw tier covers the same span in finer
+    /// detail — the daemon's first hours (or a test running seconds at a 100 ms interval),
+    /// or a window shorter than `raw_retention`. Once history is older than
+    /// `raw_retention`, the raw tier covers only the recent end, so the minute tier wins
+    /// and training sees the whole window.
+    ///
+    /// Evenly subsampled: of `n` rows, the ones at index `floor(i * n / max_rows)` for
+    /// `i in 0..max_rows` — spread over the whole window, not the most recent ones.
+    pub fn training_rows(
+        &self,
+        since_ms: i64,
+        max_rows: usize,
+    ) -> Result<Vec<Record>, HistoryError> {
+        if max_rows == 0 {
+            return Ok(Vec::new());
+        }
+        let err = |op| sql_err(&self.path, op);
+        // One read transaction: the names, the counts and the rows come from the same
+        // snapshot even if another process appends meanwhile (a name added after we read
+        // `names` would otherwise look like a dangling id).
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(err("cannot begin read"))?;
+        self.refresh_names()?;
+        let window = |tier: Tier| -> Result<(u64, Option<i64>), HistoryError> {
+            let sql = format!(
+                "SELECT count(*), min(ts) FROM {} WHERE ts >= ?1",
+                tier.table()
+            );
+            tx.query_row(&sql, [since_ms], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?)))
+                .map(|(n, oldest)| (u64::try_from(n).unwrap_or(0), oldest))
+                .map_err(err("cannot count training rows"))
+        };
+        let (minute_n, minute_oldest) = window(Tier::Minute)?;
+        let (raw_n, raw_oldest) = window(Tier::Raw)?;
+        let raw_covers = match (raw_oldest, minute_oldest) {
+            (Some(r), Some(m)) => r <= m,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let (tier, n) = if (minute_n as usize) < max_rows && raw_n > minute_n && raw_covers {
+            (Tier::Raw, raw_n)
+        } else {
+            (Tier::Minute, minute_n)
+        };
+        let sql = format!(
+            "SELECT ts, data FROM {} WHERE ts >= ?1 ORDER BY ts",
+            tier.table()
+        );
+        let mut stmt = tx.prepare(&sql).map_err(err("cannot read training rows"))?;
+        let mut rows = stmt
+            .query([since_ms])
+            .map_err(err("cannot read training rows"))?;
+        let k = (n as usize).min(max_rows) as u64;
+        let mut out = Vec::with_capacity(k as usize);
+        let names = self.names.borrow();
+        let (mut index, mut picked) = (0u64, 0u64);
+        while picked < k {
+            let Some(row) = rows.next().map_err(err("cannot read training rows"))? else {
+                break;
+            };
+            // Wanted index for pick `picked`; u128 because n * k can pass u64 in theory.
+            let wanted = (u128::from(picked) * u128::from(n) / u128::from(k)) as u64;
+            if index == wanted {
+                let ts: i64 = row.get(0).map_err(err("cannot read training rows"))?;
+                let data = row
+                    .get_ref(1)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(err("cannot read training rows"))?;
+                out.push(self.decode_row(&names, ts, data)?);
+                picked += 1;
+            }
+            index += 1;
+        }
+        Ok(out)
+    }
+
+    /// Every row of `tier` with `from_ms <= ts < to_ms`, oldest first (e.g. the last hour
+    /// of raw samples for a report).
+    pub fn range(&self, from_ms: i64, to_ms: i64, tier: Tier) -> Result<Vec<Record>, HistoryError> {
+        let err = |op| sql_err(&self.path, op);
+        // A snapshot for names and rows, as in `training_rows`.
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(err("cannot begin read"))?;
+        self.refresh_names()?;
+        let sql = format!(
+            "SELECT ts, data FROM {} WHERE ts >= ?1 AND ts < ?2 ORDER BY ts",
+            tier.table()
+        );
+        let mut stmt = tx.prepare_cached(&sql).map_err(err("cannot read range"))?;
+        let mut rows = stmt
+            .query([from_ms, to_ms])
+            .map_err(err("cannot read range"))?;
+        let names = self.names.borrow();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(err("cannot read range"))? {
+            let ts: i64 = row.get(0).map_err(err("cannot read range"))?;
+            let data = row
+                .get_ref(1)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(err("cannot read range"))?;
+            out.push(self.decode_row(&names, ts, data)?);
+        }
+        Ok(out)
+    }
+
+    /// One feature's `(ts, value)` points with `from_ms <= ts < to_ms`, oldest first, at
+    /// the finest resolution kept: minute rows before the oldest raw row, raw rows from
+    /// there on. Rows without the feature are skipped; an unknown name gives no points.
+    pub fn series(
+        &self,
+        name: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, f64)>, HistoryError> {
+        let err = |op| sql_err(&self.path, op);
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(err("cannot begin read"))?;
+        self.refresh_names()?;
+        let Some(id) = self.names.borrow().ids.get(name).copied() else {
+            return Ok(Vec::new());
+        };
+        let raw_oldest: Option<i64> = tx
+            .query_row("SELECT min(ts) FROM raw", [], |r| r.get(0))
+            .map_err(err("cannot read series"))?;
+        let split = raw_oldest
+            .unwrap_or(i64::MAX)
+            .clamp(from_ms, to_ms.max(from_ms));
+        let mut out = Vec::new();
+        for (table, lo, hi) in [("minute", from_ms, split), ("raw", split, to_ms)] {
+            if lo >= hi {
+                continue;
+            }
+            let sql =
+                format!("SELECT ts, data FROM {table} WHERE ts >= ?1 AND ts < ?2 ORDER BY ts");
+            let mut stmt = tx.prepare_cached(&sql).map_err(err("cannot read series"))?;
+            let mut rows = stmt.query([lo, hi]).map_err(err("cannot read series"))?;
+            while let Some(row) = rows.next().map_err(err("cannot read series"))? {
+                let ts: i64 = row.get(0).map_err(err("cannot read series"))?;
+                let data = row
+                    .get_ref(1)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(err("cannot read series"))?;
+                let value = codec::find(data, id).map_err(|e| self.corrupt_row(ts, e))?;
+                if let Some(v) = value {
+                    out.push((ts, v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Enforce retention per tier, then the size bound: while the database (pages + WAL)
+    /// is over `max_size_bytes`, delete the oldest share of *both* tiers (at least 5%, or
+    /// the excess share if larger) and give the pages back to the filesystem. Deleting from
+    /// both keeps each tier's time span shrinking in proportion instead of sacrificing the
+    /// long minute history for raw detail or vice versa. The daemon calls this every few
+    /// minutes.
+    pub fn prune(&mut self, now_ms: i64) -> Result<PruneStats, HistoryError> {
+        let mut stats = PruneStats {
+            size_before: self.size_bytes()?,
+            ..PruneStats::default()
+        };
+        let raw_cutoff = now_ms.saturating_sub(duration_ms(self.config.raw_retention));
+        let minute_cutoff = now_ms.saturating_sub(duration_ms(self.config.retention));
+        {
+            let err = |op| sql_err(&self.path, op);
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err("cannot begin prune"))?;
+            stats.raw_expired = tx
+                .execute("DELETE FROM raw WHERE ts < ?1", [raw_cutoff])
+                .map_err(err("cannot expire raw rows"))? as u64;
+            stats.minute_expired =
+                tx.execute("DELETE FROM minute WHERE ts < ?1", [minute_cutoff])
+                    .map_err(err("cannot expire minute rows"))? as u64;
+            tx.commit().map_err(err("cannot commit prune"))?;
+        }
+
+        let max = self.config.max_size_bytes;
+        let (pages, free) = self.page_counts()?;
+        if (free as f64) > MAX_FREE_SHARE * pages as f64 || self.size_bytes()? > max {
+            self.incremental_vacuum()?;
+        }
+        let mut settled = self.checkpoint()?;
+        let mut size = self.bounded_size(settled)?;
+        while size > max {
+            let share = (1.0 - max as f64 / size as f64).max(MIN_EVICT_SHARE);
+            let raw = self.evict_oldest(Tier::Raw, share)?;
+            let minute = self.evict_oldest(Tier::Minute, share)?;
+            if raw + minute == 0 {
+                // Both tiers are empty: what is left is the schema itself, and a bound
+                // smaller than an empty database can't be met.
+                break;
+            }
+            stats.raw_evicted += raw;
+            stats.minute_evicted += minute;
+            self.incremental_vacuum()?;
+            settled = self.checkpoint()?;
+            size = self.bounded_size(settled)?;
+        }
+        if stats.raw_evicted + stats.minute_evicted > 0 {
+            tracing::info!(
+                path = %self.path.display(),
+                raw_evicted = stats.raw_evicted,
+                minute_evicted = stats.minute_evicted,
+                max_size_bytes = max,
+                "history over its size bound; deleted the oldest samples"
+            );
+        }
+        stats.size_after = self.size_bytes()?;
+        Ok(stats)
+    }
+
+    /// Row counts, time span and size.
+    pub fn stats(&self) -> Result<Stats, HistoryError> {
+        let err = |op| sql_err(&self.path, op);
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(err("cannot begin read"))?;
+        let tier = |table: &str| -> Result<(i64, Option<i64>, Option<i64>), HistoryError> {
+            tx.query_row(
+                &format!("SELECT count(*), min(ts), max(ts) FROM {table}"),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(err("cannot read stats"))
+        };
+        let (raw_rows, raw_min, raw_max) = tier("raw")?;
+        let (minute_rows, minute_min, minute_max) = tier("minute")?;
+        drop(tx);
+        Ok(Stats {
+            raw_rows: u64::try_from(raw_rows).unwrap_or(0),
+            minute_rows: u64::try_from(minute_rows).unwrap_or(0),
+            oldest_ms: [raw_min, minute_min].into_iter().flatten().min(),
+            newest_ms: [raw_max, minute_max].into_iter().flatten().max(),
+            size_bytes: self.size_bytes()?,
+        })
+    }
+
+    /// Database pages (`page_count * page_size`, which includes pages still only in the
+    /// WAL) plus the WAL file's length: what the size bound limits.
+    fn size_bytes(&self) -> Result<u64, HistoryError> {
+        Ok(self.page_bytes()? + self.wal_bytes())
+    }
+
+    /// The size the eviction loop compares with the bound. If the checkpoint could not
+    /// finish (another process is reading an old snapshot), the WAL can't shrink however
+    /// many rows we delete, so counting it would empty the database; it is left out until
+    /// a later prune can checkpoint.
+    fn bounded_size(&self, checkpointed: bool) -> Result<u64, HistoryError> {
+        if checkpointed {
+            self.size_bytes()
+        } else {
+            self.page_bytes()
+        }
+    }
+
+    fn page_bytes(&self) -> Result<u64, HistoryError> {
+        let (pages, _) = self.page_counts()?;
+        let page_size: i64 = self
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(sql_err(&self.path, "cannot read page size"))?;
+        Ok(pages * u64::try_from(page_size).unwrap_or(0))
+    }
+
+    fn wal_bytes(&self) -> u64 {
+        fs::metadata(wal_path(&self.path))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    fn page_counts(&self) -> Result<(u64, u64), HistoryError> {
+        let err = |op| sql_err(&self.path, op);
+        let pages: i64 = self
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(err("cannot read page count"))?;
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .map_err(err("cannot read freelist count"))?;
+        Ok((
+            u64::try_from(pages).unwrap_or(0),
+            u64::try_from(free).unwrap_or(0),
+        ))
+    }
+
+    /// Delete the oldest `share` of a tier's rows (at least one if it has any).
+    fn evict_oldest(&mut self, tier: Tier, share: f64) -> Result<u64, HistoryError> {
+        let err = |op| sql_err(&self.path, op);
+        let table = tier.table();
+        let n: i64 = self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .map_err(err("cannot count rows to evict"))?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let k = ((n as f64 * share).ceil() as i64).clamp(1, n);
+        let deleted = self
+            .conn
+            .execute(
+                &format!(
+                    "DELETE FROM {table} WHERE ts IN (SELECT ts FROM {table} ORDER BY ts LIMIT ?1)"
+                ),
+                [k],
+            )
+            .map_err(err("cannot evict rows"))?;
+        Ok(deleted as u64)
+    }
+
+    /// Move free pages to the end of the file and truncate it.
+    fn incremental_vacuum(&self) -> Result<(), HistoryError> {
+        let err = |op| sql_err(&self.path, op);
+        // The pragma frees pages as it is stepped, so it must be run to completion, which
+        // `execute_batch` (one step) would not do.
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA incremental_vacuum")
+            .map_err(err("cannot vacuum"))?;
+        let mut rows = stmt.query([]).map_err(err("cannot vacuum"))?;
+        while rows.next().map_err(err("cannot vacuum"))?.is_some() {}
+        Ok(())
+    }
+
+    /// Copy the WAL into the database and truncate it, so the file sizes on disk match
+    /// what `size_bytes` counts. Returns false if a reader in another process holds an old
+    /// snapshot (after the busy timeout): the checkpoint is then partial, and the next
+    /// prune finishes it.
+    fn checkpoint(&self) -> Result<bool, HistoryError> {
+        let err = |op| sql_err(&self.path, op);
+        // A TRUNCATE checkpoint waits for readers through the busy handler; a reader may
+        // hold its snapshot for a whole report, so wait briefly rather than BUSY_TIMEOUT
+        // per eviction round.
+        self.conn
+            .busy_timeout(CHECKPOINT_BUSY_TIMEOUT)
+            .map_err(err("cannot set busy timeout"))?;
+        let busy = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(err("cannot checkpoint"));
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(err("cannot set busy timeout"))?;
+        let busy = busy?;
+        if busy != 0 {
+            tracing::debug!(path = %self.path.display(), "history checkpoint blocked by a reader");
+        }
+        Ok(busy == 0)
+    }
+
+    /// Load names added since the last load (by us before a restart, or by the daemon
+    /// while another process reads).
+    fn refresh_names(&self) -> Result<(), HistoryError> {
+        let err = |op| sql_err(&self.path, op);
+        let max_id: Option<i64> = self
+            .conn
+            .query_row("SELECT max(id) FROM names", [], |r| r.get(0))
+            .map_err(err("cannot read feature names"))?;
+        let mut names = self.names.borrow_mut();
+        if max_id.unwrap_or(0) <= names.max_id {
+            return Ok(());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name FROM names WHERE id > ?1")
+            .map_err(err("cannot read feature names"))?;
+        let rows = stmt
+            .query_map([names.max_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(err("cannot read feature names"))?;
+        for row in rows {
+            let (id, name) = row.map_err(err("cannot read feature names"))?;
+            names.insert(feature_id(id, &self.path)?, name);
+        }
+        Ok(())
+    }
+
+    fn decode_row(&self, names: &Names, ts: i64, data: &[u8]) -> Result<Record, HistoryError> {
+        let mut values = Vec::with_capacity(data.len() / 9);
+        for entry in codec::decode(data) {
+            let (id, value) = entry.map_err(|e| self.corrupt_row(ts, e))?;
+            let name = names
+                .by_id
+                .get(id as usize)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| HistoryError::Corrupt {
+                    path: self.path.clone(),
+                    detail: format!("row {ts} refers to unknown feature id {id}"),
+                })?;
+            values.push((name.clone(), value));
+        }
+        Ok(Record {
+            timestamp_ms: Some(ts),
+            values,
+        })
+    }
+
+    fn corrupt_row(&self, ts: i64, e: codec::DecodeError) -> HistoryError {
+        HistoryError::Corrupt {
+            path: self.path.clone(),
+            detail: format!("row {ts}: {e}"),
+        }
+    }
+}
+
+/// Refuse a file that exists and isn't SQLite before SQLite sees it, for a clear message.
+/// An empty file is fine: SQLite treats it as a new database.
+fn check_header(path: &Path) -> Result<(), HistoryError> {
+    use std::io::Read;
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(HistoryError::Io {
+                path: path.to_path_buf(),
+                op: "cannot read",
+                source,
+            })
+        }
+    };
+    let mut head = Vec::with_capacity(16);
+    file.by_ref()
+        .take(16)
+        .read_to_end(&mut head)
+        .map_err(|source| HistoryError::Io {
+            path: path.to_path_buf(),
+            op: "cannot read",
+            source,
+        })?;
+    if head.is_empty() || head.as_slice() == SQLITE_MAGIC {
+        return Ok(());
+    }
+    Err(HistoryError::NotADatabase {
+        path: path.to_path_buf(),
+        detail: format!(
+            "the file starts with {:?} instead of the SQLite header",
+            String::from_utf8_lossy(&head)
+        ),
+    })
+}
+
+/// Create the tables in a new file, or check the versions of an existing one.
+fn init_schema(conn: &Connection, path: &Path) -> Result<(), HistoryError> {
+    let err = |op| sql_err(path, op);
+    // IMMEDIATE: two processes opening a new file at once must not both create tables.
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(err("cannot begin schema check"))?;
+    let (tables, has_meta): (i64, bool) = tx
+        .query_row(
+            "SELECT count(*), coalesce(sum(name = 'meta'), 0) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)? > 0)),
+        )
+        .map_err(err("cannot read schema"))?;
+    if !has_meta {
+        if tables > 0 {
+            return Err(HistoryError::Foreign {
+                path: path.to_path_buf(),
+            });
+        }
+        tx.execute_batch(
+            "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE names(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+             CREATE TABLE raw(ts INTEGER PRIMARY KEY, data BLOB NOT NULL);
+             CREATE TABLE minute(ts INTEGER PRIMARY KEY, data BLOB NOT NULL);",
+        )
+        .map_err(err("cannot create tables"))?;
+        for (key, value) in [
+            ("schema_version", SCHEMA_VERSION.to_string()),
+            ("value_encoding", VALUE_ENCODING.to_string()),
+            ("created_ms", crate::sample::now_ms().to_string()),
+        ] {
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map_err(err("cannot write meta"))?;
+        }
+    } else {
+        for (key, supported) in [
+            ("schema_version", SCHEMA_VERSION),
+            ("value_encoding", VALUE_ENCODING),
+        ] {
+            let found: Option<String> = tx
+                .query_row(
+                    "SELECT CAST(value AS TEXT) FROM meta WHERE key = ?1",
+                    [key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err("cannot read meta"))?;
+            if found.as_deref().and_then(|v| v.trim().parse::<i64>().ok()) != Some(supported) {
+                return Err(HistoryError::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    key,
+                    found: found.unwrap_or_else(|| "missing".to_string()),
+                    supported,
+                });
+            }
+        }
+    }
+    tx.commit().map_err(err("cannot commit schema"))
+}
+
+/// Intern a feature name inside the append transaction and return its id.
+fn intern(tx: &rusqlite::Transaction<'_>, name: &str, path: &Path) -> Result<u32, HistoryError> {
+    let err = |op| sql_err(path, op);
+    // `INSERT OR IGNORE` + `SELECT` rather than trusting our cache: another writer may
+    // have added the name (e.g. after a reset the cache is rebuilt from the file anyway).
+    tx.prepare_cached("INSERT OR IGNORE INTO names(name) VALUES (?1)")
+        .and_then(|mut s| s.execute([name]))
+        .map_err(err("cannot add feature name"))?;
+    let id: i64 = tx
+        .prepare_cached("SELECT id FROM names WHERE name = ?1")
+        .and_then(|mut s| s.query_row([name], |r| r.get(0)))
+        .map_err(err("cannot read feature name id"))?;
+    feature_id(id, path)
+}
+
+/// Ids are handed out densely from 1 by SQLite; one beyond [`MAX_FEATURE_ID`] means a
+/// damaged `names` table, and would make the id-indexed name cache absurdly large.
+fn feature_id(id: i64, path: &Path) -> Result<u32, HistoryError> {
+    match u32::try_from(id) {
+        Ok(id) if id <= MAX_FEATURE_ID => Ok(id),
+        _ => Err(HistoryError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("feature id {id} out of range"),
+        }),
+    }
+}
+
+/// Rename `path` to `<name>.corrupt-<unix seconds>` (with its `-wal`), remove its `-shm`.
+fn move_aside(path: &Path) -> Result<PathBuf, HistoryError> {
+    let io = |op| {
+        move |source| HistoryError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
+    };
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let base = path.as_os_str().to_string_lossy().into_owned();
+    let mut aside = PathBuf::from(format!("{base}.corrupt-{secs}"));
+    // Two resets within a second must not overwrite the first file moved aside.
+    let mut n = 1;
+    while aside.exists() {
+        aside = PathBuf::from(format!("{base}.corrupt-{secs}.{n}"));
+        n += 1;
+    }
+    fs::rename(path, &aside).map_err(io("cannot move the unusable file aside"))?;
+    // A WAL left behind would be replayed into the new file if its header happened to
+    // match, so it goes with the file it belongs to; the -shm index is only a cache.
+    let wal = wal_path(path);
+    if wal.exists() {
+        fs::rename(&wal, wal_path(&aside)).map_err(io("cannot move the unusable WAL aside"))?;
+    }
+    match fs::remove_file(suffixed(path, "-shm")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io("cannot remove the stale -shm file")(e))
+        }
+        _ => {}
+    }
+    Ok(aside)
+}
+
+fn wal_path(path: &Path) -> PathBuf {
+    suffixed(path, "-wal")
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Map a SQLite error to our error, recognising the ones that mean "this file is bad".
+fn sql_err<'a>(path: &'a Path, op: &'static str) -> impl Fn(rusqlite::Error) -> HistoryError + 'a {
+    move |source| match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => HistoryError::NotADatabase {
+            path: path.to_path_buf(),
+            detail: format!("{op}: {source}"),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => HistoryError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("{op}: {source}"),
+        },
+        _ => HistoryError::Sqlite {
+            path: path.to_path_buf(),
+            op,
+            source,
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const T0: i64 = 1_700_000_040_000; // a whole minute
+
+    fn cfg(retention_s: u64, raw_retention_s: u64, max_size_bytes: u64) -> config::History {
+        config::History {
+            retention: Duration::from_secs(retention_s),
+            raw_retention: Duration::from_secs(raw_retention_s),
+            max_size_bytes,
+        }
+    }
+
+    fn default_cfg() -> config::History {
+        config::Config::default().history
+    }
+
+    fn rec(ts: i64, values: &[(&str, f64)]) -> Record {
+        Record {
+            timestamp_ms: Some(ts),
+            values: values.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        }
+    }
+
+    /// A sample with `n` features whose values depend on `ts`.
+    fn wide(ts: i64, n: usize) -> Record {
+        Record {
+            timestamp_ms: Some(ts),
+            values: (0..n)
+                .map(|i| {
+                    (
+                        format!("feature_{i}{{dev=\"sda\"}}"),
+                        (ts / 1000) as f64 * 0.37 + i as f64,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn open(dir: &tempfile::TempDir, c: &config::History) -> History {
+        History::open(dir.path().join(HISTORY_FILE), c).unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = open(&dir, &default_cfg());
+        let a = rec(
+            T0,
+            &[
+                ("cpu_busy_ratio", 0.25),
+                ("memory_used_bytes", 1.5e9),
+                ("zero", 0.0),
+            ],
+        );
+        // A different feature set, in a different order, with a negative value.
+        let b = rec(
+            T0 + 1000,
+            &[("zero", -0.0), ("cpu_busy_ratio", 0.5), ("temp", -3.75)],
+        );
+        h.append(&a).unwrap();
+        h.append(&b).unwrap();
+        let got = h.range(T0, T0 + 2000, Tier::Raw).unwrap();
+        assert_eq!(got, vec![a.clone(), b.clone()]);
+        assert!(got[1].values[0].1.is_sign_negative(), "-0.0 keeps its sign");
+        assert_eq!(
+            h.range(T0, T0 + 1000, Tier::Raw).unwrap(),
+            vec![a.clone()],
+            "to is exclusive"
+        );
+        assert_eq!(h.range(i64::MIN, i64::MAX, Tier::Minute).unwrap(), vec![a]);
+        assert_eq!(
+            h.series("cpu_busy_ratio", T0, T0 + 2000).unwrap(),
+            vec![(T0, 0.25), (T0 + 1000, 0.5)]
+        );
+        assert_eq!(
+            h.series("temp", T0, T0 + 2000).unwrap(),
+            vec![(T0 + 1000, -3.75)]
+        );
+        assert_eq!(h.series("no_such_feature", T0, T0 + 2000).unwrap(), vec![]);
+        let s = h.stats().unwrap();
+        assert_eq!((s.raw_rows, s.minute_rows), (2, 1));
+        assert_eq!((s.oldest_ms, s.newest_ms), (Some(T0), Some(T0 + 1000)));
+        assert!(s.size_bytes > 0);
+    }
+
+    #[test]
+    fn empty_store_reads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = open(&dir, &default_cfg());
+        assert_eq!(h.stats().unwrap().oldest_ms, None);
+        assert!(h.training_rows(0, 100).unwrap().is_empty());
+        assert!(h.range(0, i64::MAX, Tier::Raw).unwrap().is_empty());
+    }
+
+    #[test]
+    fn record_without_timestamp_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = open(&dir, &default_cfg());
+        let e = h.append(&Record {
+            timestamp_ms: None,
+            values: vec![("x".into(), 1.0)],
+        });
+        let e = e.unwrap_err();
+        assert!(matches!(e, HistoryError::NoTimestamp { .. }));
+        assert!(e.to_string().contains("no timestamp"), "{e}");
+        assert_eq!(h.stats().unwrap().raw_rows, 0);
+    }
+
+    #[test]
+    fn minute_tier_keeps_the_first_sample_of_each_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = open(&dir, &default_cfg());
+        // 3.5 minutes at 1 s, starting 10 s into a minute.
+        let start = T0 + 10_000;
+        for i in 0..210 {
+            h.append(&rec(start + i * 1000, &[("x", i as f64)]))
+                .unwrap();
+        }
+        let minute = h.range(i64::MIN, i64::MAX, Tier::Minute).unwrap();
+        let ts: Vec<i64> = minute.iter().filter_map(|r| r.timestamp_ms).collect();
+        assert_eq!(ts, vec![start, T0 + 60_000, T0 + 120_000, T0 + 180_000]);
+        // The real sample, not an aggregate.
+        assert_eq!(minute[1].values, vec![("x".to_string(), 50.0)]);
+        // A late sample for an earlier minute that already has one changes nothing.
+        h.append(&rec(T0 + 61_500, &[("x", -1.0)])).unwrap();
+        assert_eq!(h.stats().unwrap().minute_rows, 4);
+        // Before the epoch the minute is still the wall-clock minute (floor, not truncation).
+        h.append(&rec(-30_000, &[("x", 1.0)])).unwrap();
+        h.append(&rec(-1, &[("x", 2.0)])).unwrap();
+        h.append(&rec(0, &[("x", 3.0)])).unwrap();
+        let early: Vec<i64> = h
+            .range(-120_000, 60_000, Tier::Minute)
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.timestamp_ms)
+            .collect();
+        assert_eq!(early, vec![-30_000, 0]);
+    }
+
+    #[test]
+    fn training_rows_prefers_minute_tier_once_it_covers_more() {
+        let dir = tempfile::tempdir().unwrap();
+        // raw kept 10 minutes, minute tier 1 day.
+        let mut h = open(&dir, &cfg(86_400, 600, 1 << 30));
+        // 2 hours at 10 s.
+        let end = T0 + 2 * 3_600_000;
+        let mut ts = T0;
+        while ts < end {
+            h.append(&rec(ts, &[("x", ts as f64)])).unwrap();
+            ts += 10_000;
+        }
+        // Before pruning the raw tier covers the same span with 6x the rows: raw wins.
+        let rows = h.training_rows(0, 10_000).unwrap();
+        assert_eq!(rows.len(), 720);
+        // Asking for fewer rows than the minute tier has: minute tier, evenly spread.
+        let rows = h.training_rows(0, 60).unwrap();
+        assert_eq!(rows.len(), 60);
+        let ts: Vec<i64> = rows.iter().filter_map(|r| r.timestamp_ms).collect();
+        assert_eq!(ts[0], T0);
+        assert!(ts.iter().all(|t| t % 60_000 == 0), "minute-tier rows");
+        assert_eq!(ts[1] - ts[0], 120_000, "every second of 120 minute rows");
+
+        h.prune(end).unwrap();
+        // Now raw holds only the last 10 minutes: the minute tier covers more.
+        let rows = h.training_rows(0, 10_000).unwrap();
+        assert_eq!(rows.len(), 120);
+        assert_eq!(rows[0].timestamp_ms, Some(T0));
+        // A window inside raw retention reads raw again.
+        let rows = h.training_rows(end - 300_000, 10_000).unwrap();
+        assert_eq!(rows.len(), 30);
+        assert_eq!(h.training_rows(0, 0).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn training_rows_fall_back_to_raw_for_short_runs() {
+        // What an integration test sees: seconds of history at a 100 ms interval.
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = open(&dir, &default_cfg());
+        for i in 0..50 {
+            h.append(&rec(T0 + 5_000 + i * 100, &[("x", i as f64)]))
+                .unwrap();
+        }
+        assert_eq!(h.stats().unwrap().minute_rows, 1);
+        let rows = h.training_rows(0, 1000).unwrap();
+        assert_eq!(rows.len(), 50);
+        // Evenly subsampled: 50 rows down to 10 keeps every 5th, first row included.
+        let rows = h.training_rows(0, 10).unwrap();
+        let xs: Vec<f64> = rows.iter().map(|r| r.values[0].1).collect();
+        assert_eq!(
+            xs,
+            vec![0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0]
+        );
+        // 50 down to 20: indices floor(i * 50 / 20).
+        let rows = h.training_rows(0, 20).unwrap();
+        assert_eq!(rows.len(), 20);
+        assert_eq!(rows[1].values[0].1, 2.0);
+        assert_eq!(rows[19].values[0].1, 47.0);
+    }
+
+    #[test]
+    fn series_joins_minute_history_and_raw_detail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = open(&dir, &cfg(86_400, 300, 1 << 30));
+        let end = T0 + 3_600_000;
+        let mut ts = T0;
+        while ts < end {
+            h.append(&rec(ts, &[("fs_avail", (ts - T0) as f64)]))
+                .unwrap();
+            ts += 5_000;
+        }
+        h.prune(end).unwrap();
+        let s = h.series("fs_avail", T0, end).unwrap();
+        // 55 minute rows before raw's oldest (end - 300 s), then 60 raw rows at 5 s.
+        assert_eq!(s.len(), 55 + 60);
+        assert!(
+            s.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted, no duplicates"
+        );
+        assert_eq!(s[54].0, end - 360_000);
+        assert_eq!(s[55].0, end - 300_000);
+        assert!(s.iter().all(|&(t, v)| v == (t - T0) as f64));
+        // A window entirely in raw.
+        assert_eq!(h.series("fs_avail", end - 10_000, end).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn prune_applies_each_tiers_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = open(&dir, &cfg(3_600, 600, 1 << 30));
+        let end = T0 + 2 * 3_600_000;
+        let mut ts = T0;
+        while ts < end {
+            h.append(&wide(ts, 5)).unwrap();
+            ts += 10_000;
+        }
+        let now = end;
+        let p = h.prune(now).unwrap();
+        assert_eq!(p.raw_expired, 720 - 60);
+        assert_eq!(p.minute_expired, 60);
+        assert_eq!((p.raw_evicted, p.minute_evicted), (0, 0));
+        let raw = h.range(i64::MIN, i64::MAX, Tier::Raw).unwrap();
+        assert_eq!(raw.len(), 60);
+        assert!(raw.iter().all(|r| r.timestamp_ms >= Some(now - 600_000)));
+        let minute = h.range(i64::MIN, i64::MAX, Tier::Minute).unwrap();
+        assert_eq!(minute.len(), 60);
+        assert!(minute
+            .iter()
+            .all(|r| r.timestamp_ms >= Some(now - 3_600_000)));
+        // Idempotent.
+        let p = h.prune(now).unwrap();
+        assert_eq!((p.raw_expired, p.minute_expired), (0, 0));
+    }
+
+    #[test]
+    fn prune_enforces_the_size_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 256 * 1024;
+        let mut h = open(&dir, &cfg(30 * 86_400, 2 * 86_400, max));
+        let mut ts = T0;
+        for _ in 0..4_000 {
+            h.append(&wide(ts, 60)).unwrap();
+            ts += 15_000;
+        }
+        let before = h.stats().unwrap();
+        assert!(
+            before.size_bytes > 4 * max,
+            "test needs a database well over the bound"
+        );
+        let p = h.prune(ts).unwrap();
+        let after = h.stats().unwrap();
+        assert!(p.raw_evicted > 0 && p.minute_evicted > 0, "{p:?}");
+        assert!(after.size_bytes <= max, "{} > {max}", after.size_bytes);
+        assert_eq!(p.size_after, after.size_bytes);
+        // The files on disk agree (no hidden WAL or free pages), within one page of slack.
+        let on_disk = fs::metadata(h.path()).unwrap().len()
+            + fs::metadata(wal_path(h.path()))
+                .map(|m| m.len())
+                .unwrap_or(0);
+        assert!(on_disk <= max + 4096, "{on_disk} on disk");
+        // The newest rows are the ones kept, and the data still reads back.
+        assert_eq!(after.newest_ms, before.newest_ms);
+        assert!(after.raw_rows > 100, "kept {} raw rows", after.raw_rows);
+        let last = h.range(ts - 15_000, ts, Tier::Raw).unwrap();
+        assert_eq!(last, vec![wide(ts - 15_000, 60)]);
+        // Appending more and pruning again stays bounded.
+        for _ in 0..1_000 {
+            h.append(&wide(ts, 60)).unwrap();
+            ts += 15_000;
+        }
+        h.prune(ts).unwrap();
+        assert!(h.stats().unwrap().size_bytes <= max);
+    }
+
+    #[test]
+    fn a_reader_blocking_the_checkpoint_does_not_empty_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 512 * 1024;
+        let mut h = open(&dir, &cfg(30 * 86_400, 2 * 86_400, max));
+        let mut ts = T0;
+        for _ in 0..1_000 {
+            h.append(&wide(ts, 60)).unwrap();
+            ts += 15_000;
+        }
+        // Another process (a report) holds a read snapshot: the WAL can't be truncated.
+        let reader = Connection::open(h.path()).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM raw", [], |r| r.get(0))
+            .unwrap();
+        // Grow the WAL past the bound on its own.
+        for _ in 0..1_500 {
+            h.append(&wide(ts, 60)).unwrap();
+            ts += 15_000;
+        }
+        assert!(wal_path(h.path()).metadata().unwrap().len() > max);
+        let p = h.prune(ts).unwrap();
+        let s = h.stats().unwrap();
+        assert!(s.raw_rows > 100, "kept {} rows: {p:?}", s.raw_rows);
+        assert!(h.page_bytes().unwrap() <= max);
+        // Once the reader is gone, the next prune gets the files under the bound.
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+        h.prune(ts).unwrap();
+        assert!(h.stats().unwrap().size_bytes <= max);
+    }
+
+    #[test]
+    fn a_bound_below_an_empty_database_empties_it_and_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = open(&dir, &cfg(86_400, 86_400, 1));
+        for i in 0..100 {
+            h.append(&wide(T0 + i * 1000, 10)).unwrap();
+        }
+        h.prune(T0 + 100_000).unwrap();
+        let s = h.stats().unwrap();
+        assert_eq!((s.raw_rows, s.minute_rows), (0, 0));
+    }
+
+    #[test]
+    fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut h = open(&dir, &default_cfg());
+            h.append(&rec(T0, &[("a", 1.0), ("b", 2.0)])).unwrap();
+        }
+        let mut h = open(&dir, &default_cfg());
+        // Names interned before the restart keep their ids; new ones get fresh ids.
+        h.append(&rec(T0 + 1000, &[("b", 3.0), ("c", 4.0)]))
+            .unwrap();
+        assert_eq!(
+            h.range(i64::MIN, i64::MAX, Tier::Raw).unwrap(),
+            vec![
+                rec(T0, &[("a", 1.0), ("b", 2.0)]),
+                rec(T0 + 1000, &[("b", 3.0), ("c", 4.0)])
+            ]
+        );
+        let ids: Vec<(i64, String)> = h
+            .conn
+            .prepare("SELECT id, name FROM names ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]);
+    }
+
+    #[test]
+    fn a_reader_sees_names_added_by_the_writer_after_it_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = open(&dir, &default_cfg());
+        writer.append(&rec(T0, &[("a", 1.0)])).unwrap();
+        let reader = open(&dir, &default_cfg());
+        writer.append(&rec(T0 + 1000, &[("new", 2.0)])).unwrap();
+        assert_eq!(
+            reader.range(T0 + 1000, T0 + 2000, Tier::Raw).unwrap(),
+            vec![rec(T0 + 1000, &[("new", 2.0)])]
+        );
+        assert_eq!(
+            reader.series("new", 0, i64::MAX).unwrap(),
+            vec![(T0 + 1000, 2.0)]
+        );
+    }
+
+    #[test]
+    fn names_with_unicode_and_quotes() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            r#"filesystem_available_bytes{mountpoint="/mnt/données",device="/dev/sdb1"}"#,
+            r#"x{label="it's \"quoted\" ; DROP TABLE raw; --"}"#,
+            "温度{zone=\"😀\"}",
+            "",
+        ];
+        let values: Vec<(&str, f64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, i as f64))
+            .collect();
+        {
+            let mut h = open(&dir, &default_cfg());
+            h.append(&rec(T0, &values)).unwrap();
+        }
+        let h = open(&dir, &default_cfg());
+        assert_eq!(
+            h.range(T0, T0 + 1, Tier::Raw).unwrap(),
+            vec![rec(T0, &values)]
+        );
+        assert_eq!(h.series(names[1], T0, T0 + 1).unwrap(), vec![(T0, 1.0)]);
+        assert_eq!(h.series(names[2], T0, T0 + 1).unwrap(), vec![(T0, 2.0)]);
+    }
+
+    #[test]
+    fn duplicate_timestamp_replaces_the_raw_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = open(&dir, &default_cfg());
+        h.append(&rec(T0, &[("x", 1.0)])).unwrap();
+        h.append(&rec(T0, &[("x", 2.0)])).unwrap();
+        assert_eq!(
+            h.range(T0, T0 + 1, Tier::Raw).unwrap(),
+            vec![rec(T0, &[("x", 2.0)])]
+        );
+        assert_eq!(h.stats().unwrap().raw_rows, 1);
+    }
+
+    #[test]
+    fn random_bytes_are_rejected_and_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        let junk: Vec<u8> = (0..8192u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        fs::write(&path, &junk).unwrap();
+        fs::write(suffixed(&path, "-wal"), b"stale wal").unwrap();
+
+        let e = History::open(&path, &default_cfg()).unwrap_err();
+        assert!(matches!(e, HistoryError::NotADatabase { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("not a SQLite database") && msg.contains(HISTORY_FILE),
+            "{msg}"
+        );
+        assert!(e.is_unusable_file());
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            junk,
+            "open must not touch a file it refuses"
+        );
+
+        let (mut h, problem) = History::open_or_reset(&path, &default_cfg()).unwrap();
+        let problem = problem.unwrap();
+        assert!(
+            problem.contains("not a SQLite database") && problem.contains(".corrupt-"),
+            "{problem}"
+        );
+        h.append(&rec(T0, &[("x", 1.0)])).unwrap();
+        assert_eq!(h.stats().unwrap().raw_rows, 1);
+        let moved: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".corrupt-"))
+            .collect();
+        assert_eq!(
+            moved.len(),
+            2,
+            "database and its WAL moved aside: {moved:?}"
+        );
+        let aside = moved.iter().find(|n| !n.ends_with("-wal")).unwrap();
+        assert_eq!(fs::read(dir.path().join(aside)).unwrap(), junk);
+        // A healthy file is opened as is.
+        drop(h);
+        let (h, problem) = History::open_or_reset(&path, &default_cfg()).unwrap();
+        assert_eq!((problem, h.stats().unwrap().raw_rows), (None, 1));
+    }
+
+    #[test]
+    fn sqlite_header_with_garbage_pages_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        let mut f = fs::File::create(&path).unwrap();
+        f.write_all(SQLITE_MAGIC).unwrap();
+        f.write_all(&[0xA5; 8192]).unwrap();
+        drop(f);
+        let e = History::open(&path, &default_cfg()).unwrap_err();
+        assert!(e.is_unusable_file(), "{e:?}");
+        let (_, problem) = History::open_or_reset(&path, &default_cfg()).unwrap();
+        assert!(problem.is_some());
+    }
+
+    #[test]
+    fn corrupt_row_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = open(&dir, &default_cfg());
+        h.append(&rec(T0, &[("x", 1.5)])).unwrap();
+        h.conn
+            .execute("UPDATE raw SET data = x'0100' WHERE ts = ?1", [T0])
+            .unwrap();
+        let e = h.range(T0, T0 + 1, Tier::Raw).unwrap_err();
+        assert!(matches!(e, HistoryError::Corrupt { .. }), "{e:?}");
+        assert!(e.to_string().contains(&format!("row {T0}")), "{e}");
+        h.conn
+            .execute("UPDATE raw SET data = x'6500' WHERE ts = ?1", [T0])
+            .unwrap();
+        let e = h.range(T0, T0 + 1, Tier::Raw).unwrap_err();
+        assert!(e.to_string().contains("unknown feature id 50"), "{e}");
+    }
+
+    #[test]
+    fn unknown_schema_version_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        drop(History::open(&path, &default_cfg()).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let e = History::open(&path, &default_cfg()).unwrap_err();
+        assert!(
+            matches!(&e, HistoryError::UnsupportedVersion { key: "schema_version", found, supported: 1, .. } if found == "2"),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("schema_version is \"2\"") && msg.contains("reads version 1"),
+            "{msg}"
+        );
+
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("UPDATE meta SET value = '1' WHERE key = 'schema_version'; DELETE FROM meta WHERE key = 'value_encoding'")
+            .unwrap();
+        drop(conn);
+        let e = History::open(&path, &default_cfg()).unwrap_err();
+        assert!(
+            e.to_string().contains("value_encoding is \"missing\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn another_applications_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE tickets(id INTEGER PRIMARY KEY)")
+            .unwrap();
+        let e = History::open(&path, &default_cfg()).unwrap_err();
+        assert!(matches!(e, HistoryError::Foreign { .. }), "{e:?}");
+        assert!(e.to_string().contains("not an anomalyd history"), "{e}");
+    }
+
+    #[test]
+    fn new_file_uses_wal_and_incremental_auto_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = open(&dir, &default_cfg());
+        let mode: String = h
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let vacuum: i64 = h
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = h
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((mode.as_str(), vacuum, sync), ("wal", 2, 1));
+    }
+
+    #[test]
+    fn history_can_move_to_a_blocking_thread() {
+        fn send<T: Send + 'static>() {}
+        send::<History>();
+        send::<HistoryError>();
+    }
+
+    #[test]
+    fn environmental_errors_do_not_reset() {
+        // A directory where the file should be: an I/O problem, not a bad file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        fs::create_dir(&path).unwrap();
+        let e = History::open_or_reset(&path, &default_cfg()).unwrap_err();
+        assert!(!e.is_unusable_file(), "{e:?}");
+        assert!(path.is_dir(), "left alone");
+    }
+}
