@@ -22,7 +22,9 @@ impl Noise {
 }
 
 fn rows(n: usize, d: usize) -> Vec<Record> {
-    let names: Vec<String> = (0..d).map(|j| format!("metric_{j}{{dev=\"x{j}\"}}")).collect();
+    let names: Vec<String> = (0..d)
+        .map(|j| format!("metric_{j}{{dev=\"x{j}\"}}"))
+        .collect();
     let mut z = Noise(0x2545_F491_4F6C_DD1D);
     (0..n)
         .map(|i| {
@@ -34,7 +36,10 @@ fn rows(n: usize, d: usize) -> Vec<Record> {
                     .enumerate()
                     .map(|(j, n)| {
                         let scale = 10f64.powi((j % 12) as i32 - 3);
-                        (n.clone(), scale * (1.0 + 0.3 * phase * (j % 3) as f64 + 0.1 * z.next()))
+                        (
+                            n.clone(),
+                            scale * (1.0 + 0.3 * phase * (j % 3) as f64 + 0.1 * z.next()),
+                        )
                     })
                     .collect(),
             }

@@ -54,7 +54,12 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub common: Common,
     /// CSV or gzip CSV; header optional; a `timestamp` column is time, the rest features.
-    #[arg(long, value_name = "FILE", required_unless_present = "history", conflicts_with = "history")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "history",
+        conflicts_with = "history"
+    )]
     pub input: Option<PathBuf>,
     /// Train from the daemon's history in the state directory instead.
     #[arg(long)]

@@ -66,7 +66,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Train(args) => {
-            let config = daemon::load_config(args.common.config.as_deref(), &common_overrides(&args.common))?;
+            let config = daemon::load_config(
+                args.common.config.as_deref(),
+                &common_overrides(&args.common),
+            )?;
             let spec = match &args.spec {
                 Some(p) => anomalyd::model::Spec::from_json(&std::fs::read_to_string(p)?)?,
                 None => config.model.spec.clone(),
@@ -74,13 +77,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut err = std::io::stderr();
             match (&args.input, args.history) {
                 (Some(input), _) => {
-                    let out = args.out.ok_or_else(|| anyhow::anyhow!("--out MODEL is required with --input"))?;
+                    let out = args
+                        .out
+                        .ok_or_else(|| anyhow::anyhow!("--out MODEL is required with --input"))?;
                     anomalyd::model::commands::train(input, &out, &spec, &mut err)?;
                 }
                 (None, _) => {
                     let state_dir = daemon::prepare_state_dir(&config.state_dir)?;
                     let out = args.out.unwrap_or_else(|| state_dir.join("model.json"));
-                    anomalyd::replay::train_from_history(&config, &state_dir, &spec, &out, &mut err)?;
+                    anomalyd::replay::train_from_history(
+                        &config, &state_dir, &spec, &out, &mut err,
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -91,20 +98,35 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => {
-            let config = daemon::load_config(args.common.config.as_deref(), &common_overrides(&args.common))?;
+            let config = daemon::load_config(
+                args.common.config.as_deref(),
+                &common_overrides(&args.common),
+            )?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             anomalyd::replay::replay(&config, &args.input, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval {
-            dataset: EvalDataset::Smd { data, out, machines, spec },
+            dataset:
+                EvalDataset::Smd {
+                    data,
+                    out,
+                    machines,
+                    spec,
+                },
         } => {
             let spec = match &spec {
                 Some(p) => anomalyd::model::Spec::from_json(&std::fs::read_to_string(p)?)?,
                 None => anomalyd::model::Spec::default(),
             };
             let mut stdout = std::io::stdout().lock();
-            anomalyd::model::commands::eval_smd(&data, out.as_deref(), Some(&machines), &spec, &mut stdout)?;
+            anomalyd::model::commands::eval_smd(
+                &data,
+                out.as_deref(),
+                Some(&machines),
+                &spec,
+                &mut stdout,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Collect(args) => {

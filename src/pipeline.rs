@@ -32,8 +32,14 @@ const PRUNE_EVERY_MS: i64 = 5 * 60 * 1000;
 enum Writer {
     /// Live: a bounded queue to the writer thread. If the disk stalls the queue fills
     /// and samples are dropped from history (counted), never from sampling.
-    Thread { tx: mpsc::SyncSender<Record>, dropped: u64 },
-    Inline { history: History, last_prune_ms: i64 },
+    Thread {
+        tx: mpsc::SyncSender<Record>,
+        dropped: u64,
+    },
+    Inline {
+        history: Box<History>,
+        last_prune_ms: i64,
+    },
 }
 
 enum Training {
@@ -73,7 +79,7 @@ impl Pipeline {
         let first_ms = history.stats().ok().and_then(|s| s.oldest_ms);
         let writer = match mode {
             Mode::Replay => Writer::Inline {
-                history,
+                history: Box::new(history),
                 last_prune_ms: 0,
             },
             Mode::Live => Writer::Thread {
@@ -115,7 +121,9 @@ impl Pipeline {
                 self.swap(m);
             }
             Err(e) => {
-                let aside = self.model_path.with_extension(format!("rejected-{}", crate::sample::now_ms() / 1000));
+                let aside = self
+                    .model_path
+                    .with_extension(format!("rejected-{}", crate::sample::now_ms() / 1000));
                 let _ = std::fs::rename(&self.model_path, &aside);
                 tracing::warn!("{e}; moved it to {} and will learn afresh", aside.display());
             }
@@ -154,11 +162,17 @@ impl Pipeline {
                 if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(record.clone()) {
                     *dropped += 1;
                     if dropped.is_power_of_two() {
-                        tracing::warn!(dropped = *dropped, "history writer is behind; samples dropped from history");
+                        tracing::warn!(
+                            dropped = *dropped,
+                            "history writer is behind; samples dropped from history"
+                        );
                     }
                 }
             }
-            Writer::Inline { history, last_prune_ms } => {
+            Writer::Inline {
+                history,
+                last_prune_ms,
+            } => {
                 if let Err(e) = history.append(record) {
                     tracing::warn!("history: {e}");
                 }
@@ -173,7 +187,9 @@ impl Pipeline {
     }
 
     fn poll_training(&mut self) {
-        let Training::Running(rx) = &self.training else { return };
+        let Training::Running(rx) = &self.training else {
+            return;
+        };
         match rx.try_recv() {
             Err(mpsc::TryRecvError::Empty) => {}
             Err(mpsc::TryRecvError::Disconnected) => {
@@ -190,7 +206,12 @@ impl Pipeline {
     fn finish_training(&mut self, result: Result<Model, String>) {
         match result {
             Ok(model) => {
-                tracing::info!(rows = model.window().rows, features = model.schema().len(), threshold = model.threshold(), "model trained");
+                tracing::info!(
+                    rows = model.window().rows,
+                    features = model.schema().len(),
+                    threshold = model.threshold(),
+                    "model trained"
+                );
                 if self.mode == Mode::Live {
                     if let Err(e) = save_atomic(&model, &self.model_path) {
                         tracing::warn!("saving model to {}: {e}", self.model_path.display());
@@ -215,12 +236,18 @@ impl Pipeline {
             return;
         }
         let ms = |d: Duration| d.as_millis() as i64;
-        let warm = self.first_ms.is_some_and(|f| now - f >= ms(self.model_cfg.warmup));
+        let warm = self
+            .first_ms
+            .is_some_and(|f| now - f >= ms(self.model_cfg.warmup));
         let due = match (&self.state, self.last_train_start_ms) {
             (_, None) => warm,
-            (ModelState::Trained(_), Some(last)) => now - last >= ms(self.model_cfg.retrain_interval),
+            (ModelState::Trained(_), Some(last)) => {
+                now - last >= ms(self.model_cfg.retrain_interval)
+            }
             (ModelState::Untrained, Some(last)) => {
-                let backoff = (ms(self.model_cfg.retrain_interval) / 10).max(ms(self.model_cfg.warmup)).min(3_600_000);
+                let backoff = (ms(self.model_cfg.retrain_interval) / 10)
+                    .max(ms(self.model_cfg.warmup))
+                    .min(3_600_000);
                 warm && now - last >= backoff
             }
         };
@@ -240,10 +267,14 @@ impl Pipeline {
                 let path = self.history_path.clone();
                 let hcfg = self.history_cfg.clone();
                 let (tx, rx) = mpsc::channel();
-                let spawned = std::thread::Builder::new().name("train".into()).spawn(move || {
-                    let result = History::open(&path, &hcfg).map_err(|e| e.to_string()).and_then(|h| train_from(&h, since, now, max_rows, &spec));
-                    let _ = tx.send(result);
-                });
+                let spawned = std::thread::Builder::new()
+                    .name("train".into())
+                    .spawn(move || {
+                        let result = History::open(&path, &hcfg)
+                            .map_err(|e| e.to_string())
+                            .and_then(|h| train_from(&h, since, now, max_rows, &spec));
+                        let _ = tx.send(result);
+                    });
                 match spawned {
                     Ok(_) => self.training = Training::Running(rx),
                     Err(e) => self.last_error = Some(format!("cannot start training thread: {e}")),
@@ -255,27 +286,83 @@ impl Pipeline {
     /// Add the verdict and the model's state to the sample (what /metrics shows).
     fn export(&self, sample: &mut Sample, score: Option<&Score>) {
         let (trained, age, rows, features) = match &self.state {
-            ModelState::Trained(m) => (1.0, (sample.timestamp_ms - m.created_ms()) as f64 / 1000.0, m.window().rows as f64, m.schema().len() as f64),
+            ModelState::Trained(m) => (
+                1.0,
+                (sample.timestamp_ms - m.created_ms()) as f64 / 1000.0,
+                m.window().rows as f64,
+                m.schema().len() as f64,
+            ),
             ModelState::Untrained => (0.0, f64::NAN, f64::NAN, f64::NAN),
         };
-        sample.info("model_trained", "Whether a trained model is scoring samples (1) or the daemon is still learning (0)", &[], trained);
-        sample.info("model_age_seconds", "Time since the scoring model was trained", &[], age);
-        sample.info("model_training_rows", "History rows the scoring model was trained on", &[], rows);
-        sample.info("model_features", "Features in the scoring model's schema", &[], features);
+        sample.info(
+            "model_trained",
+            "Whether a trained model is scoring samples (1) or the daemon is still learning (0)",
+            &[],
+            trained,
+        );
+        sample.info(
+            "model_age_seconds",
+            "Time since the scoring model was trained",
+            &[],
+            age,
+        );
+        sample.info(
+            "model_training_rows",
+            "History rows the scoring model was trained on",
+            &[],
+            rows,
+        );
+        sample.info(
+            "model_features",
+            "Features in the scoring model's schema",
+            &[],
+            features,
+        );
         sample.info(
             "model_training_running",
             "Whether a training run is in progress",
             &[],
-            if matches!(self.training, Training::Running(_)) { 1.0 } else { 0.0 },
+            if matches!(self.training, Training::Running(_)) {
+                1.0
+            } else {
+                0.0
+            },
         );
         if let Writer::Thread { dropped, .. } = &self.writer {
-            sample.info("history_dropped_samples", "Samples not stored because the history writer was behind", &[], *dropped as f64);
+            sample.info(
+                "history_dropped_samples",
+                "Samples not stored because the history writer was behind",
+                &[],
+                *dropped as f64,
+            );
         }
-        let (Some(score), ModelState::Trained(model)) = (score, &self.state) else { return };
-        sample.info("anomaly_score", "Anomaly score of the last sample (sum of the per-feature contributions)", &[], score.value);
-        sample.info("anomaly_threshold", "Score above which a sample is anomalous, learned from training data", &[], model.threshold());
-        sample.info("anomaly", "Whether the last sample is anomalous (score above threshold)", &[], if score.anomaly { 1.0 } else { 0.0 });
-        for (rank, (i, c)) in score.contributions.iter().take(self.model_cfg.top_causes).enumerate() {
+        let (Some(score), ModelState::Trained(model)) = (score, &self.state) else {
+            return;
+        };
+        sample.info(
+            "anomaly_score",
+            "Anomaly score of the last sample (sum of the per-feature contributions)",
+            &[],
+            score.value,
+        );
+        sample.info(
+            "anomaly_threshold",
+            "Score above which a sample is anomalous, learned from training data",
+            &[],
+            model.threshold(),
+        );
+        sample.info(
+            "anomaly",
+            "Whether the last sample is anomalous (score above threshold)",
+            &[],
+            if score.anomaly { 1.0 } else { 0.0 },
+        );
+        for (rank, (i, c)) in score
+            .contributions
+            .iter()
+            .take(self.model_cfg.top_causes)
+            .enumerate()
+        {
             let rank = (rank + 1).to_string();
             sample.info(
                 "anomaly_cause_contribution",
@@ -293,8 +380,14 @@ impl Pipeline {
     /// One-line summary for systemd's STATUS=.
     pub fn status(&self) -> String {
         match &self.state {
-            ModelState::Trained(m) => format!("model: trained on {} rows, {} features", m.window().rows, m.schema().len()),
-            ModelState::Untrained if matches!(self.training, Training::Running(_)) => "model: training".into(),
+            ModelState::Trained(m) => format!(
+                "model: trained on {} rows, {} features",
+                m.window().rows,
+                m.schema().len()
+            ),
+            ModelState::Untrained if matches!(self.training, Training::Running(_)) => {
+                "model: training".into()
+            }
             ModelState::Untrained => match &self.last_error {
                 Some(e) => format!("model: learning ({e})"),
                 None => "model: learning".into(),
@@ -321,7 +414,13 @@ impl Pipeline {
     }
 }
 
-fn train_from(history: &History, since: i64, now: i64, max_rows: usize, spec: &crate::model::Spec) -> Result<Model, String> {
+fn train_from(
+    history: &History,
+    since: i64,
+    now: i64,
+    max_rows: usize,
+    spec: &crate::model::Spec,
+) -> Result<Model, String> {
     let rows: Vec<Record> = history
         .training_rows(since, max_rows)
         .map_err(|e| e.to_string())?
@@ -341,32 +440,34 @@ fn save_atomic(model: &Model, path: &Path) -> std::io::Result<()> {
 
 fn spawn_writer(mut history: History) -> mpsc::SyncSender<Record> {
     let (tx, rx) = mpsc::sync_channel::<Record>(1024);
-    let spawned = std::thread::Builder::new().name("history".into()).spawn(move || {
-        let mut last_prune = 0i64;
-        let mut failing = false;
-        for record in rx {
-            let now = record.timestamp_ms.unwrap_or(0);
-            match history.append(&record) {
-                Ok(()) if failing => {
-                    failing = false;
-                    tracing::info!("history writes recovered");
+    let spawned = std::thread::Builder::new()
+        .name("history".into())
+        .spawn(move || {
+            let mut last_prune = 0i64;
+            let mut failing = false;
+            for record in rx {
+                let now = record.timestamp_ms.unwrap_or(0);
+                match history.append(&record) {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("history writes recovered");
+                    }
+                    Ok(()) => {}
+                    // Disk full or read-only: say so once, keep trying, keep sampling.
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!("history write failed (will keep retrying quietly): {e}");
+                    }
+                    Err(_) => {}
                 }
-                Ok(()) => {}
-                // Disk full or read-only: say so once, keep trying, keep sampling.
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::warn!("history write failed (will keep retrying quietly): {e}");
+                if now - last_prune >= PRUNE_EVERY_MS {
+                    last_prune = now;
+                    if let Err(e) = history.prune(now) {
+                        tracing::warn!("history prune: {e}");
+                    }
                 }
-                Err(_) => {}
             }
-            if now - last_prune >= PRUNE_EVERY_MS {
-                last_prune = now;
-                if let Err(e) = history.prune(now) {
-                    tracing::warn!("history prune: {e}");
-                }
-            }
-        }
-    });
+        });
     if let Err(e) = spawned {
         tracing::error!("cannot start the history writer: {e}");
     }

@@ -21,8 +21,12 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> anyhow::Result<Scratch> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("anomalyd-replay-{}-{nanos}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("anomalyd-replay-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Scratch(dir))
     }
@@ -59,15 +63,35 @@ pub fn replay(config: &Config, input: &Path, out: &mut dyn Write) -> anyhow::Res
 
 /// `anomalyd train --history`: train on the state directory's history, as the daemon
 /// would now, and write the model.
-pub fn train_from_history(config: &Config, state_dir: &Path, spec: &Spec, out: &Path, log: &mut dyn Write) -> anyhow::Result<()> {
+pub fn train_from_history(
+    config: &Config,
+    state_dir: &Path,
+    spec: &Spec,
+    out: &Path,
+    log: &mut dyn Write,
+) -> anyhow::Result<()> {
     let path = state_dir.join("history.db");
-    anyhow::ensure!(path.exists(), "no history at {} (run the daemon first)", path.display());
+    anyhow::ensure!(
+        path.exists(),
+        "no history at {} (run the daemon first)",
+        path.display()
+    );
     let history = History::open(&path, &config.history)?;
     let now = history.stats()?.newest_ms.unwrap_or(0);
     let since = now - config.model.window.as_millis() as i64;
     let rows = history.training_rows(since, config.model.max_training_rows)?;
-    let model = Model::train(&rows, spec).with_context(|| format!("training on {} history rows", rows.len()))?;
-    model.save(out).with_context(|| format!("writing {}", out.display()))?;
-    writeln!(log, "trained on {} history rows, {} features, threshold {:.4} -> {}", rows.len(), model.schema().len(), model.threshold(), out.display())?;
+    let model = Model::train(&rows, spec)
+        .with_context(|| format!("training on {} history rows", rows.len()))?;
+    model
+        .save(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    writeln!(
+        log,
+        "trained on {} history rows, {} features, threshold {:.4} -> {}",
+        rows.len(),
+        model.schema().len(),
+        model.threshold(),
+        out.display()
+    )?;
     Ok(())
 }

@@ -33,7 +33,8 @@ fn fixture_host_metrics_match_golden_file() {
     let link = tmp.path().join("proc");
     let point_at = |host: &str| {
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(root().join("tests/fixtures").join(host).join("proc"), &link).unwrap();
+        std::os::unix::fs::symlink(root().join("tests/fixtures").join(host).join("proc"), &link)
+            .unwrap();
     };
     point_at("host");
     let paths = Paths {
@@ -45,7 +46,11 @@ fn fixture_host_metrics_match_golden_file() {
     let mut collectors: Vec<Box<dyn Collector>> = vec![
         Box::new(Cpu::new(paths.clone())),
         Box::new(Memory::new(paths.clone())),
-        Box::new(Disk::with_statfs(paths.clone(), c.disk.clone(), fixture_statfs)),
+        Box::new(Disk::with_statfs(
+            paths.clone(),
+            c.disk.clone(),
+            fixture_statfs,
+        )),
         Box::new(Network::new(paths.clone(), c.network.clone())),
     ];
     collect::run_all(&mut collectors, 1_700_000_000_000);
@@ -62,7 +67,8 @@ fn fixture_host_metrics_match_golden_file() {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &got).unwrap();
     }
-    let want = std::fs::read_to_string(&golden).expect("golden file (create it with UPDATE_GOLDEN=1)");
+    let want =
+        std::fs::read_to_string(&golden).expect("golden file (create it with UPDATE_GOLDEN=1)");
     if got != want {
         let diff: Vec<String> = want
             .lines()
@@ -71,6 +77,12 @@ fn fixture_host_metrics_match_golden_file() {
             .take(10)
             .map(|(a, b)| format!("- {a}\n+ {b}"))
             .collect();
-        panic!("/metrics differs from {} ({} vs {} lines):\n{}", golden.display(), want.lines().count(), got.lines().count(), diff.join("\n"));
+        panic!(
+            "/metrics differs from {} ({} vs {} lines):\n{}",
+            golden.display(),
+            want.lines().count(),
+            got.lines().count(),
+            diff.join("\n")
+        );
     }
 }

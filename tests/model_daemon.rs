@@ -15,7 +15,8 @@ use common::{metric, Daemon};
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 fn write_config(dir: &Path) -> String {
-    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default.json")).unwrap();
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default.json"))
+        .unwrap();
     let spec = spec.replace("\"min_rows\": 60", "\"min_rows\": 10");
     assert!(spec.contains("\"min_rows\": 10"));
     std::fs::write(dir.join("spec.json"), spec).unwrap();
@@ -36,10 +37,22 @@ fn write_config(dir: &Path) -> String {
 fn learns_exports_saves_reloads_and_rejects_corrupt_models() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path());
-    let d = Daemon::start(dir.path(), &["--config", &cfg, "--listen", "127.0.0.1:0"], &[]);
-    let body = d.wait_for("/metrics", SECS(5), |b| b.contains("anomalyd_model_trained"));
-    assert_eq!(metric(&body, "anomalyd_model_trained"), Some(0.0), "trained before the warm-up");
-    let body = d.wait_for("/metrics", SECS(30), |b| metric(b, "anomalyd_model_trained") == Some(1.0) && b.contains("anomalyd_anomaly_score"));
+    let d = Daemon::start(
+        dir.path(),
+        &["--config", &cfg, "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let body = d.wait_for("/metrics", SECS(5), |b| {
+        b.contains("anomalyd_model_trained")
+    });
+    assert_eq!(
+        metric(&body, "anomalyd_model_trained"),
+        Some(0.0),
+        "trained before the warm-up"
+    );
+    let body = d.wait_for("/metrics", SECS(30), |b| {
+        metric(b, "anomalyd_model_trained") == Some(1.0) && b.contains("anomalyd_anomaly_score")
+    });
     assert!(metric(&body, "anomalyd_anomaly_threshold").unwrap() > 0.0);
     assert!(metric(&body, "anomalyd_model_training_rows").unwrap() >= 10.0);
     assert!(metric(&body, "anomalyd_model_features").unwrap() > 5.0);
@@ -50,18 +63,37 @@ fn learns_exports_saves_reloads_and_rejects_corrupt_models() {
     assert!(exit.success());
 
     // Restart: the saved model scores from the first tick.
-    let mut d = Daemon::start(dir.path(), &["--config", &cfg, "--listen", "127.0.0.1:0"], &[]);
+    let mut d = Daemon::start(
+        dir.path(),
+        &["--config", &cfg, "--listen", "127.0.0.1:0"],
+        &[],
+    );
     d.wait_log("loaded saved model", SECS(5));
-    let body = d.wait_for("/metrics", SECS(5), |b| b.contains("anomalyd_model_trained"));
+    let body = d.wait_for("/metrics", SECS(5), |b| {
+        b.contains("anomalyd_model_trained")
+    });
     assert_eq!(metric(&body, "anomalyd_model_trained"), Some(1.0));
     d.stop();
 
     // A corrupt model is refused with a clear message, and the daemon learns again.
-    std::fs::write(&model_file, "{\"format\": \"anomalyd-model\", \"version\": 1, garbage").unwrap();
-    let mut d = Daemon::start(dir.path(), &["--config", &cfg, "--listen", "127.0.0.1:0"], &[]);
+    std::fs::write(
+        &model_file,
+        "{\"format\": \"anomalyd-model\", \"version\": 1, garbage",
+    )
+    .unwrap();
+    let mut d = Daemon::start(
+        dir.path(),
+        &["--config", &cfg, "--listen", "127.0.0.1:0"],
+        &[],
+    );
     let line = d.wait_log("will learn afresh", SECS(5));
-    assert!(line.contains("model.json"), "message should name the file: {line}");
-    d.wait_for("/metrics", SECS(30), |b| metric(b, "anomalyd_model_trained") == Some(1.0));
+    assert!(
+        line.contains("model.json"),
+        "message should name the file: {line}"
+    );
+    d.wait_for("/metrics", SECS(30), |b| {
+        metric(b, "anomalyd_model_trained") == Some(1.0)
+    });
     d.stop();
 }
 
@@ -73,15 +105,27 @@ fn series(path: &Path, rows: usize, spike_at: usize) {
         let t = 1_700_000_000 + i as i64 * 60;
         let phase = (i as f64 / 30.0).sin();
         let noise = ((i * 7919) % 13) as f64 / 130.0;
-        let disk = if (spike_at..spike_at.saturating_add(20)).contains(&i) { 40.0 } else { 2.0 + phase + noise };
-        s.push_str(&format!("{t},{},{disk},{}\n", 0.5 + 0.2 * phase + noise / 10.0, 100.0 + 10.0 * phase));
+        let disk = if (spike_at..spike_at.saturating_add(20)).contains(&i) {
+            40.0
+        } else {
+            2.0 + phase + noise
+        };
+        s.push_str(&format!(
+            "{t},{},{disk},{}\n",
+            0.5 + 0.2 * phase + noise / 10.0,
+            100.0 + 10.0 * phase
+        ));
     }
     std::fs::write(path, s).unwrap();
 }
 
 fn anomalyd(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(common::bin()).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[test]
@@ -92,36 +136,86 @@ fn train_score_and_replay_commands() {
     series(&train, 600, usize::MAX);
     series(&test, 400, 300);
     let model = dir.path().join("m.json");
-    let (ok, _, err) = anomalyd(&["train", "--input", train.to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    let (ok, _, err) = anomalyd(&[
+        "train",
+        "--input",
+        train.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
-    let (ok, out, err) = anomalyd(&["score", "--model", model.to_str().unwrap(), "--input", test.to_str().unwrap()]);
+    let (ok, out, err) = anomalyd(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        test.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "score,anomaly,cause");
     assert_eq!(lines.len(), 401);
-    let flagged: Vec<&str> = lines[1..].iter().filter(|l| l.split(',').nth(1) == Some("1")).copied().collect();
+    let flagged: Vec<&str> = lines[1..]
+        .iter()
+        .filter(|l| l.split(',').nth(1) == Some("1"))
+        .copied()
+        .collect();
     assert!(!flagged.is_empty(), "the spike was not flagged");
-    assert!(lines[301..321].iter().any(|l| l.ends_with(",1,disk")), "spike rows should blame disk");
+    assert!(
+        lines[301..321].iter().any(|l| l.ends_with(",1,disk")),
+        "spike rows should blame disk"
+    );
 
     // Replay: same file through the daemon's pipeline; warm-up rows are 0,0,
     let cfg = dir.path().join("replay.yaml");
-    std::fs::write(&cfg, "interval: 1m\nmodel:\n  warmup: 3h\n  retrain_interval: 1d\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "interval: 1m\nmodel:\n  warmup: 3h\n  retrain_interval: 1d\n",
+    )
+    .unwrap();
     let both = dir.path().join("both.csv");
     let mut text = std::fs::read_to_string(&train).unwrap();
-    text.push_str(&std::fs::read_to_string(&test).unwrap().lines().skip(1).map(|l| {
-        // shift the test half after the train half
-        let (t, rest) = l.split_once(',').unwrap();
-        format!("{},{rest}\n", t.parse::<i64>().unwrap() + 600 * 60)
-    }).collect::<String>());
+    text.push_str(
+        &std::fs::read_to_string(&test)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                // shift the test half after the train half
+                let (t, rest) = l.split_once(',').unwrap();
+                format!("{},{rest}\n", t.parse::<i64>().unwrap() + 600 * 60)
+            })
+            .collect::<String>(),
+    );
     std::fs::write(&both, text).unwrap();
-    let (ok, out, err) = anomalyd(&["replay", "--input", both.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    let (ok, out, err) = anomalyd(&[
+        "replay",
+        "--input",
+        both.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1001);
-    assert!(lines[1..170].iter().all(|l| *l == "0,0,"), "scored during the 3h warm-up");
-    assert!(lines[200..].iter().any(|l| l.split(',').next().unwrap().parse::<f64>().unwrap() > 0.0));
-    assert!(lines[901..921].iter().any(|l| l.ends_with(",1,disk")), "replay missed the spike");
-    let (ok, out2, _) = anomalyd(&["replay", "--input", both.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    assert!(
+        lines[1..170].iter().all(|l| *l == "0,0,"),
+        "scored during the 3h warm-up"
+    );
+    assert!(lines[200..]
+        .iter()
+        .any(|l| l.split(',').next().unwrap().parse::<f64>().unwrap() > 0.0));
+    assert!(
+        lines[901..921].iter().any(|l| l.ends_with(",1,disk")),
+        "replay missed the spike"
+    );
+    let (ok, out2, _) = anomalyd(&[
+        "replay",
+        "--input",
+        both.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert!(ok && out2 == out, "replay is not deterministic");
 }
 
@@ -132,7 +226,13 @@ fn corrupt_model_file_is_refused_by_score() {
     std::fs::write(&m, "not json").unwrap();
     let input = dir.path().join("x.csv");
     series(&input, 10, usize::MAX);
-    let (ok, _, err) = anomalyd(&["score", "--model", m.to_str().unwrap(), "--input", input.to_str().unwrap()]);
+    let (ok, _, err) = anomalyd(&[
+        "score",
+        "--model",
+        m.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
     assert!(!ok);
     assert!(err.contains("m.json"), "{err}");
 }

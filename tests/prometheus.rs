@@ -12,16 +12,33 @@ use std::time::{Duration, Instant};
 use common::{http_get, Daemon};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_daemon(dir: &std::path::Path) -> Daemon {
     let d = Daemon::start(
         dir,
-        &["--listen", "127.0.0.1:0", "--interval", "200ms", "--state-dir", "state", "--ping-target", "127.0.0.1", "--ping-target", "::1"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "200ms",
+            "--state-dir",
+            "state",
+            "--ping-target",
+            "127.0.0.1",
+            "--ping-target",
+            "::1",
+        ],
         &[],
     );
-    d.wait_for("/metrics", Duration::from_secs(20), |b| b.contains("anomalyd_ping_rtt_seconds_bucket"));
+    d.wait_for("/metrics", Duration::from_secs(20), |b| {
+        b.contains("anomalyd_ping_rtt_seconds_bucket")
+    });
     d
 }
 
@@ -37,10 +54,22 @@ fn promtool_finds_no_problems() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool (Debian package prometheus; tests/run.sh installs it)");
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool reported problems:\n{report}");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool reported problems:\n{report}"
+    );
 }
 
 #[test]
@@ -59,7 +88,10 @@ fn real_prometheus_scrapes_it_up() {
     .unwrap();
     let mut prom = Command::new("prometheus")
         .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -74,10 +106,18 @@ fn real_prometheus_scrapes_it_up() {
         if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             continue;
         }
-        let (_, body) = http_get(addr, "/api/v1/query?query=up%7Bjob%3D%22anomalyd%22%7D", None);
+        let (_, body) = http_get(
+            addr,
+            "/api/v1/query?query=up%7Bjob%3D%22anomalyd%22%7D",
+            None,
+        );
         if body.contains("\"value\":[") && body.contains(",\"1\"]") {
             // And a real series made it into the TSDB.
-            let (_, q) = http_get(addr, "/api/v1/query?query=anomalyd_memory_available_bytes", None);
+            let (_, q) = http_get(
+                addr,
+                "/api/v1/query?query=anomalyd_memory_available_bytes",
+                None,
+            );
             if q.contains("\"value\":[") {
                 ok = true;
                 break;
@@ -87,5 +127,8 @@ fn real_prometheus_scrapes_it_up() {
     }
     let _ = prom.kill();
     let _ = prom.wait();
-    assert!(ok, "Prometheus never saw up == 1 for anomalyd; last answer: {last}");
+    assert!(
+        ok,
+        "Prometheus never saw up == 1 for anomalyd; last answer: {last}"
+    );
 }

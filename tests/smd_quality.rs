@@ -17,7 +17,9 @@ use anomalyd::model::Spec;
 fn smd_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("ANOMALYD_SMD")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/smd"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/smd")
+        });
     if dir.join("train").is_dir() {
         Some(dir)
     } else {
@@ -36,14 +38,28 @@ fn smd_two_machines_stay_above_their_floors() {
     let machines: Vec<String> = FLOORS.iter().map(|f| f.0.to_string()).collect();
     let out = tempfile::tempdir().expect("tmp");
     let mut report = Vec::new();
-    let results = eval_smd(&dir, Some(out.path()), Some(&machines), &Spec::default(), &mut report)
-        .expect("eval runs");
+    let results = eval_smd(
+        &dir,
+        Some(out.path()),
+        Some(&machines),
+        &Spec::default(),
+        &mut report,
+    )
+    .expect("eval runs");
     let report = String::from_utf8_lossy(&report);
     println!("{report}");
     for ((name, f1, ap), r) in FLOORS.iter().zip(&results) {
         assert_eq!(*name, r.machine);
-        assert!(r.metrics.f1 >= *f1, "{name}: F1 {:.3} < floor {f1}\n{report}", r.metrics.f1);
-        assert!(r.metrics.auprc >= *ap, "{name}: AUPRC {:.3} < floor {ap}\n{report}", r.metrics.auprc);
+        assert!(
+            r.metrics.f1 >= *f1,
+            "{name}: F1 {:.3} < floor {f1}\n{report}",
+            r.metrics.f1
+        );
+        assert!(
+            r.metrics.auprc >= *ap,
+            "{name}: AUPRC {:.3} < floor {ap}\n{report}",
+            r.metrics.auprc
+        );
     }
     check_against_pointwise_py(&dir, out.path(), &results);
 }
@@ -56,7 +72,10 @@ fn check_against_pointwise_py(
 ) {
     let script = data.join("../../tools/pointwise.py");
     if !script.is_file() {
-        eprintln!("{} not found; skipping the agreement check", script.display());
+        eprintln!(
+            "{} not found; skipping the agreement check",
+            script.display()
+        );
         return;
     }
     let json = scores.join("pointwise.json");
@@ -66,7 +85,9 @@ fn check_against_pointwise_py(
         cmd.arg(format!(
             "{}:{}",
             scores.join(format!("{}.csv", r.machine)).display(),
-            data.join("test_label").join(format!("{}.txt", r.machine)).display()
+            data.join("test_label")
+                .join(format!("{}.txt", r.machine))
+                .display()
         ));
     }
     match cmd.output() {
@@ -107,10 +128,16 @@ fn smd_full_eval() {
     let out = std::env::var_os("ANOMALYD_SMD_OUT").map(PathBuf::from);
     let t0 = std::time::Instant::now();
     let mut report = Vec::new();
-    let results = eval_smd(&dir, out.as_deref(), None, &Spec::default(), &mut report).expect("eval");
+    let results =
+        eval_smd(&dir, out.as_deref(), None, &Spec::default(), &mut report).expect("eval");
     println!("{}", String::from_utf8_lossy(&report));
     let train: f64 = results.iter().map(|r| r.train_seconds).sum();
-    println!("{} machines in {:.1}s (train+score {:.1}s)", results.len(), t0.elapsed().as_secs_f64(), train);
+    println!(
+        "{} machines in {:.1}s (train+score {:.1}s)",
+        results.len(),
+        t0.elapsed().as_secs_f64(),
+        train
+    );
     if let Some(out) = out {
         check_against_pointwise_py(&dir, &out, &results);
     }

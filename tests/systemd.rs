@@ -5,7 +5,11 @@
 use std::process::Command;
 
 fn unit_copy() -> (tempfile::TempDir, std::path::PathBuf) {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/anomalyd.service")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/anomalyd.service"
+    ))
+    .unwrap();
     // verify checks that ExecStart exists: point it at the binary under test.
     let text = text.replace("/usr/local/bin/anomalyd", env!("CARGO_BIN_EXE_anomalyd"));
     let dir = tempfile::tempdir().unwrap();
@@ -16,31 +20,81 @@ fn unit_copy() -> (tempfile::TempDir, std::path::PathBuf) {
 
 fn analyze(args: &[&str]) -> Option<(bool, String)> {
     let out = Command::new("systemd-analyze").args(args).output().ok()?;
-    Some((out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))))
+    Some((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
 }
 
 #[test]
 fn unit_verifies() {
     let (_dir, path) = unit_copy();
-    let (ok, out) = analyze(&["verify", path.to_str().unwrap()]).expect("systemd-analyze (package systemd)");
-    assert!(ok && !out.contains("anomalyd.service:"), "systemd-analyze verify:\n{out}");
+    let (ok, out) =
+        analyze(&["verify", path.to_str().unwrap()]).expect("systemd-analyze (package systemd)");
+    assert!(
+        ok && !out.contains("anomalyd.service:"),
+        "systemd-analyze verify:\n{out}"
+    );
 }
 
 #[test]
 fn unit_exposure_is_at_most_2() {
     let (_dir, path) = unit_copy();
-    let (_, out) = analyze(&["security", "--offline=true", "--no-pager", path.to_str().unwrap()]).expect("systemd-analyze");
-    let line = out.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("no score in:\n{out}"));
-    let score: f64 = line.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let (_, out) = analyze(&[
+        "security",
+        "--offline=true",
+        "--no-pager",
+        path.to_str().unwrap(),
+    ])
+    .expect("systemd-analyze");
+    let line = out
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no score in:\n{out}"));
+    let score: f64 = line
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(score <= 2.0, "exposure {score} > 2.0:\n{line}");
 }
 
 #[test]
 fn unit_grants_only_cap_net_raw() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/anomalyd.service")).unwrap();
-    let caps: Vec<&str> = text.lines().filter(|l| l.starts_with("AmbientCapabilities=") || l.starts_with("CapabilityBoundingSet=")).collect();
-    assert_eq!(caps, ["AmbientCapabilities=CAP_NET_RAW", "CapabilityBoundingSet=CAP_NET_RAW"]);
-    for key in ["Type=notify", "WatchdogSec=", "ExecStartPre=/usr/local/bin/anomalyd check-config", "ExecReload=", "StateDirectory=anomalyd", "DynamicUser=yes"] {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/anomalyd.service"
+    ))
+    .unwrap();
+    let caps: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("AmbientCapabilities=") || l.starts_with("CapabilityBoundingSet=")
+        })
+        .collect();
+    assert_eq!(
+        caps,
+        [
+            "AmbientCapabilities=CAP_NET_RAW",
+            "CapabilityBoundingSet=CAP_NET_RAW"
+        ]
+    );
+    for key in [
+        "Type=notify",
+        "WatchdogSec=",
+        "ExecStartPre=/usr/local/bin/anomalyd check-config",
+        "ExecReload=",
+        "StateDirectory=anomalyd",
+        "DynamicUser=yes",
+    ] {
         assert!(text.lines().any(|l| l.starts_with(key)), "unit lacks {key}");
     }
 }

@@ -174,13 +174,24 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let m = r.section(
         top.get("model"),
         "model",
-        &["enabled", "warmup", "retrain_interval", "window", "max_training_rows", "top_causes", "spec_file"],
+        &[
+            "enabled",
+            "warmup",
+            "retrain_interval",
+            "window",
+            "max_training_rows",
+            "top_causes",
+            "spec_file",
+        ],
     );
     let dm = &d.model;
     let spec_file = m.opt_path(&mut r, "spec_file");
     let spec = match &spec_file {
         None => dm.spec.clone(),
-        Some(p) => match std::fs::read_to_string(p).map_err(|e| e.to_string()).and_then(|t| crate::model::Spec::from_json(&t).map_err(|e| e.to_string())) {
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| crate::model::Spec::from_json(&t).map_err(|e| e.to_string()))
+        {
             Ok(s) => s,
             Err(e) => {
                 r.error(&m.path("spec_file"), format!("{}: {e}", p.display()));
@@ -191,9 +202,21 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let model = super::ModelConfig {
         enabled: m.bool(&mut r, "enabled", dm.enabled),
         warmup: m.duration(&mut r, "warmup", dm.warmup, MILLIS(100), SECS(365 * DAY)),
-        retrain_interval: m.duration(&mut r, "retrain_interval", dm.retrain_interval, SECS(1), SECS(365 * DAY)),
+        retrain_interval: m.duration(
+            &mut r,
+            "retrain_interval",
+            dm.retrain_interval,
+            SECS(1),
+            SECS(365 * DAY),
+        ),
         window: m.duration(&mut r, "window", dm.window, SECS(1), SECS(3650 * DAY)),
-        max_training_rows: m.int(&mut r, "max_training_rows", dm.max_training_rows as u64, 10, 10_000_000) as usize,
+        max_training_rows: m.int(
+            &mut r,
+            "max_training_rows",
+            dm.max_training_rows as u64,
+            10,
+            10_000_000,
+        ) as usize,
         top_causes: m.int(&mut r, "top_causes", dm.top_causes as u64, 1, 20) as usize,
         spec_file,
         spec,

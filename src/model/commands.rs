@@ -20,14 +20,17 @@ struct Bar {
 
 impl Bar {
     fn new() -> Bar {
-        Bar { on: std::io::stderr().is_terminal(), last: None }
+        Bar {
+            on: std::io::stderr().is_terminal(),
+            last: None,
+        }
     }
 
     fn update(&mut self, stage: &'static str, done: usize, total: usize) {
         if !self.on {
             return;
         }
-        let pct = if total == 0 { 100 } else { (done * 100 / total).min(100) };
+        let pct = (done * 100).checked_div(total).unwrap_or(100).min(100);
         if self.last == Some((stage, pct)) {
             return;
         }
@@ -56,11 +59,14 @@ pub fn train(input: &Path, out: &Path, spec: &Spec, log: &mut dyn Write) -> anyh
     let t0 = Instant::now();
     let table = read_table(input)?;
     let mut bar = Bar::new();
-    let model = Model::train_with_progress(&table.records, spec, &mut |s, d, t| bar.update(s, d, t))
-        .with_context(|| format!("training on {}", input.display()));
+    let model =
+        Model::train_with_progress(&table.records, spec, &mut |s, d, t| bar.update(s, d, t))
+            .with_context(|| format!("training on {}", input.display()));
     bar.finish();
     let model = model?;
-    model.save(out).with_context(|| format!("writing {}", out.display()))?;
+    model
+        .save(out)
+        .with_context(|| format!("writing {}", out.display()))?;
     writeln!(
         log,
         "trained on {} rows, {} features ({} constant skipped), time of day: {}, threshold {:.4}, in {:.1}s -> {}",
@@ -78,13 +84,21 @@ pub fn train(input: &Path, out: &Path, spec: &Spec, log: &mut dyn Write) -> anyh
 /// The `cause` column: the top feature's name (for header-less input the name *is*
 /// the 0-based column index), empty when nothing contributes.
 fn cause<'m>(model: &'m Model, s: &Score) -> &'m str {
-    s.top_cause().map(|i| model.schema()[i].as_str()).unwrap_or("")
+    s.top_cause()
+        .map(|i| model.schema()[i].as_str())
+        .unwrap_or("")
 }
 
 pub fn write_row(out: &mut dyn Write, model: &Model, s: &Score) -> std::io::Result<()> {
     // `{}` prints the shortest text that reads back as the same f64, so tools that
     // re-rank the scores (pointwise.py) see exactly our values.
-    writeln!(out, "{},{},{}", s.value, u8::from(s.anomaly), cause(model, s))
+    writeln!(
+        out,
+        "{},{},{}",
+        s.value,
+        u8::from(s.anomaly),
+        cause(model, s)
+    )
 }
 
 /// `anomalyd score --model MODEL --input FILE`: one CSV row `score,anomaly,cause` per
@@ -121,29 +135,46 @@ pub fn smd_machines(data: &Path) -> anyhow::Result<Vec<String>> {
         }
     }
     out.sort();
-    anyhow::ensure!(!out.is_empty(), "no <machine>.txt.gz files in {}", dir.display());
+    anyhow::ensure!(
+        !out.is_empty(),
+        "no <machine>.txt.gz files in {}",
+        dir.display()
+    );
     Ok(out)
 }
 
 fn read_labels(path: &Path) -> anyhow::Result<Vec<bool>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .enumerate()
-        .map(|(i, l)| match l.split(',').next().unwrap_or("").parse::<f64>() {
-            Ok(v) if v == 0.0 => Ok(false),
-            Ok(v) if v == 1.0 => Ok(true),
-            _ => anyhow::bail!("{}:{}: label must be 0 or 1, got {l:?}", path.display(), i + 1),
-        })
+        .map(
+            |(i, l)| match l.split(',').next().unwrap_or("").parse::<f64>() {
+                Ok(0.0) => Ok(false),
+                Ok(1.0) => Ok(true),
+                _ => anyhow::bail!(
+                    "{}:{}: label must be 0 or 1, got {l:?}",
+                    path.display(),
+                    i + 1
+                ),
+            },
+        )
         .collect()
 }
 
 /// Train on one machine's train file, score its test file; the scores of the test rows.
-pub fn smd_machine(data: &Path, machine: &str, spec: &Spec) -> anyhow::Result<(Arc<Model>, Vec<Score>)> {
+pub fn smd_machine(
+    data: &Path,
+    machine: &str,
+    spec: &Spec,
+) -> anyhow::Result<(Arc<Model>, Vec<Score>)> {
     let train = read_table(&data.join("train").join(format!("{machine}.txt.gz")))?;
     let test = read_table(&data.join("test").join(format!("{machine}.txt.gz")))?;
-    let model = Arc::new(Model::train(&train.records, spec).with_context(|| format!("training {machine}"))?);
+    let model = Arc::new(
+        Model::train(&train.records, spec).with_context(|| format!("training {machine}"))?,
+    );
     let mut scorer = Scorer::new(Arc::clone(&model));
     let scores = test.records.iter().map(|r| scorer.score(r)).collect();
     Ok((model, scores))
@@ -176,7 +207,15 @@ pub fn eval_smd(
         writeln!(
             r,
             "{:<14} {:>6} {:>5} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>7.3}",
-            name, m.rows, m.segments, m.precision, m.recall, m.f1, m.auprc, m.event_recall, m.best_f1
+            name,
+            m.rows,
+            m.segments,
+            m.precision,
+            m.recall,
+            m.f1,
+            m.auprc,
+            m.event_recall,
+            m.best_f1
         )
     };
     let mut results = Vec::new();
@@ -197,7 +236,8 @@ pub fn eval_smd(
         if let Some(dir) = out_dir {
             let path: PathBuf = dir.join(format!("{machine}.csv"));
             let mut w = std::io::BufWriter::new(
-                std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+                std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?,
             );
             writeln!(w, "score,anomaly,cause")?;
             for s in &scores {
@@ -206,10 +246,17 @@ pub fn eval_smd(
             w.flush()?;
         }
         line(report, machine, &metrics)?;
-        results.push(MachineResult { machine: machine.clone(), metrics, train_seconds });
+        results.push(MachineResult {
+            machine: machine.clone(),
+            metrics,
+            train_seconds,
+        });
     }
     let all: Vec<Metrics> = results.iter().map(|r| r.metrics).collect();
     line(report, "mean", &mean(&all))?;
-    writeln!(report, "(* bestF1 picks the threshold on the test labels: an oracle, for reference only)")?;
+    writeln!(
+        report,
+        "(* bestF1 picks the threshold on the test labels: an oracle, for reference only)"
+    )?;
     Ok(results)
 }

@@ -19,9 +19,16 @@ use crate::sample::Record;
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {msg}")]
-    Parse { path: PathBuf, line: usize, msg: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
     #[error("{path}: no data rows")]
     Empty { path: PathBuf },
 }
@@ -38,13 +45,18 @@ pub struct Table {
 
 /// Open a file, transparently decompressing gzip.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead>, CsvError> {
-    let io = |source| CsvError::Io { path: path.to_path_buf(), source };
+    let io = |source| CsvError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut f = File::open(path).map_err(io)?;
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).map_err(io)?;
     let f = File::open(path).map_err(io)?;
     if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(f))))
+        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(
+            f,
+        ))))
     } else {
         Ok(Box::new(BufReader::with_capacity(1 << 16, f)))
     }
@@ -53,7 +65,9 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead>, CsvError> {
 fn split(line: &str) -> impl Iterator<Item = &str> {
     line.split(',').map(|f| {
         let f = f.trim();
-        f.strip_prefix('"').and_then(|g| g.strip_suffix('"')).unwrap_or(f)
+        f.strip_prefix('"')
+            .and_then(|g| g.strip_suffix('"'))
+            .unwrap_or(f)
     })
 }
 
@@ -68,16 +82,23 @@ pub fn read_table(path: &Path) -> Result<Table, CsvError> {
 
 /// [`read_table`] from any reader; `path` is only used in messages.
 pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvError> {
-    let perr = |line: usize, msg: String| CsvError::Parse { path: path.to_path_buf(), line, msg };
-    let mut lines = reader.lines().enumerate();
+    let perr = |line: usize, msg: String| CsvError::Parse {
+        path: path.to_path_buf(),
+        line,
+        msg,
+    };
+    let lines = reader.lines().enumerate();
     let mut columns: Vec<String> = Vec::new();
     let mut time_col: Option<usize> = None;
     let mut header = false;
     let mut width = 0usize;
     let mut records = Vec::new();
     let mut first = true;
-    while let Some((i, line)) = lines.next() {
-        let line = line.map_err(|source| CsvError::Io { path: path.to_path_buf(), source })?;
+    for (i, line) in lines {
+        let line = line.map_err(|source| CsvError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let lineno = i + 1;
         if line.trim().is_empty() {
             continue;
@@ -102,9 +123,15 @@ pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvEr
             columns = (0..width).map(|j| j.to_string()).collect();
         }
         if fields.len() != width {
-            return Err(perr(lineno, format!("{} fields, expected {width}", fields.len())));
+            return Err(perr(
+                lineno,
+                format!("{} fields, expected {width}", fields.len()),
+            ));
         }
-        let mut rec = Record { timestamp_ms: None, values: Vec::with_capacity(columns.len()) };
+        let mut rec = Record {
+            timestamp_ms: None,
+            values: Vec::with_capacity(columns.len()),
+        };
         let mut c = 0;
         for (j, f) in fields.iter().enumerate() {
             if Some(j) == time_col {
@@ -118,7 +145,10 @@ pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvEr
             }
             if !is_missing(f) {
                 let v: f64 = f.parse().map_err(|_| {
-                    perr(lineno, format!("column {:?}: not a number: {f:?}", columns[c]))
+                    perr(
+                        lineno,
+                        format!("column {:?}: not a number: {f:?}", columns[c]),
+                    )
                 })?;
                 rec.values.push((columns[c].clone(), v));
             }
@@ -127,9 +157,15 @@ pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvEr
         records.push(rec);
     }
     if records.is_empty() {
-        return Err(CsvError::Empty { path: path.to_path_buf() });
+        return Err(CsvError::Empty {
+            path: path.to_path_buf(),
+        });
     }
-    Ok(Table { header, columns, records })
+    Ok(Table {
+        header,
+        columns,
+        records,
+    })
 }
 
 #[cfg(test)]

@@ -20,9 +20,21 @@ pub struct Metrics {
 }
 
 fn prf(tp: usize, fp: usize, fneg: usize) -> (f64, f64, f64) {
-    let p = if tp + fp > 0 { tp as f64 / (tp + fp) as f64 } else { 0.0 };
-    let r = if tp + fneg > 0 { tp as f64 / (tp + fneg) as f64 } else { 0.0 };
-    let f = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
+    let p = if tp + fp > 0 {
+        tp as f64 / (tp + fp) as f64
+    } else {
+        0.0
+    };
+    let r = if tp + fneg > 0 {
+        tp as f64 / (tp + fneg) as f64
+    } else {
+        0.0
+    };
+    let f = if p + r > 0.0 {
+        2.0 * p * r / (p + r)
+    } else {
+        0.0
+    };
     (p, r, f)
 }
 
@@ -90,7 +102,10 @@ pub fn evaluate(score: &[f64], decision: &[bool], labels: &[bool]) -> Metrics {
     let (precision, recall, f1) = prf(tp, fp, fneg);
     let (best_f1, auprc) = curve(score, labels);
     let segs = runs(labels);
-    let hit = segs.iter().filter(|(a, b)| decision[*a..*b].iter().any(|d| *d)).count();
+    let hit = segs
+        .iter()
+        .filter(|(a, b)| decision[*a..*b].iter().any(|d| *d))
+        .count();
     Metrics {
         rows: labels.len(),
         segments: segs.len(),
@@ -99,7 +114,11 @@ pub fn evaluate(score: &[f64], decision: &[bool], labels: &[bool]) -> Metrics {
         f1,
         auprc,
         best_f1,
-        event_recall: if segs.is_empty() { f64::NAN } else { hit as f64 / segs.len() as f64 },
+        event_recall: if segs.is_empty() {
+            f64::NAN
+        } else {
+            hit as f64 / segs.len() as f64
+        },
     }
 }
 

@@ -108,7 +108,10 @@ mod tests {
 
     #[test]
     fn discover_keeps_first_seen_order() {
-        let s = Schema::discover(&[rec(&[("b", 1.0), ("a", 1.0)]), rec(&[("c", 1.0), ("a", 2.0)])]);
+        let s = Schema::discover(&[
+            rec(&[("b", 1.0), ("a", 1.0)]),
+            rec(&[("c", 1.0), ("a", 2.0)]),
+        ]);
         assert_eq!(s.names(), ["b", "a", "c"]);
     }
 }

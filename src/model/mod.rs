@@ -34,8 +34,9 @@
 //!
 //! Smoothing was the largest single gain (anomalies are segments); a threshold from
 //! a peaks-over-threshold fit or from a held-out tail of train did worse than the
-//! in-sample q99. The targets (F1 ≥ 0.55, AUPRC ≥ 0.60) were not reached; see
-//! `anomalyd eval smd` for the figures of this implementation.
+//! in-sample q99. This Rust implementation reaches mean F1 0.394, AUPRC 0.531, event
+//! recall 0.81 (oracle best F1 0.578) — short of the targets (F1 ≥ 0.55,
+//! AUPRC ≥ 0.60); `anomalyd eval smd` prints the per-machine table.
 
 pub mod commands;
 pub mod csv;

@@ -20,11 +20,18 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read model file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("model file {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("model file {path} has format version {found}, this build reads version {expected}")]
-    Version { path: PathBuf, found: u64, expected: u32 },
+    Version {
+        path: PathBuf,
+        found: u64,
+        expected: u32,
+    },
     #[error("model file {path} does not match the current features; missing: {}", missing.join(", "))]
     SchemaMismatch { path: PathBuf, missing: Vec<String> },
 }
@@ -68,7 +75,11 @@ impl Model {
             params: Params {
                 center: self.center.clone(),
                 scale: self.scale.clone(),
-                centroids: self.centroids.chunks(d.max(1)).map(<[f64]>::to_vec).collect(),
+                centroids: self
+                    .centroids
+                    .chunks(d.max(1))
+                    .map(<[f64]>::to_vec)
+                    .collect(),
                 time_of_day: self.time_of_day.clone(),
             },
         };
@@ -90,8 +101,10 @@ impl Model {
 
     /// Read and check a model file.
     pub fn load(path: &Path) -> Result<Model, LoadError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Model::from_json(&text, path)
     }
 
@@ -99,18 +112,24 @@ impl Model {
     /// longer produces (extra current features are fine: they are ignored).
     pub fn load_for(path: &Path, current: &[String]) -> Result<Model, LoadError> {
         let model = Model::load(path)?;
-        model.check_schema(current).map_err(|missing| LoadError::SchemaMismatch {
-            path: path.to_path_buf(),
-            missing,
-        })?;
+        model
+            .check_schema(current)
+            .map_err(|missing| LoadError::SchemaMismatch {
+                path: path.to_path_buf(),
+                missing,
+            })?;
         Ok(model)
     }
 
     /// The model's features absent from `current`, as an error.
     pub fn check_schema(&self, current: &[String]) -> Result<(), Vec<String>> {
         let have: std::collections::HashSet<&str> = current.iter().map(String::as_str).collect();
-        let missing: Vec<String> =
-            self.schema().iter().filter(|n| !have.contains(n.as_str())).cloned().collect();
+        let missing: Vec<String> = self
+            .schema()
+            .iter()
+            .filter(|n| !have.contains(n.as_str()))
+            .cloned()
+            .collect();
         if missing.is_empty() {
             Ok(())
         } else {
@@ -120,11 +139,16 @@ impl Model {
 
     /// Parse and check the JSON text of a model file; `path` is for messages.
     pub fn from_json(text: &str, path: &Path) -> Result<Model, LoadError> {
-        let corrupt = |reason: String| LoadError::Corrupt { path: path.to_path_buf(), reason };
+        let corrupt = |reason: String| LoadError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| corrupt(format!("not JSON: {e}")))?;
         if value.get("format").and_then(|v| v.as_str()) != Some(FORMAT) {
-            return Err(corrupt(format!("not an {FORMAT} file (no \"format\": \"{FORMAT}\")")));
+            return Err(corrupt(format!(
+                "not an {FORMAT} file (no \"format\": \"{FORMAT}\")"
+            )));
         }
         let found = value
             .get("version")
@@ -149,10 +173,14 @@ impl Model {
         }
         let p = f.params;
         if p.center.len() != d || p.scale.len() != d {
-            return Err(corrupt(format!("center/scale length differs from the {d} features")));
+            return Err(corrupt(format!(
+                "center/scale length differs from the {d} features"
+            )));
         }
         if p.centroids.is_empty() || p.centroids.iter().any(|c| c.len() != d) {
-            return Err(corrupt(format!("centroids must be non-empty rows of {d} values")));
+            return Err(corrupt(format!(
+                "centroids must be non-empty rows of {d} values"
+            )));
         }
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
         if !finite(&p.center)
@@ -164,7 +192,9 @@ impl Model {
         }
         if let Some(t) = &p.time_of_day {
             if t.bins == 0 || t.baseline.len() != t.bins * d || !finite(&t.baseline) {
-                return Err(corrupt("time_of_day baseline has the wrong shape".to_string()));
+                return Err(corrupt(
+                    "time_of_day baseline has the wrong shape".to_string(),
+                ));
             }
         }
         Ok(Model {

@@ -69,7 +69,11 @@ impl Model {
         let cen = &self.centroids[best * d..(best + 1) * d];
         for j in 0..d {
             let z = x[j];
-            terms[j] = if z.is_nan() { 0.0 } else { ((z - cen[j]) * (z - cen[j])).min(cap2) };
+            terms[j] = if z.is_nan() {
+                0.0
+            } else {
+                ((z - cen[j]) * (z - cen[j])).min(cap2)
+            };
         }
     }
 }
@@ -89,7 +93,13 @@ pub struct Scorer {
 impl Scorer {
     pub fn new(model: Arc<Model>) -> Scorer {
         let d = model.schema.len();
-        Scorer { model, state: vec![0.0; d], started: false, x: vec![0.0; d], terms: vec![0.0; d] }
+        Scorer {
+            model,
+            state: vec![0.0; d],
+            started: false,
+            x: vec![0.0; d],
+            terms: vec![0.0; d],
+        }
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -123,6 +133,10 @@ impl Scorer {
             .collect();
         contributions.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let value: f64 = contributions.iter().map(|(_, e)| e).sum();
-        Score { value, anomaly: value > self.model.threshold, contributions }
+        Score {
+            value,
+            anomaly: value > self.model.threshold,
+            contributions,
+        }
     }
 }

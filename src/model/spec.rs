@@ -66,8 +66,7 @@ impl Default for Spec {
 impl Spec {
     /// Parse and validate a spec from JSON text.
     pub fn from_json(text: &str) -> Result<Spec, SpecError> {
-        let spec: Spec =
-            serde_json::from_str(text).map_err(|e| SpecError(vec![e.to_string()]))?;
+        let spec: Spec = serde_json::from_str(text).map_err(|e| SpecError(vec![e.to_string()]))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -141,9 +140,11 @@ mod tests {
 
     #[test]
     fn invalid_spec_lists_every_problem() {
-        let mut spec = Spec::default();
-        spec.clusters = 0;
-        spec.smoothing_alpha = 1.5;
+        let spec = Spec {
+            clusters: 0,
+            smoothing_alpha: 1.5,
+            ..Spec::default()
+        };
         let err = spec.validate().expect_err("invalid").to_string();
         assert!(err.contains("clusters"), "{err}");
         assert!(err.contains("smoothing_alpha: 1.5"), "{err}");

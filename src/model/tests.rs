@@ -22,7 +22,10 @@ impl Noise {
 }
 
 fn rec(ts: Option<i64>, vals: &[(&str, f64)]) -> Record {
-    Record { timestamp_ms: ts, values: vals.iter().map(|(n, v)| (n.to_string(), *v)).collect() }
+    Record {
+        timestamp_ms: ts,
+        values: vals.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+    }
 }
 
 /// A host with two metrics on wildly different scales, a correlated pair and a
@@ -57,7 +60,10 @@ fn training_and_scoring_see_identical_vectors() {
     let (h, model) = trained(2000);
     // Training path: every name discovered, then the model's columns picked by name.
     let all = Schema::discover(&h);
-    for r in h.iter().take(50).chain(std::iter::once(&rec(None, &[("cpu", f64::NAN), ("x", 1.0)]))) {
+    for r in h.iter().take(50).chain(std::iter::once(&rec(
+        None,
+        &[("cpu", f64::NAN), ("x", 1.0)],
+    ))) {
         let full = all.vector(r);
         let train_view: Vec<f64> = model
             .schema()
@@ -100,7 +106,10 @@ fn missing_values_are_never_anomalous_and_unknown_names_ignored() {
         r.values.retain(|(n, _)| n != "ratio");
         r.values.push(("brand_new".into(), 1e12));
         let sc = s.score(&r);
-        assert!(sc.contributions.iter().all(|(j, _)| model.schema()[*j] != "ratio"));
+        assert!(sc
+            .contributions
+            .iter()
+            .all(|(j, _)| model.schema()[*j] != "ratio"));
     }
 }
 
@@ -150,7 +159,11 @@ fn backup_host(days: usize, with_time: bool) -> Vec<Record> {
             let disk = if backup { 500.0 } else { 10.0 } + 2.0 * z.next();
             rec(
                 with_time.then_some(ts),
-                &[("disk_write", disk), ("cpu", 20.0 + 3.0 * z.next()), ("mem", 60.0 + z.next())],
+                &[
+                    ("disk_write", disk),
+                    ("cpu", 20.0 + 3.0 * z.next()),
+                    ("mem", 60.0 + z.next()),
+                ],
             )
         })
         .collect()
@@ -187,7 +200,10 @@ fn time_of_day_makes_the_nightly_backup_normal() {
     }
     let (any, last) = max_score_of(&model, &day6[780..840], &noon);
     assert!(any, "daytime burst not flagged: {last:?}");
-    assert_eq!(model.schema()[last.top_cause().expect("cause")], "disk_write");
+    assert_eq!(
+        model.schema()[last.top_cause().expect("cause")],
+        "disk_write"
+    );
 }
 
 #[test]
@@ -215,12 +231,22 @@ fn save_load_round_trip_scores_identically() {
     let (mut a, mut b) = (model.scorer(), back.scorer());
     for r in &h[..300] {
         let (x, y) = (a.score(r), b.score(r));
-        assert!((x.value - y.value).abs() <= 1e-9 * x.value.max(1.0), "{x:?} {y:?}");
+        assert!(
+            (x.value - y.value).abs() <= 1e-9 * x.value.max(1.0),
+            "{x:?} {y:?}"
+        );
         assert_eq!(x.anomaly, y.anomaly);
         assert_eq!(x.top_cause(), y.top_cause());
     }
     let text = std::fs::read_to_string(&p).expect("read");
-    for key in ["\"format\": \"anomalyd-model\"", "\"version\": 1", "\"training_window\"", "\"threshold\"", "\"spec\"", "\"created_unix_ms\""] {
+    for key in [
+        "\"format\": \"anomalyd-model\"",
+        "\"version\": 1",
+        "\"training_window\"",
+        "\"threshold\"",
+        "\"spec\"",
+        "\"created_unix_ms\"",
+    ] {
         assert!(text.contains(key), "{key} missing from the file");
     }
 }
@@ -236,22 +262,40 @@ fn load_text(text: &str) -> Result<Model, LoadError> {
 #[test]
 fn corrupt_files_are_rejected() {
     let (_, model) = trained(500);
-    assert!(matches!(load_text("{not json"), Err(LoadError::Corrupt { .. })));
+    assert!(matches!(
+        load_text("{not json"),
+        Err(LoadError::Corrupt { .. })
+    ));
     let full = model.to_json();
-    assert!(matches!(load_text(&full[..full.len() / 2]), Err(LoadError::Corrupt { .. })));
-    assert!(matches!(load_text(r#"{"hello": 1}"#), Err(LoadError::Corrupt { .. })));
+    assert!(matches!(
+        load_text(&full[..full.len() / 2]),
+        Err(LoadError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        load_text(r#"{"hello": 1}"#),
+        Err(LoadError::Corrupt { .. })
+    ));
     let mut v = json_of(&model);
     v["params"]["center"] = serde_json::json!([1.0]);
     let e = load_text(&v.to_string()).expect_err("wrong length");
     assert!(e.to_string().contains("center/scale length"), "{e}");
     let mut v = json_of(&model);
     v["params"]["scale"][0] = serde_json::json!(0.0);
-    assert!(matches!(load_text(&v.to_string()), Err(LoadError::Corrupt { .. })));
+    assert!(matches!(
+        load_text(&v.to_string()),
+        Err(LoadError::Corrupt { .. })
+    ));
     let mut v = json_of(&model);
     v["spec"]["smoothing_alpha"] = serde_json::json!(7.0);
-    assert!(matches!(load_text(&v.to_string()), Err(LoadError::Corrupt { .. })));
+    assert!(matches!(
+        load_text(&v.to_string()),
+        Err(LoadError::Corrupt { .. })
+    ));
     let dir = tempfile::tempdir().expect("tmp");
-    assert!(matches!(Model::load(&dir.path().join("absent.json")), Err(LoadError::Io { .. })));
+    assert!(matches!(
+        Model::load(&dir.path().join("absent.json")),
+        Err(LoadError::Io { .. })
+    ));
 }
 
 #[test]
@@ -260,7 +304,14 @@ fn other_versions_are_rejected() {
     let mut v = json_of(&model);
     v["version"] = serde_json::json!(2);
     let e = load_text(&v.to_string()).expect_err("version");
-    assert!(matches!(e, LoadError::Version { found: 2, expected: 1, .. }));
+    assert!(matches!(
+        e,
+        LoadError::Version {
+            found: 2,
+            expected: 1,
+            ..
+        }
+    ));
     assert!(e.to_string().contains("format version 2"), "{e}");
 }
 
@@ -294,8 +345,19 @@ fn train_and_score_commands_on_csv() {
     let csv = dir.path().join("h.csv");
     let mut text = String::from("timestamp,cpu,load1\n");
     for (i, r) in history(800, 3).iter().enumerate() {
-        let v = |n: &str| r.values.iter().find(|(k, _)| k == n).map(|(_, v)| *v).unwrap_or(0.0);
-        text.push_str(&format!("{},{},{}\n", 1_700_000_000 + i * 60, v("cpu"), v("load1")));
+        let v = |n: &str| {
+            r.values
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| *v)
+                .unwrap_or(0.0)
+        };
+        text.push_str(&format!(
+            "{},{},{}\n",
+            1_700_000_000 + i * 60,
+            v("cpu"),
+            v("load1")
+        ));
     }
     std::fs::write(&csv, &text).expect("write");
     let model = dir.path().join("m.json");
@@ -311,48 +373,14 @@ fn train_and_score_commands_on_csv() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "score,anomaly,cause");
     assert_eq!(lines.len(), 816);
-    assert!(lines[815].ends_with(",1,load1") || lines[815].ends_with(",1,cpu"), "{}", lines[815]);
+    assert!(
+        lines[815].ends_with(",1,load1") || lines[815].ends_with(",1,cpu"),
+        "{}",
+        lines[815]
+    );
     // A file without the model's columns is refused with the schema error.
     let other = dir.path().join("o.csv");
     std::fs::write(&other, "mem\n1\n").expect("write");
     let e = commands::score(&model, &other, &mut Vec::new()).expect_err("mismatch");
     assert!(format!("{e:#}").contains("missing: cpu, load1"), "{e:#}");
-}
-
-#[test]
-#[ignore = "temporary bench"]
-fn tmp_bench() {
-    let (n, d) = (43_200usize, 60usize);
-    let names: Vec<String> = (0..d).map(|j| format!("metric_{j}{{dev=\"x{j}\"}}")).collect();
-    let mut z = Noise::new(5);
-    let mk = |n: usize, z: &mut Noise| -> Vec<Record> {
-        (0..n)
-            .map(|i| {
-                let phase = (i as f64 / 3600.0).sin();
-                Record {
-                    timestamp_ms: Some(1_700_000_000_000 + i as i64 * 1000),
-                    values: names
-                        .iter()
-                        .enumerate()
-                        .map(|(j, nm)| {
-                            let scale = 10f64.powi((j % 12) as i32 - 3);
-                            (nm.clone(), scale * (1.0 + 0.3 * phase * (j % 3) as f64 + 0.1 * z.next()))
-                        })
-                        .collect(),
-                }
-            })
-            .collect()
-    };
-    let data = mk(n, &mut z);
-    let t0 = std::time::Instant::now();
-    let model = Arc::new(Model::train(&data, &Spec::default()).expect("trains"));
-    println!("train {:.3}s", t0.elapsed().as_secs_f64());
-    let probe = mk(10_000, &mut z);
-    let mut s = model.scorer();
-    let iters = 200_000;
-    let t0 = std::time::Instant::now();
-    for i in 0..iters {
-        std::hint::black_box(s.score(std::hint::black_box(&probe[i % probe.len()])));
-    }
-    println!("score {:.2}us", t0.elapsed().as_secs_f64() / iters as f64 * 1e6);
 }

@@ -8,12 +8,18 @@ pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
     if s.is_empty() {
         return None;
     }
-    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+') {
+    if s.bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+')
+    {
         let v: f64 = s.parse().ok()?;
         if !v.is_finite() {
             return None;
         }
-        return Some(if v.abs() >= 1e11 { v.round() as i64 } else { (v * 1000.0).round() as i64 });
+        return Some(if v.abs() >= 1e11 {
+            v.round() as i64
+        } else {
+            (v * 1000.0).round() as i64
+        });
     }
     parse_datetime(s)
 }
@@ -34,7 +40,11 @@ fn parse_datetime(s: &str) -> Option<i64> {
         return None;
     }
     let (y, mo, d) = (digits(b, 4)?, digits(&b[5..], 2)?, digits(&b[8..], 2)?);
-    let (h, mi, se) = (digits(&b[11..], 2)?, digits(&b[14..], 2)?, digits(&b[17..], 2)?);
+    let (h, mi, se) = (
+        digits(&b[11..], 2)?,
+        digits(&b[14..], 2)?,
+        digits(&b[17..], 2)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -87,18 +97,36 @@ mod tests {
     #[test]
     fn accepted_forms() {
         assert_eq!(parse_timestamp_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_timestamp_ms("2024-05-01T02:00:00Z"), Some(1_714_528_800_000));
-        assert_eq!(parse_timestamp_ms("2024-05-01 02:00:00"), Some(1_714_528_800_000));
-        assert_eq!(parse_timestamp_ms("2024-05-01T04:00:00.250+02:00"), Some(1_714_528_800_250));
+        assert_eq!(
+            parse_timestamp_ms("2024-05-01T02:00:00Z"),
+            Some(1_714_528_800_000)
+        );
+        assert_eq!(
+            parse_timestamp_ms("2024-05-01 02:00:00"),
+            Some(1_714_528_800_000)
+        );
+        assert_eq!(
+            parse_timestamp_ms("2024-05-01T04:00:00.250+02:00"),
+            Some(1_714_528_800_250)
+        );
         assert_eq!(parse_timestamp_ms("1714528800"), Some(1_714_528_800_000));
         assert_eq!(parse_timestamp_ms("1714528800.5"), Some(1_714_528_800_500));
         assert_eq!(parse_timestamp_ms("1714528800000"), Some(1_714_528_800_000));
-        assert_eq!(parse_timestamp_ms("2000-02-29T12:00:00Z"), Some(951_825_600_000));
+        assert_eq!(
+            parse_timestamp_ms("2000-02-29T12:00:00Z"),
+            Some(951_825_600_000)
+        );
     }
 
     #[test]
     fn rejected_forms() {
-        for s in ["", "yesterday", "2024-13-01T00:00:00Z", "2024-05-01T02:00", "2024-05-01T02:00:00+2"] {
+        for s in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2024-05-01T02:00",
+            "2024-05-01T02:00:00+2",
+        ] {
             assert_eq!(parse_timestamp_ms(s), None, "{s}");
         }
     }

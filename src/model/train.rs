@@ -66,8 +66,18 @@ fn column_stats(rows: &[Vec<f64>], j: usize) -> ColumnStats {
             ss += (v - mean) * (v - mean);
         }
     }
-    let std = if count > 0 { (ss / count as f64).sqrt() } else { 0.0 };
-    ColumnStats { count, mean, std, min, max }
+    let std = if count > 0 {
+        (ss / count as f64).sqrt()
+    } else {
+        0.0
+    };
+    ColumnStats {
+        count,
+        mean,
+        std,
+        min,
+        max,
+    }
 }
 
 impl Model {
@@ -141,9 +151,7 @@ impl Model {
             (Some(a), Some(b)) => (b - a) as f64 / MS_PER_DAY as f64,
             _ => 0.0,
         };
-        let time_of_day = if tod.bins > 0
-            && stamps.len() * 10 >= n * 9
-            && span_days >= tod.min_days
+        let time_of_day = if tod.bins > 0 && stamps.len() * 10 >= n * 9 && span_days >= tod.min_days
         {
             let mut sum = vec![0.0; tod.bins * d];
             let mut cnt = vec![0usize; tod.bins * d];
@@ -161,7 +169,13 @@ impl Model {
             let baseline: Vec<f64> = sum
                 .iter()
                 .zip(&cnt)
-                .map(|(s, &c)| if c >= tod.min_bin_rows { s / c as f64 } else { 0.0 })
+                .map(|(s, &c)| {
+                    if c >= tod.min_bin_rows {
+                        s / c as f64
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             for (r, zr) in records.iter().zip(z.iter_mut()) {
                 if let Some(ts) = r.timestamp_ms {
@@ -171,7 +185,10 @@ impl Model {
                     }
                 }
             }
-            Some(TimeOfDay { bins: tod.bins, baseline })
+            Some(TimeOfDay {
+                bins: tod.bins,
+                baseline,
+            })
         } else {
             None
         };
@@ -244,12 +261,18 @@ mod tests {
     #[test]
     fn too_few_rows_and_no_features() {
         let spec = Spec::default();
-        let r = Record { timestamp_ms: None, values: vec![("a".into(), 1.0)] };
+        let r = Record {
+            timestamp_ms: None,
+            values: vec![("a".into(), 1.0)],
+        };
         assert!(matches!(
-            Model::train(&[r.clone()], &spec),
+            Model::train(std::slice::from_ref(&r), &spec),
             Err(TrainError::TooFewRows { rows: 1, .. })
         ));
         let many = vec![r; 100];
-        assert!(matches!(Model::train(&many, &spec), Err(TrainError::NoFeatures { seen: 1 })));
+        assert!(matches!(
+            Model::train(&many, &spec),
+            Err(TrainError::NoFeatures { seen: 1 })
+        ));
     }
 }
