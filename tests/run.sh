@@ -25,6 +25,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# tests/smd_quality.rs checks our metrics against ../shared/tools/pointwise.py (numpy).
+python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy
+
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release --all-targets -- --test-threads=2
