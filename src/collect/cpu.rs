@@ -249,20 +249,9 @@ fn parse_loadavg(text: &str, path: &Path) -> Result<[f64; 3], CollectError> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::path::PathBuf;
 
     use super::*;
-
-    fn fixture(host: &str) -> Paths {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(host);
-        Paths {
-            procfs: root.join("proc"),
-            sysfs: root.join("sys"),
-            rootfs: root.join("root"),
-        }
-    }
+    use crate::collect::fixture;
 
     /// Collect `hosts` in order, one per `step_ms`, returning the last sample.
     fn collect_in_turn(hosts: &[&str], step_ms: i64) -> Sample {

@@ -472,23 +472,12 @@ fn fs_stat(raw: &libc::statvfs) -> FsStat {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::path::PathBuf;
 
     use super::*;
+    use crate::collect::fixture;
     use crate::config::{Config, Filter, Pattern};
 
     const GIB: u64 = 1 << 30;
-
-    fn fixture(host: &str) -> Paths {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(host);
-        Paths {
-            procfs: root.join("proc"),
-            sysfs: root.join("sys"),
-            rootfs: root.join("root"),
-        }
-    }
 
     fn default_config() -> DiskConfig {
         Config::default().collectors.disk

@@ -159,22 +159,11 @@ fn parse_vmstat_field(text: &str, name: &str) -> Option<u64> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::path::PathBuf;
 
     use super::*;
+    use crate::collect::fixture;
 
     const KIB: f64 = 1024.0;
-
-    fn fixture(host: &str) -> Paths {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(host);
-        Paths {
-            procfs: root.join("proc"),
-            sysfs: root.join("sys"),
-            rootfs: root.join("root"),
-        }
-    }
 
     fn collect_in_turn(hosts: &[&str]) -> Sample {
         let mut memory = Memory::new(fixture(hosts[0]));

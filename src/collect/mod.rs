@@ -138,3 +138,16 @@ pub fn run_all(collectors: &mut [Box<dyn Collector>], timestamp_ms: i64) -> Samp
     }
     sample
 }
+
+/// The checked-in fixture host `tests/fixtures/<host>` as collector paths.
+#[cfg(test)]
+pub(crate) fn fixture(host: &str) -> Paths {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(host);
+    Paths {
+        procfs: root.join("proc"),
+        sysfs: root.join("sys"),
+        rootfs: root.join("root"),
+    }
+}

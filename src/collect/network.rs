@@ -292,21 +292,10 @@ fn parse_snmp(text: &str) -> HashMap<(&str, &str), u64> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::path::PathBuf;
 
     use super::*;
+    use crate::collect::fixture;
     use crate::config::{Config, Filter, Pattern};
-
-    fn fixture(host: &str) -> Paths {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(host);
-        Paths {
-            procfs: root.join("proc"),
-            sysfs: root.join("sys"),
-            rootfs: root.join("root"),
-        }
-    }
 
     fn default_config() -> NetworkConfig {
         Config::default().collectors.network
