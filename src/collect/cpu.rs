@@ -251,7 +251,7 @@ fn parse_loadavg(text: &str, path: &Path) -> Result<[f64; 3], CollectError> {
 mod tests {
 
     use super::*;
-    use crate::collect::fixture;
+    use crate::collect::testing::{assert_close, fixture};
 
     /// Collect `hosts` in order, one per `step_ms`, returning the last sample.
     fn collect_in_turn(hosts: &[&str], step_ms: i64) -> Sample {
@@ -263,11 +263,6 @@ mod tests {
             cpu.collect(&mut sample).unwrap();
         }
         sample
-    }
-
-    fn assert_close(actual: Option<f64>, expected: f64) {
-        let actual = actual.unwrap();
-        assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
     }
 
     #[test]

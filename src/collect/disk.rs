@@ -474,7 +474,7 @@ fn fs_stat(raw: &libc::statvfs) -> FsStat {
 mod tests {
 
     use super::*;
-    use crate::collect::fixture;
+    use crate::collect::testing::{assert_close, fixture};
     use crate::config::{Config, Filter, Pattern};
 
     const GIB: u64 = 1 << 30;
@@ -532,11 +532,6 @@ mod tests {
                     .map(|(_, v)| v.clone())
             })
             .collect()
-    }
-
-    fn assert_close(actual: Option<f64>, expected: f64) {
-        let actual = actual.unwrap();
-        assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
     }
 
     #[test]

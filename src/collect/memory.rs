@@ -161,7 +161,7 @@ fn parse_vmstat_field(text: &str, name: &str) -> Option<u64> {
 mod tests {
 
     use super::*;
-    use crate::collect::fixture;
+    use crate::collect::testing::{assert_close, fixture};
 
     const KIB: f64 = 1024.0;
 
@@ -174,11 +174,6 @@ mod tests {
             memory.collect(&mut sample).unwrap();
         }
         sample
-    }
-
-    fn assert_close(actual: Option<f64>, expected: f64) {
-        let actual = actual.unwrap();
-        assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
     }
 
     fn proc_dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {

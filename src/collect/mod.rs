@@ -139,15 +139,28 @@ pub fn run_all(collectors: &mut [Box<dyn Collector>], timestamp_ms: i64) -> Samp
     sample
 }
 
-/// The checked-in fixture host `tests/fixtures/<host>` as collector paths.
+/// Helpers shared by the collectors' unit tests.
 #[cfg(test)]
-pub(crate) fn fixture(host: &str) -> Paths {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(host);
-    Paths {
-        procfs: root.join("proc"),
-        sysfs: root.join("sys"),
-        rootfs: root.join("root"),
+pub(crate) mod testing {
+    use super::Paths;
+    use std::path::PathBuf;
+
+    /// The checked-in fixture host `tests/fixtures/<host>` as collector paths.
+    pub(crate) fn fixture(host: &str) -> Paths {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(host);
+        Paths {
+            procfs: root.join("proc"),
+            sysfs: root.join("sys"),
+            rootfs: root.join("root"),
+        }
+    }
+
+    /// `actual` is present and equal to `expected` up to float rounding.
+    #[allow(clippy::unwrap_used)]
+    pub(crate) fn assert_close(actual: Option<f64>, expected: f64) {
+        let actual = actual.unwrap();
+        assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
     }
 }

@@ -294,7 +294,7 @@ fn parse_snmp(text: &str) -> HashMap<(&str, &str), u64> {
 mod tests {
 
     use super::*;
-    use crate::collect::fixture;
+    use crate::collect::testing::{assert_close, fixture};
     use crate::config::{Config, Filter, Pattern};
 
     fn default_config() -> NetworkConfig {
@@ -323,11 +323,6 @@ mod tests {
                     .map(|(_, v)| v.clone())
             })
             .collect()
-    }
-
-    fn assert_close(actual: Option<f64>, expected: f64) {
-        let actual = actual.unwrap();
-        assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
     }
 
     #[test]

@@ -158,9 +158,11 @@ pub fn http_get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, Strin
 pub fn metric(body: &str, prefix: &str) -> Option<f64> {
     body.lines()
         .filter(|l| !l.starts_with('#'))
+        // `name` matches `name 1` and `name{...} 1`; `name{labels}` matches exactly.
         .find(|l| {
-            l.starts_with(prefix) && l[prefix.len()..].starts_with([' ', '{'])
-                || l.starts_with(prefix) && prefix.ends_with('}')
+            l.strip_prefix(prefix).is_some_and(|rest| {
+                rest.starts_with(' ') || (!prefix.ends_with('}') && rest.starts_with('{'))
+            })
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
