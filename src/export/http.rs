@@ -106,14 +106,11 @@ fn route(state: &State, req: &Request<Incoming>) -> Resp {
     }
     let path = req.uri().path();
     let mut resp = match (req.method(), path) {
-        (&Method::GET | &Method::HEAD, "/metrics") => {
-            let body = state.rendered.get();
-            text(
-                StatusCode::OK,
-                Bytes::from(body.as_ref().clone()),
-                "text/plain; version=0.0.4; charset=utf-8",
-            )
-        }
+        (&Method::GET | &Method::HEAD, "/metrics") => text(
+            StatusCode::OK,
+            state.rendered.get(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
         (&Method::GET | &Method::HEAD, "/healthz") => match state.health.check(now_ms()) {
             Ok(()) => text(StatusCode::OK, "ok\n", "text/plain; charset=utf-8"),
             Err(e) => text(

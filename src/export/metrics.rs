@@ -4,11 +4,12 @@
 //! with the `anomalyd_` prefix. After each tick it resets the gauges (so a vanished disk
 //! or interface disappears instead of freezing at its last value), sets them from the
 //! sample, and encodes the whole registry into a byte buffer. Scrapes hand out that
-//! buffer: a scrape never touches /proc and costs a memcpy at most.
+//! buffer by reference count: a scrape never touches /proc and copies nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use hyper::body::Bytes;
 use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder};
 
 use crate::sample::{Kind, Point, Sample};
@@ -20,21 +21,21 @@ fn rtt_buckets() -> Vec<f64> {
 
 /// The last rendered /metrics body, shared with the HTTP server.
 #[derive(Clone, Default)]
-pub struct Rendered(Arc<RwLock<Arc<Vec<u8>>>>);
+pub struct Rendered(Arc<RwLock<Bytes>>);
 
 impl Rendered {
-    pub fn get(&self) -> Arc<Vec<u8>> {
+    pub fn get(&self) -> Bytes {
         match self.0.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
-    fn set(&self, body: Vec<u8>) {
+    fn set(&self, body: Bytes) {
         let mut g = match self.0.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *g = Arc::new(body);
+        *g = body;
     }
 }
 
@@ -61,7 +62,6 @@ pub struct Exporter {
     collector_success: GaugeVec,
     collector_duration: GaugeVec,
     pub rendered: Rendered,
-    buf: Vec<u8>,
 }
 
 impl Exporter {
@@ -117,7 +117,6 @@ impl Exporter {
             collector_success,
             collector_duration,
             rendered: Rendered::default(),
-            buf: Vec::with_capacity(64 * 1024),
         })
     }
 
@@ -144,15 +143,15 @@ impl Exporter {
                 errors.push(e);
             }
         }
-        self.buf.clear();
+        let mut body = Vec::with_capacity(self.rendered.get().len() + 1024);
         let families = self.registry.gather();
-        if let Err(e) = TextEncoder::new().encode(&families, &mut self.buf) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut body) {
             errors.push(ExportError::Metric {
                 name: "encode".into(),
                 source: e,
             });
         }
-        self.rendered.set(self.buf.clone());
+        self.rendered.set(Bytes::from(body));
         errors
     }
 
