@@ -77,6 +77,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut config = load_config(config_path.as_deref(), &overrides)?;
+    crate::logging::set_level(&config.log_level);
     let state_dir = prepare_state_dir(&config.state_dir)?;
     match &config_path {
         Some(p) => {
@@ -132,6 +133,7 @@ pub async fn run(
 
     let mut collectors = collect::build(&config);
     let mut ticker = new_ticker(config.interval);
+    tracing::debug!(interval = ?config.interval, collectors = collectors.len(), "sampling loop starting");
     let mut ready = false;
     let mut ticks: u64 = 0;
     loop {
@@ -149,6 +151,7 @@ pub async fn run(
                             health.interval_ms.store(new.interval.as_millis() as i64, Ordering::Relaxed);
                         }
                         pipeline.reconfigure(&new);
+                        crate::logging::set_level(&new.log_level);
                         config = new;
                         tracing::info!("configuration reloaded");
                         notifier.send("STATUS=configuration reloaded");

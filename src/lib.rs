@@ -15,6 +15,7 @@ pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod export;
+pub mod logging;
 pub mod model;
 pub mod notify;
 pub mod pipeline;

@@ -12,15 +12,7 @@ use anomalyd::daemon::{self, Overrides};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = std::env::var("ANOMALYD_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&level)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    anomalyd::logging::init();
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

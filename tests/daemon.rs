@@ -136,6 +136,10 @@ fn runs_without_config_in_a_local_state_dir() {
     });
     let (status, _) = d.get("/nope");
     assert_eq!(status, 404);
+    assert!(
+        !d.lines.iter().any(|l| l.contains("DEBUG")),
+        "debug lines at the default level"
+    );
     d.signal(libc::SIGINT);
     let (exit, took) = d.stop();
     assert!(exit.success() && took < SECS(2));
@@ -311,4 +315,29 @@ fn tls_and_basic_auth_from_web_config() {
     // Plain HTTP to a TLS port gets nothing useful.
     let (code, _) = curl(&[&format!("http://127.0.0.1:{}/metrics", d.addr.port())]);
     assert_ne!(code, "200");
+}
+
+#[test]
+fn log_level_from_the_config_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "log_level: debug\ninterval: 100ms\n",
+    )
+    .unwrap();
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--config",
+            "a.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            "s",
+        ],
+        &[],
+    );
+    let line = d.wait_log("sampling loop starting", SECS(5));
+    assert!(line.contains("DEBUG"), "{line}");
+    d.stop();
 }
