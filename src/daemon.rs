@@ -117,7 +117,6 @@ pub async fn run(
             rendered: exporter.rendered.clone(),
             health: health.clone(),
             web,
-            api: pipeline.api(),
         },
         stop_rx,
     ));
@@ -142,8 +141,8 @@ pub async fn run(
             _ = hup.recv() => {
                 match load_config(config_path.as_deref(), &overrides) {
                     Ok(new) => {
-                        if new.listen != config.listen || new.state_dir != config.state_dir || new.web_config_file != config.web_config_file {
-                            tracing::warn!("listen, state_dir and web_config_file changes take effect on restart");
+                        if new.listen != config.listen || new.state_dir != config.state_dir || new.web_config_file != config.web_config_file || new.history != config.history {
+                            tracing::warn!("listen, state_dir, web_config_file and history changes take effect on restart");
                         }
                         collectors = collect::build(&new);
                         if new.interval != config.interval {

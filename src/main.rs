@@ -67,14 +67,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => config.model.spec.clone(),
             };
             let mut err = std::io::stderr();
-            match (&args.input, args.history) {
-                (Some(input), _) => {
+            // clap guarantees exactly one of --input and --history.
+            match &args.input {
+                Some(input) => {
                     let out = args
                         .out
                         .ok_or_else(|| anyhow::anyhow!("--out MODEL is required with --input"))?;
                     anomalyd::model::commands::train(input, &out, &spec, &mut err)?;
                 }
-                (None, _) => {
+                None => {
                     let state_dir = daemon::prepare_state_dir(&config.state_dir)?;
                     let out = args.out.unwrap_or_else(|| state_dir.join("model.json"));
                     anomalyd::replay::train_from_history(

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, ModelConfig};
-use crate::export::http::Api;
 use crate::model::{Model, ModelState, Score, Scorer};
 use crate::sample::{Record, Sample};
 use crate::store::History;
@@ -399,17 +398,10 @@ impl Pipeline {
         self.state.model()
     }
 
-    pub fn api(&self) -> Option<Arc<dyn Api>> {
-        None
-    }
-
-    /// Wait for pending training (replay) and history writes to finish.
+    /// Stop: closing the queue ends the history thread after it stores what is queued,
+    /// unless the process exits first (the WAL keeps the file consistent either way).
+    /// A training run in progress is abandoned.
     pub fn close(self) {
-        if let Training::Running(rx) = &self.training {
-            if self.mode == Mode::Replay {
-                let _ = rx.recv();
-            }
-        }
         drop(self.writer);
     }
 }

@@ -52,23 +52,11 @@ impl Health {
     }
 }
 
-/// JSON API routes (`/api/v1/...`) served by later layers (tickets). Returns `None`
-/// for paths it does not own.
-pub trait Api: Send + Sync {
-    fn handle(
-        &self,
-        method: &Method,
-        path: &str,
-        query: Option<&str>,
-    ) -> Option<(StatusCode, String)>;
-}
-
 #[derive(Clone)]
 pub struct State {
     pub rendered: Rendered,
     pub health: Arc<Health>,
     pub web: WebConfig,
-    pub api: Option<Arc<dyn Api>>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -82,8 +70,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) 
 }
 
 const LANDING: &str = "<html><head><title>anomalyd</title></head><body><h1>anomalyd</h1>\
-<p><a href=\"/metrics\">Metrics</a> &middot; <a href=\"/healthz\">Health</a> &middot; \
-<a href=\"/api/v1/tickets\">Tickets</a></p></body></html>\n";
+<p><a href=\"/metrics\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p></body></html>\n";
 
 fn route(state: &State, req: &Request<Incoming>) -> Resp {
     if let Some(auth) = &state.web.auth {
@@ -120,18 +107,11 @@ fn route(state: &State, req: &Request<Incoming>) -> Resp {
             ),
         },
         (&Method::GET, "/") => text(StatusCode::OK, LANDING, "text/html; charset=utf-8"),
-        (m, p) => match state
-            .api
-            .as_ref()
-            .and_then(|a| a.handle(m, p, req.uri().query()))
-        {
-            Some((status, body)) => text(status, body, "application/json"),
-            None => text(
-                StatusCode::NOT_FOUND,
-                "not found\n",
-                "text/plain; charset=utf-8",
-            ),
-        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found\n",
+            "text/plain; charset=utf-8",
+        ),
     };
     for (k, v) in &state.web.headers {
         if let (Ok(k), Ok(v)) = (
