@@ -8,7 +8,7 @@
 //! documents the same defaults and a test keeps the two equal.
 
 mod parse;
-mod reader;
+pub(crate) mod reader;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use regex::Regex;
 use crate::collect::Paths;
 
 pub use parse::{load, parse, ConfigErrors};
-pub use reader::{fmt_duration, parse_duration, parse_listen, parse_size};
+pub use reader::{fmt_duration, parse_duration, parse_listen, parse_size, Reader, Section};
 
 /// Default Prometheus port: unassigned in Prometheus' port registry next to exporters.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
@@ -40,6 +40,14 @@ pub struct Config {
     pub collectors: Collectors,
     pub history: History,
     pub model: ModelConfig,
+    /// Time to exhaustion of filesystems, memory and swap; fault risk (`forecast/`).
+    pub forecast: crate::forecast::ForecastConfig,
+    /// Anomalies and forecasts -> incidents: debounce, dedup, severity (`incident/`).
+    pub incidents: crate::incident::IncidentConfig,
+    /// Ticket store and external sinks (`tickets/`).
+    pub tickets: crate::tickets::TicketsConfig,
+    /// Rules that run fixes and diagnostics for incidents (`remediate/`).
+    pub remediation: crate::remediate::RemediationConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -231,6 +239,10 @@ impl Default for Config {
                 raw_retention: Duration::from_secs(2 * 24 * 3600),
                 max_size_bytes: 1 << 30,
             },
+            forecast: Default::default(),
+            incidents: Default::default(),
+            tickets: Default::default(),
+            remediation: Default::default(),
         }
     }
 }

@@ -51,6 +51,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "collectors",
             "history",
             "model",
+            "forecast",
+            "incidents",
+            "tickets",
+            "remediation",
         ],
     );
     let interval = top.duration(&mut r, "interval", d.interval, MILLIS(10), SECS(3600));
@@ -222,6 +226,12 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         spec,
     };
 
+    // Each later stage reads its own section (its config lives with its code).
+    let forecast = crate::forecast::parse_config(&mut r, top.get("forecast"), "forecast");
+    let incidents = crate::incident::parse_config(&mut r, top.get("incidents"), "incidents");
+    let tickets = crate::tickets::parse_config(&mut r, top.get("tickets"), "tickets");
+    let remediation = crate::remediate::parse_config(&mut r, top.get("remediation"), "remediation");
+
     if r.errors.is_empty() {
         Ok(Config {
             interval,
@@ -239,6 +249,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             },
             history,
             model,
+            forecast,
+            incidents,
+            tickets,
+            remediation,
         })
     } else {
         Err(ConfigErrors(r.errors))

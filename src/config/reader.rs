@@ -298,6 +298,48 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A number (integer or decimal) within `min..=max`.
+    pub fn float(&self, r: &mut Reader, key: &str, default: f64, min: f64, max: f64) -> f64 {
+        let v = match self.get(key) {
+            None => return default,
+            Some(v) => v,
+        };
+        match v.as_f64() {
+            Some(x) if x.is_finite() && x >= min && x <= max => x,
+            Some(x) => {
+                r.error(
+                    &self.path(key),
+                    format!("{x} is out of range (must be between {min} and {max})"),
+                );
+                default
+            }
+            None => {
+                r.error(
+                    &self.path(key),
+                    format!("expected a number between {min} and {max}, got {}", show(v)),
+                );
+                default
+            }
+        }
+    }
+
+    /// The items of a list (each with its YAML path, e.g. `tickets.sinks[2]`); a
+    /// missing key is an empty list, anything but a list is an error.
+    pub fn list(&self, r: &mut Reader, key: &str) -> Vec<(String, &'a Value)> {
+        match self.get(key) {
+            None => Vec::new(),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{}[{i}]", self.path(key)), v))
+                .collect(),
+            Some(v) => {
+                r.error(&self.path(key), format!("expected a list, got {}", show(v)));
+                Vec::new()
+            }
+        }
+    }
+
     /// An anchored regex; `""` means "no pattern" (e.g. to drop a default exclude).
     pub fn pattern(&self, r: &mut Reader, key: &str, default: Option<Pattern>) -> Option<Pattern> {
         match self.get(key) {

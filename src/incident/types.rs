@@ -1,0 +1,98 @@
+//! What an incident is, as the ticket store, the sinks and remediation see it.
+//!
+//! These types are the contract between the incident engine (which decides when an
+//! incident opens, changes and resolves) and everything downstream of it. Keep them
+//! plain data: downstream code must not need the engine to read them.
+
+use serde::{Deserialize, Serialize};
+
+/// P1 is the most urgent. `Ord` follows urgency: `P1 < P2`, so "worse" is "smaller".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    P1,
+    P2,
+    P3,
+    P4,
+}
+
+/// The area of the host a problem is in, from its top causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Cpu,
+    Memory,
+    Storage,
+    Network,
+    Latency,
+    Other,
+}
+
+/// What raised the incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// The model's anomaly decision (debounced).
+    Anomaly,
+    /// A capacity forecast: a resource will run out within a horizon.
+    Forecast,
+    /// The fault-risk probability crossed its trigger level.
+    Risk,
+}
+
+/// One contributing metric: its value now against what the model learned as normal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cause {
+    /// Feature name, e.g. `filesystem_used_ratio{mountpoint="/var"}`.
+    pub feature: String,
+    pub value: f64,
+    /// The learned normal value (the model's centre for this sample); NaN if unknown.
+    pub baseline: f64,
+    /// Share of the anomaly score (the contributions of a sample add up to its score).
+    pub contribution: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable id, also the ticket's id, e.g. `INC-42`.
+    pub id: String,
+    /// Dedup key: host + class + resource. Two incidents with one fingerprint are the
+    /// same problem (a reopen within the reopen window reuses the ticket).
+    pub fingerprint: String,
+    pub host: String,
+    pub class: Class,
+    pub label: Label,
+    pub severity: Severity,
+    /// The resource concerned, when there is one: a mount point, a device, an
+    /// interface, a ping target; `None` for whole-host anomalies.
+    pub resource: Option<String>,
+    /// One line for a ticket title, e.g. "storage: /var full in 3 h 10 min".
+    pub title: String,
+    /// Top causes, most important first.
+    pub causes: Vec<Cause>,
+    pub opened_ms: i64,
+    pub updated_ms: i64,
+    pub resolved_ms: Option<i64>,
+}
+
+/// What the engine reports per tick; downstream reacts to each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "lowercase")]
+pub enum Change {
+    Opened(Incident),
+    /// Still open, and something worth telling changed (`what`, one line): new top
+    /// causes, a worse severity, a new ETA.
+    Updated {
+        incident: Incident,
+        what: String,
+    },
+    Resolved(Incident),
+}
+
+impl Change {
+    pub fn incident(&self) -> &Incident {
+        match self {
+            Change::Opened(i) | Change::Resolved(i) => i,
+            Change::Updated { incident, .. } => incident,
+        }
+    }
+}
