@@ -1,5 +1,9 @@
 //! (stub: filled in by its issue)
 
+mod delivery;
+
+pub use delivery::{Delivery, DeliveryKind};
+
 use serde_yaml::Value;
 
 use crate::config::Reader;
