@@ -97,7 +97,7 @@ pub fn write_row(out: &mut dyn Write, model: &Model, s: &Score) -> std::io::Resu
         "{},{},{}",
         s.value,
         u8::from(s.anomaly),
-        cause(model, s)
+        super::csv::quote(cause(model, s))
     )
 }
 

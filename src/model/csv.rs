@@ -6,8 +6,10 @@
 //!   every other column is a numeric feature named by its header.
 //! - Without a header there is no time column and the columns are named by their
 //!   0-based index (`0`, `1`, …), so causes print as column indices.
-//! - An empty cell, `nan` or `NaN` is a missing value. Fields are split on commas; a
-//!   field may be wrapped in double quotes, but quoted commas are not supported.
+//! - An empty cell, `nan` or `NaN` is a missing value. Fields follow RFC 4180 on one
+//!   line: a field in double quotes may hold commas, and `""` inside it is one quote
+//!   (the daemon's own feature names, `name{label="v",...}`, need both). A quoted field
+//!   spanning lines is not supported.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -62,13 +64,66 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead>, CsvError> {
     }
 }
 
-fn split(line: &str) -> impl Iterator<Item = &str> {
-    line.split(',').map(|f| {
-        let f = f.trim();
-        f.strip_prefix('"')
-            .and_then(|g| g.strip_suffix('"'))
-            .unwrap_or(f)
-    })
+/// Split one line into fields (RFC 4180 quoting, trimmed outside quotes).
+fn split(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        let mut field = String::new();
+        while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+            chars.next();
+        }
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                    None => return Err("unterminated quoted field".into()),
+                }
+            }
+            while chars
+                .peek()
+                .is_some_and(|c| *c == ' ' || *c == '\t' || *c == '\r')
+            {
+                chars.next();
+            }
+            match chars.next() {
+                None => {
+                    fields.push(field);
+                    return Ok(fields);
+                }
+                Some(',') => fields.push(field),
+                Some(c) => return Err(format!("unexpected {c:?} after a quoted field")),
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    None => {
+                        fields.push(field.trim().to_string());
+                        return Ok(fields);
+                    }
+                    Some(',') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+            fields.push(field.trim().to_string());
+        }
+    }
+}
+
+/// A field as CSV: quoted (with `"` doubled) when it holds a comma, a quote or a line
+/// break, as is.
+pub fn quote(field: &str) -> std::borrow::Cow<'_, str> {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\"")).into()
+    } else {
+        field.into()
+    }
 }
 
 fn is_missing(f: &str) -> bool {
@@ -103,11 +158,11 @@ pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvEr
         if line.trim().is_empty() {
             continue;
         }
-        let fields: Vec<&str> = split(&line).collect();
+        let fields = split(&line).map_err(|msg| perr(lineno, msg))?;
         if first {
             first = false;
             width = fields.len();
-            header = fields.iter().any(|f| {
+            header = fields.iter().map(String::as_str).any(|f| {
                 !is_missing(f) && f.parse::<f64>().is_err() && parse_timestamp_ms(f).is_none()
             });
             if header {
@@ -115,7 +170,7 @@ pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvEr
                     if f.eq_ignore_ascii_case("timestamp") && time_col.is_none() {
                         time_col = Some(j);
                     } else {
-                        columns.push((*f).to_string());
+                        columns.push(f.clone());
                     }
                 }
                 continue;
@@ -133,7 +188,7 @@ pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvEr
             values: Vec::with_capacity(columns.len()),
         };
         let mut c = 0;
-        for (j, f) in fields.iter().enumerate() {
+        for (j, f) in fields.iter().map(String::as_str).enumerate() {
             if Some(j) == time_col {
                 if !is_missing(f) {
                     rec.timestamp_ms = Some(
@@ -203,6 +258,24 @@ mod tests {
         let e = read("a,b\n1\n").expect_err("bad");
         assert!(e.to_string().contains("1 fields, expected 2"), "{e}");
         assert!(matches!(read("a,b\n"), Err(CsvError::Empty { .. })));
+    }
+
+    #[test]
+    fn quoted_fields_hold_commas_and_quotes() {
+        let name = r#"filesystem_used_ratio{mountpoint="/",device="/dev/vda1"}"#;
+        let text = format!("timestamp, {} ,\"a\"\n1714528860,0.5, 7\n", quote(name));
+        let t = read(&text).expect("parses");
+        assert_eq!(t.columns, [name, "a"]);
+        assert_eq!(
+            t.records[0].values,
+            vec![(name.to_string(), 0.5), ("a".to_string(), 7.0)]
+        );
+        assert_eq!(quote("plain"), "plain");
+        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+        let e = read("\"a,b\n1\n").expect_err("unterminated");
+        assert!(e.to_string().contains("t.csv:1: unterminated"), "{e}");
+        let e = read("\"a\"x,b\n1,2\n").expect_err("junk after quote");
+        assert!(e.to_string().contains("after a quoted field"), "{e}");
     }
 
     #[test]
