@@ -42,6 +42,21 @@ pub enum Command {
     /// Stream a CSV file through the daemon's own pipeline (warm-up, retraining, no
     /// look-ahead): CSV `score,anomaly,cause` on stdout.
     Replay(ReplayArgs),
+    /// Remediation: guard state, re-enabling rules, the privileged runner.
+    Remediation {
+        #[command(subcommand)]
+        command: crate::remediate::cli::RemediationCommand,
+    },
+    /// The ticket store: list, show, acknowledge, assign, resolve.
+    Tickets {
+        #[command(subcommand)]
+        command: crate::tickets::cli::TicketsCommand,
+    },
+    /// Maintenance silences: matching incidents open muted tickets.
+    Silence {
+        #[command(subcommand)]
+        command: crate::tickets::cli::SilenceCommand,
+    },
     /// Evaluate detection quality on a labelled dataset.
     Eval {
         #[command(subcommand)]
@@ -82,6 +97,8 @@ pub struct ScoreArgs {
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
+    /// `--state-dir DIR` keeps the replay's history and tickets in DIR (default: a
+    /// scratch directory, removed afterwards).
     #[command(flatten)]
     pub common: Common,
     #[arg(long, value_name = "FILE")]

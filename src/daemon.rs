@@ -103,6 +103,9 @@ pub async fn run(
         .interval_ms
         .store(config.interval.as_millis() as i64, Ordering::Relaxed);
     let mut pipeline = Pipeline::open(&config, &state_dir)?;
+    // External ticket sinks: their own thread, so a slow or dead sink never holds up
+    // sampling; the outbox in tickets.db keeps what they have not acknowledged.
+    let deliverer = start_deliverer(&config, &state_dir)?;
 
     let listener = http::bind(config.listen)
         .await
@@ -117,6 +120,10 @@ pub async fn run(
             rendered: exporter.rendered.clone(),
             health: health.clone(),
             web,
+            tickets: config
+                .incidents
+                .enabled
+                .then(|| crate::tickets::api::TicketsApi::new(state_dir.join("tickets.db"))),
         },
         stop_rx,
     ));
@@ -149,6 +156,9 @@ pub async fn run(
                             ticker = new_ticker(new.interval);
                             health.interval_ms.store(new.interval.as_millis() as i64, Ordering::Relaxed);
                         }
+                        if new.tickets.sinks != config.tickets.sinks {
+                            tracing::warn!("tickets.sinks changes take effect on restart");
+                        }
                         pipeline.reconfigure(&new);
                         crate::logging::set_level(&new.log_level);
                         config = new;
@@ -171,6 +181,10 @@ pub async fn run(
                 };
                 collectors = back;
                 pipeline.process(&mut sample);
+                if let Some(d) = &deliverer {
+                    d.wake();
+                    d.stats().export(&mut sample);
+                }
                 for e in exporter.publish(&sample) {
                     tracing::warn!("export: {e}");
                 }
@@ -193,7 +207,34 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     pipeline.close();
+    if let Some(d) = deliverer {
+        // A request in flight gets a moment to finish; if it does not, its row stays
+        // "in doubt" and is retried, with a look-up, after the restart.
+        let _ = tokio::task::spawn_blocking(move || d.stop(Duration::from_secs(2))).await;
+    }
     Ok(())
+}
+
+fn start_deliverer(
+    config: &Config,
+    state_dir: &Path,
+) -> anyhow::Result<Option<crate::tickets::outbox::DelivererHandle>> {
+    if config.tickets.sinks.is_empty() {
+        return Ok(None);
+    }
+    let db = state_dir.join("tickets.db");
+    let d = crate::tickets::outbox::Deliverer::open(&db, &config.tickets.sinks)?;
+    let names: Vec<&str> = config
+        .tickets
+        .sinks
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    tracing::info!(sinks = %names.join(","), "ticket delivery started");
+    Ok(Some(
+        d.spawn(Duration::from_secs(1))
+            .context("starting the outbox thread")?,
+    ))
 }
 
 fn new_ticker(interval: Duration) -> tokio::time::Interval {

@@ -96,9 +96,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 &common_overrides(&args.common),
             )?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            anomalyd::replay::replay(&config, &args.input, &mut out)?;
+            anomalyd::replay::replay(
+                &config,
+                &args.input,
+                args.common.state_dir.as_deref(),
+                &mut out,
+                &mut std::io::stderr(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tickets { command } => {
+            anomalyd::tickets::cli::run_tickets(command, &mut std::io::stdout().lock())
+        }
+        Command::Silence { command } => {
+            anomalyd::tickets::cli::run_silence(command, &mut std::io::stdout().lock())
+        }
+        Command::Remediation { command } => anomalyd::remediate::cli::run(command),
         Command::Eval {
             dataset:
                 EvalDataset::Smd {

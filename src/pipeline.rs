@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, ModelConfig};
+use crate::incident::{AnomalySignal, Change, Signals};
 use crate::model::{Model, ModelState, Score, Scorer};
 use crate::sample::{Record, Sample};
 use crate::store::History;
+use crate::tickets::Desk;
 
 /// Live: work off the tick path. Replay: inline, deterministic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,15 @@ pub struct Pipeline {
     first_ms: Option<i64>,
     last_train_start_ms: Option<i64>,
     last_error: Option<String>,
+    /// Incidents and tickets; `None` when disabled (or, live, when the ticket store
+    /// could not be opened: the daemon samples on without tickets).
+    desk: Option<Desk>,
+    incidents_top: usize,
+    /// What the incident engine reported for the last record.
+    changes: Vec<Change>,
+    /// Rules, diagnoses and verification for incidents; with the desk only.
+    remediation: Option<crate::remediate::Engine>,
+    state_dir: PathBuf,
 }
 
 impl Pipeline {
@@ -87,6 +98,36 @@ impl Pipeline {
             },
         };
         let model_path = state_dir.join("model.json");
+        let desk = if config.incidents.enabled {
+            let now = match mode {
+                Mode::Live => crate::sample::now_ms(),
+                Mode::Replay => 0,
+            };
+            match (Desk::open(config, state_dir, now), mode) {
+                (Ok(d), _) => Some(d),
+                (Err(e), Mode::Replay) => return Err(e.into()),
+                (Err(e), Mode::Live) => {
+                    tracing::error!("incidents and tickets are off: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let remediation = match &desk {
+            None => None,
+            Some(_) => match (
+                crate::remediate::Engine::open(&config.remediation, state_dir, mode),
+                mode,
+            ) {
+                (Ok(e), _) => e,
+                (Err(e), Mode::Replay) => return Err(e),
+                (Err(e), Mode::Live) => {
+                    tracing::error!("remediation is off: {e:#}");
+                    None
+                }
+            },
+        };
         let mut p = Pipeline {
             mode,
             model_cfg: config.model.clone(),
@@ -100,6 +141,11 @@ impl Pipeline {
             first_ms,
             last_train_start_ms: None,
             last_error: None,
+            desk,
+            incidents_top: config.incidents.top_causes,
+            changes: Vec::new(),
+            remediation,
+            state_dir: state_dir.to_path_buf(),
         };
         if mode == Mode::Live && config.model.enabled {
             p.load_saved();
@@ -147,12 +193,50 @@ impl Pipeline {
         let now = record.timestamp_ms.unwrap_or(0);
         self.first_ms = Some(self.first_ms.map_or(now, |f| f.min(now)));
         self.store(record, now);
-        if !self.model_cfg.enabled {
-            return None;
+        let score = if self.model_cfg.enabled {
+            self.poll_training();
+            self.maybe_train(now);
+            self.scorer.as_mut().map(|s| s.score(record))
+        } else {
+            None
+        };
+        self.incidents(record, now, score.as_ref());
+        score
+    }
+
+    /// The verdict (and, once merged, the forecasts) through the incident engine and
+    /// into the ticket store.
+    fn incidents(&mut self, record: &Record, now: i64, score: Option<&Score>) {
+        self.changes.clear();
+        let Some(desk) = &mut self.desk else {
+            return;
+        };
+        let anomaly = match (score, &self.state) {
+            (Some(s), ModelState::Trained(m)) => {
+                Some(AnomalySignal::from_score(m, s, record, self.incidents_top))
+            }
+            _ => None,
+        };
+        let signals = Signals {
+            anomaly,
+            forecasts: Vec::new(),
+            risk: None,
+            ping_loss_all: Signals::ping_loss_all_in(record),
+        };
+        self.changes = desk.tick(now, record, &signals);
+        if let Some(engine) = &mut self.remediation {
+            crate::remediate::hook::step(engine, desk, &self.changes, now);
         }
-        self.poll_training();
-        self.maybe_train(now);
-        self.scorer.as_mut().map(|s| s.score(record))
+    }
+
+    /// The incident changes of the last processed record (already in the ticket store).
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// The ticket desk, when incidents are on (remediation escalates through it).
+    pub fn desk_mut(&mut self) -> Option<&mut Desk> {
+        self.desk.as_mut()
     }
 
     fn store(&mut self, record: &Record, now: i64) {
@@ -327,6 +411,12 @@ impl Pipeline {
                 0.0
             },
         );
+        if let Some(desk) = &self.desk {
+            desk.export(sample);
+        }
+        if let Some(r) = &self.remediation {
+            r.export(sample);
+        }
         if let Writer::Thread { dropped, .. } = &self.writer {
             sample.info(
                 "history_dropped_samples",
@@ -374,6 +464,13 @@ impl Pipeline {
 
     pub fn reconfigure(&mut self, config: &Config) {
         self.model_cfg = config.model.clone();
+        self.incidents_top = config.incidents.top_causes;
+        if let Some(desk) = &mut self.desk {
+            desk.reconfigure(config);
+        }
+        if let Some(r) = &mut self.remediation {
+            r.reconfigure(&config.remediation, &self.state_dir);
+        }
     }
 
     /// One-line summary for systemd's STATUS=.

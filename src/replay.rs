@@ -2,9 +2,17 @@
 //! daemon's own code.
 //!
 //! Replay feeds CSV rows to a [`Pipeline`] in replay mode, in a scratch state
-//! directory, so warm-up, retraining and history-based training happen exactly as in
-//! the daemon, with the clock taken from the rows. Rows without a `timestamp` column
-//! are spaced one `interval` apart from the Unix epoch.
+//! directory (or `--state-dir`), so warm-up, retraining, history-based training,
+//! incidents and tickets happen exactly as in the daemon, with the clock taken from
+//! the rows. Rows without a `timestamp` column are spaced one `interval` apart from
+//! the Unix epoch.
+//!
+//! With `--state-dir DIR` the tickets stay in `DIR/tickets.db` (see them with
+//! `anomalyd tickets list --state-dir DIR`) and the sinks get them: replay delivers
+//! the outbox for up to [`DELIVERY_GRACE`]; what a sink did not take by then stays
+//! queued and `anomalyd run` on the same state directory delivers it. The state
+//! directory of the config file is never used: a replay must not mix a recorded
+//! series into the daemon's own history by accident.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,12 +46,33 @@ impl Drop for Scratch {
     }
 }
 
+/// How long a replay waits for the sinks to take its tickets.
+pub const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Stream `input` through the pipeline; one `score,anomaly,cause` row per input row
-/// (`0,0,` while the model is still warming up).
-pub fn replay(config: &Config, input: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+/// (`0,0,` while the model is still warming up). A summary of the tickets opened goes
+/// to `log`.
+pub fn replay(
+    config: &Config,
+    input: &Path,
+    state_dir: Option<&Path>,
+    out: &mut dyn Write,
+    log: &mut dyn Write,
+) -> anyhow::Result<()> {
     let table = read_table(input)?;
-    let scratch = Scratch::new()?;
-    let mut pipeline = Pipeline::open_mode(config, &scratch.0, Mode::Replay)?;
+    let scratch;
+    let dir = match state_dir {
+        Some(d) => crate::daemon::prepare_state_dir(d)?,
+        None => {
+            scratch = Scratch::new()?;
+            scratch.0.clone()
+        }
+    };
+    let mut pipeline = Pipeline::open_mode(config, &dir, Mode::Replay)?;
+    let first_seq = match pipeline.desk_mut() {
+        Some(d) => d.store().next_seq()?,
+        None => 1,
+    };
     let step = config.interval.as_millis() as i64;
     writeln!(out, "score,anomaly,cause")?;
     for (i, record) in table.records.into_iter().enumerate() {
@@ -57,8 +86,77 @@ pub fn replay(config: &Config, input: &Path, out: &mut dyn Write) -> anyhow::Res
         }
     }
     out.flush()?;
+    if let Some(desk) = pipeline.desk_mut() {
+        summarize(desk.store(), first_seq, log)?;
+        if state_dir.is_some() && !config.tickets.sinks.is_empty() {
+            deliver(config, desk.store().path(), log)?;
+        }
+    }
     pipeline.close();
     Ok(())
+}
+
+/// One line per ticket this replay opened or reopened.
+fn summarize(
+    store: &crate::tickets::Store,
+    first_seq: u64,
+    log: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let tickets = store.list(false, i64::MAX)?;
+    let mine: Vec<_> = tickets
+        .iter()
+        .rev()
+        .filter(|t| {
+            t.id.strip_prefix("INC-")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n >= first_seq)
+        })
+        .collect();
+    writeln!(log, "replay: {} tickets", mine.len())?;
+    for t in mine {
+        let state = match t.resolved_ms {
+            Some(r) => format!(
+                "resolved after {}",
+                crate::tickets::store::fmt_duration_ms(r - t.opened_ms)
+            ),
+            None => "open".to_string(),
+        };
+        writeln!(
+            log,
+            "  {} {} {} at {}, {state}: {}",
+            t.id,
+            t.severity,
+            t.label,
+            crate::tickets::report::fmt_time(t.opened_ms),
+            t.title
+        )?;
+    }
+    Ok(())
+}
+
+/// Give the sinks the replay's tickets, for up to [`DELIVERY_GRACE`].
+fn deliver(config: &Config, db: &Path, log: &mut dyn Write) -> anyhow::Result<()> {
+    let mut d = crate::tickets::outbox::Deliverer::open(db, &config.tickets.sinks)?;
+    let end = std::time::Instant::now() + DELIVERY_GRACE;
+    let mut delivered = 0;
+    loop {
+        let r = d.run_once(crate::sample::now_ms());
+        delivered += r.delivered;
+        if r.pending == 0 {
+            writeln!(log, "replay: {delivered} deliveries made, none pending")?;
+            return Ok(());
+        }
+        if std::time::Instant::now() >= end {
+            writeln!(
+                log,
+                "replay: {delivered} deliveries made, {} still pending (kept in {}; `anomalyd run` delivers them)",
+                r.pending,
+                db.display()
+            )?;
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// `anomalyd train --history`: train on the state directory's history, as the daemon

@@ -14,6 +14,9 @@ pub enum Kind {
     Gauge,
     /// Individual observations (e.g. ping round-trip times) for a cumulative histogram.
     Histogram,
+    /// A cumulative total (`..._total`) that only goes up while the process lives; the
+    /// point carries the total so far, not an increment.
+    Counter,
 }
 
 /// One metric point. `name` is without the `anomalyd_` prefix.
@@ -108,6 +111,29 @@ impl Sample {
             value,
             observations: Vec::new(),
             feature,
+        });
+    }
+
+    /// A cumulative count (name ending in `_total`), for Prometheus only. The value is
+    /// the total so far; it must never go down while the daemon runs.
+    pub fn counter(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        total: f64,
+    ) {
+        if !total.is_finite() {
+            return;
+        }
+        self.points.push(Point {
+            name,
+            help,
+            kind: Kind::Counter,
+            labels: labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+            value: total,
+            observations: Vec::new(),
+            feature: false,
         });
     }
 

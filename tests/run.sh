@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pkg_bin in prometheus:promtool prometheus-alertmanager:prometheus-alertmanager \
-               prometheus-node-exporter:prometheus-node-exporter iproute2:ip curl:curl openssl:openssl; do
+               prometheus-node-exporter:prometheus-node-exporter iproute2:ip curl:curl openssl:openssl \
+               python3-aiosmtpd:aiosmtpd; do
   command -v "${pkg_bin#*:}" >/dev/null 2>&1 || need+=("${pkg_bin%%:*}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,4 +1,5 @@
-//! The HTTP server: `/metrics`, `/healthz`, and a small landing page.
+//! The HTTP server: `/metrics`, `/healthz`, `/api/v1/tickets`, and a small landing
+//! page.
 //!
 //! Scrapes are served from the body rendered at the end of the last tick
 //! ([`super::metrics::Rendered`]), so a scrape never waits for, or causes, sampling.
@@ -57,6 +58,8 @@ pub struct State {
     pub rendered: Rendered,
     pub health: Arc<Health>,
     pub web: WebConfig,
+    /// The ticket store behind `/api/v1/tickets` (`None`: 404).
+    pub tickets: Option<crate::tickets::api::TicketsApi>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -70,29 +73,91 @@ fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) 
 }
 
 const LANDING: &str = "<html><head><title>anomalyd</title></head><body><h1>anomalyd</h1>\
-<p><a href=\"/metrics\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p></body></html>\n";
+<p><a href=\"/metrics\">Metrics</a> &middot; <a href=\"/healthz\">Health</a> &middot; \
+<a href=\"/api/v1/tickets\">Tickets</a></p></body></html>\n";
 
-fn route(state: &State, req: &Request<Incoming>) -> Resp {
-    if let Some(auth) = &state.web.auth {
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if !auth.check(header) {
-            let mut r = text(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized\n",
+/// Every request: the API's reads of the ticket store go to the blocking pool (a
+/// SQLite read can wait on a lock); everything else is served from memory.
+async fn respond(state: &State, req: &Request<Incoming>) -> Resp {
+    let path = req.uri().path();
+    let api = path == "/api/v1/tickets" || path.starts_with("/api/v1/tickets/");
+    if !api || !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return route(state, req);
+    }
+    if let Some(denied) = deny(state, req) {
+        return finish(state, denied);
+    }
+    let Some(tickets) = state.tickets.clone() else {
+        return finish(
+            state,
+            text(
+                StatusCode::NOT_FOUND,
+                "not found\n",
                 "text/plain; charset=utf-8",
-            );
-            r.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"anomalyd\""),
-            );
-            return r;
+            ),
+        );
+    };
+    let path = path.to_string();
+    let query = req.uri().query().map(str::to_string);
+    let answer =
+        tokio::task::spawn_blocking(move || tickets.handle(&path, query.as_deref(), now_ms()))
+            .await;
+    let resp = match answer {
+        Ok((code, body)) => text(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+            "application/json",
+        ),
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{\"error\": \"ticket query failed\"}\n",
+            "application/json",
+        ),
+    };
+    finish(state, resp)
+}
+
+/// Basic auth, when configured: `Some(401)` for a request without valid credentials.
+fn deny(state: &State, req: &Request<Incoming>) -> Option<Resp> {
+    let auth = state.web.auth.as_ref()?;
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth.check(header) {
+        return None;
+    }
+    let mut r = text(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized\n",
+        "text/plain; charset=utf-8",
+    );
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"anomalyd\""),
+    );
+    Some(r)
+}
+
+/// The configured extra headers, on every response.
+fn finish(state: &State, mut resp: Resp) -> Resp {
+    for (k, v) in &state.web.headers {
+        if let (Ok(k), Ok(v)) = (
+            hyper::header::HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
+            resp.headers_mut().insert(k, v);
         }
     }
+    resp
+}
+
+fn route(state: &State, req: &Request<Incoming>) -> Resp {
+    if let Some(denied) = deny(state, req) {
+        return finish(state, denied);
+    }
     let path = req.uri().path();
-    let mut resp = match (req.method(), path) {
+    let resp = match (req.method(), path) {
         (&Method::GET | &Method::HEAD, "/metrics") => text(
             StatusCode::OK,
             state.rendered.get(),
@@ -113,15 +178,7 @@ fn route(state: &State, req: &Request<Incoming>) -> Resp {
             "text/plain; charset=utf-8",
         ),
     };
-    for (k, v) in &state.web.headers {
-        if let (Ok(k), Ok(v)) = (
-            hyper::header::HeaderName::try_from(k.as_str()),
-            HeaderValue::try_from(v.as_str()),
-        ) {
-            resp.headers_mut().insert(k, v);
-        }
-    }
-    resp
+    finish(state, resp)
 }
 
 /// Bind the listener (done before the first tick so READY=1 means "scrapable").
@@ -152,8 +209,8 @@ pub async fn serve(listener: TcpListener, state: State, mut shutdown: watch::Rec
         let acceptor = acceptor.clone();
         conns.spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let r = route(&state, &req);
-                async move { Ok::<_, Infallible>(r) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(respond(&state, &req).await) }
             });
             let builder = hyper::server::conn::http1::Builder::new();
             let result = match acceptor {

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use hyper::body::Bytes;
-use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder,
+};
 
 use crate::sample::{Kind, Point, Sample};
 
@@ -59,6 +61,7 @@ pub struct Exporter {
     registry: Registry,
     gauges: HashMap<&'static str, (GaugeVec, Vec<&'static str>)>,
     histograms: HashMap<&'static str, (HistogramVec, Vec<&'static str>)>,
+    counters: HashMap<&'static str, (CounterVec, Vec<&'static str>)>,
     collector_success: GaugeVec,
     collector_duration: GaugeVec,
     pub rendered: Rendered,
@@ -114,6 +117,7 @@ impl Exporter {
             registry,
             gauges: HashMap::new(),
             histograms: HashMap::new(),
+            counters: HashMap::new(),
             collector_success,
             collector_duration,
             rendered: Rendered::default(),
@@ -126,6 +130,9 @@ impl Exporter {
     pub fn publish(&mut self, sample: &Sample) -> Vec<ExportError> {
         let mut errors = Vec::new();
         for (vec, _) in self.gauges.values() {
+            vec.reset();
+        }
+        for (vec, _) in self.counters.values() {
             vec.reset();
         }
         self.collector_success.reset();
@@ -174,6 +181,20 @@ impl Exporter {
                 vec.get_metric_with_label_values(&values)
                     .map_err(err)?
                     .set(p.value);
+            }
+            Kind::Counter => {
+                if !self.counters.contains_key(p.name) {
+                    let vec = CounterVec::new(Opts::new(p.name, p.help), &names).map_err(err)?;
+                    self.registry.register(Box::new(vec.clone())).map_err(err)?;
+                    self.counters.insert(p.name, (vec, names.clone()));
+                }
+                let (vec, want) = &self.counters[p.name];
+                check_labels(p.name, want, &names)?;
+                // The point carries the running total; the vec was reset above, so this
+                // sets it (rendering happens below, on this thread: no scrape sees 0).
+                vec.get_metric_with_label_values(&values)
+                    .map_err(err)?
+                    .inc_by(p.value.max(0.0));
             }
             Kind::Histogram => {
                 if !self.histograms.contains_key(p.name) {
@@ -245,6 +266,19 @@ mod tests {
         let b = body(&e);
         assert!(!b.contains("sdb"), "vanished device still exported: {b}");
         assert!(b.contains("anomalyd_disk_busy_ratio{device=\"sda\"} 0.75"));
+    }
+
+    #[test]
+    fn counters_render_as_counters_with_their_total() {
+        let mut e = Exporter::new(false).expect("exporter");
+        for total in [3.0, 5.0] {
+            let mut s = Sample::new(0);
+            s.counter("runs_total", "Runs", &[("rule", "a")], total);
+            assert!(e.publish(&s).is_empty());
+        }
+        let b = body(&e);
+        assert!(b.contains("# TYPE anomalyd_runs_total counter"), "{b}");
+        assert!(b.contains("anomalyd_runs_total{rule=\"a\"} 5"), "{b}");
     }
 
     #[test]

@@ -1,18 +1,273 @@
-//! (stub: filled in by its issue)
+//! Anomaly decisions, forecasts and fault risk -> incidents.
+//!
+//! The [`Engine`] gets one [`Signals`] per tick (live and replay alike, with the tick's
+//! own clock) and answers with [`Change`]s: an incident opened, updated (worse
+//! severity, new top causes, new ETA) or resolved. It debounces (N anomalous samples
+//! out of M), deduplicates by fingerprint (host + class + label/resource), waits for
+//! K normal samples before resolving (hysteresis), reopens the same incident when a
+//! fingerprint comes back within the reopen window, and holds a flapping incident
+//! open instead of opening and closing it over and over. Each incident gets a label
+//! from its top causes ([`classify`]) and a severity from the configured rules
+//! ([`severity`]). Silences are applied downstream, by the ticket desk: a silenced
+//! incident is still recorded, its ticket muted (see `tickets/desk.rs`).
+//!
+//! How to raise N distinct incidents on purpose (used by the outbox fault tests):
+//! replay a CSV with a normal stretch long enough to train on, then N short strong
+//! bursts separated by normal gaps, with a config whose `incidents.reopen_window` is
+//! `0s` and `incidents.flap_max_opens` is `0` (so every burst opens a new incident and
+//! a new ticket rather than reopening or holding the last one), e.g.
+//! `anomalyd replay --input bursts.csv --config c.yaml --state-dir DIR`. Each burst
+//! becomes one ticket `INC-<n>` in `DIR/tickets.db`, with one `Open` delivery (and one
+//! `Resolve`). `tests/common/bursts.rs` writes such a CSV and config
+//! (`bursts::write(dir, n, extra_yaml)`, e.g. with a `tickets:` section naming the
+//! sinks), and `tests/tickets.rs` checks it gives exactly `n` (100 in about a second).
+
+pub mod classify;
+pub mod engine;
+pub mod severity;
+mod types;
+
+use std::time::Duration;
 
 use serde_yaml::Value;
 
+use crate::config::reader::show;
 use crate::config::Reader;
+use crate::tickets::store::{Matchers, Silence};
 
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct IncidentConfig {}
+pub use engine::{AnomalySignal, Engine, ForecastLevel, ForecastSignal, Signals};
+pub use severity::{Conditions, SeverityRule};
+pub use types::{Cause, Change, Class, Incident, Label, Severity};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentConfig {
+    /// Turn anomalies and forecasts into incidents and tickets at all.
+    pub enabled: bool,
+    /// Host name in fingerprints and titles; `None`: the system's host name.
+    pub host: Option<String>,
+    /// An anomaly incident opens after this many anomalous samples...
+    pub open_after: usize,
+    /// ...among the last this many.
+    pub open_window: usize,
+    /// Resolve after this many consecutive normal samples (hysteresis).
+    pub resolve_after: usize,
+    /// A problem (same fingerprint) that comes back within this time of being resolved
+    /// reopens its incident and ticket instead of opening new ones. 0: never.
+    pub reopen_window: Duration,
+    /// An incident that opened this many times within `flap_window` is flapping: it is
+    /// held open (one ticket, marked flapping) until it has been quiet for a whole
+    /// `flap_window`. 0: no flap detection.
+    pub flap_max_opens: usize,
+    pub flap_window: Duration,
+    /// Causes kept per incident (and used for its label).
+    pub top_causes: usize,
+    /// Fault-risk probability at or above which samples count towards a risk incident.
+    pub risk_threshold: f64,
+    /// First matching rule gives the severity; none matching: P4.
+    pub severity_rules: Vec<SeverityRule>,
+    /// Maintenance windows from the config (more with `anomalyd silence add`).
+    pub silences: Vec<Silence>,
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        IncidentConfig {
+            enabled: true,
+            host: None,
+            open_after: 3,
+            open_window: 5,
+            resolve_after: 10,
+            reopen_window: Duration::from_secs(3600),
+            flap_max_opens: 4,
+            flap_window: Duration::from_secs(3600),
+            top_causes: 5,
+            risk_threshold: 0.8,
+            severity_rules: severity::default_rules(),
+            silences: Vec::new(),
+        }
+    }
+}
 
 /// Read the `incidents:` section; problems go to `r` with their YAML path.
 pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> IncidentConfig {
-    let _s = r.section(v, path, &[]);
-    IncidentConfig::default()
+    let d = IncidentConfig::default();
+    let s = r.section(
+        v,
+        path,
+        &[
+            "enabled",
+            "host",
+            "open_after",
+            "open_window",
+            "resolve_after",
+            "reopen_window",
+            "flap_max_opens",
+            "flap_window",
+            "top_causes",
+            "risk_threshold",
+            "severity_rules",
+            "silences",
+        ],
+    );
+    let host = match s.get("host") {
+        None => None,
+        Some(Value::String(h)) if !h.trim().is_empty() => Some(h.trim().to_string()),
+        Some(other) => {
+            r.error(
+                &s.path("host"),
+                format!("expected a host name or null, got {}", show(other)),
+            );
+            None
+        }
+    };
+    let open_after = s.int(r, "open_after", d.open_after as u64, 1, 1000) as usize;
+    let open_window = s.int(r, "open_window", d.open_window as u64, 1, 1000) as usize;
+    if open_after > open_window {
+        r.error(
+            &s.path("open_after"),
+            format!("{open_after} is more than open_window ({open_window})"),
+        );
+    }
+    let day = Duration::from_secs(86_400);
+    let severity_rules = match s.get("severity_rules") {
+        None => d.severity_rules.clone(),
+        Some(_) => s
+            .list(r, "severity_rules")
+            .into_iter()
+            .filter_map(|(p, v)| severity::parse_rule(r, v, &p))
+            .collect(),
+    };
+    let silences = s
+        .list(r, "silences")
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, (p, v))| parse_silence(r, v, &p, i))
+        .collect();
+    IncidentConfig {
+        enabled: s.bool(r, "enabled", d.enabled),
+        host,
+        open_after,
+        open_window,
+        resolve_after: s.int(r, "resolve_after", d.resolve_after as u64, 1, 100_000) as usize,
+        reopen_window: s.duration(
+            r,
+            "reopen_window",
+            d.reopen_window,
+            Duration::ZERO,
+            30 * day,
+        ),
+        flap_max_opens: s.int(r, "flap_max_opens", d.flap_max_opens as u64, 0, 1000) as usize,
+        flap_window: s.duration(
+            r,
+            "flap_window",
+            d.flap_window,
+            Duration::from_secs(1),
+            30 * day,
+        ),
+        top_causes: s.int(r, "top_causes", d.top_causes as u64, 1, 50) as usize,
+        risk_threshold: s.float(r, "risk_threshold", d.risk_threshold, 0.0, 1.0),
+        severity_rules,
+        silences,
+    }
 }
 
-mod types;
+fn parse_silence(r: &mut Reader, v: &Value, path: &str, index: usize) -> Option<Silence> {
+    let s = r.section(Some(v), path, &["matchers", "starts", "ends", "comment"]);
+    let m = r.section(
+        s.get("matchers"),
+        &s.path("matchers"),
+        &["label", "class", "resource", "fingerprint"],
+    );
+    let opt = |r: &mut Reader, key: &str| {
+        let v = m.string(r, key, "");
+        (!v.is_empty()).then_some(v)
+    };
+    let matchers = Matchers {
+        label: opt(r, "label"),
+        class: opt(r, "class"),
+        resource: opt(r, "resource"),
+        fingerprint: opt(r, "fingerprint"),
+    };
+    let before = r.errors.len();
+    if let Some(l) = &matchers.label {
+        if Label::parse(l).is_none() {
+            r.error(
+                &m.path("label"),
+                format!(
+                    "{l:?} is not one of: {}",
+                    Label::ALL
+                        .iter()
+                        .map(|l| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(c) = &matchers.class {
+        if Class::parse(c).is_none() {
+            r.error(
+                &m.path("class"),
+                format!("{c:?} is not one of: anomaly, forecast, risk"),
+            );
+        }
+    }
+    if matchers.is_empty() {
+        r.error(
+            &s.path("matchers"),
+            "a silence needs at least one matcher (label, class, resource or fingerprint)",
+        );
+    }
+    let time = |r: &mut Reader, key: &str, default: i64| match s.get(key) {
+        None => default,
+        Some(Value::String(t)) => match crate::model::timefmt::parse_timestamp_ms(t) {
+            Some(ms) => ms,
+            None => {
+                r.error(
+                    &s.path(key),
+                    format!("invalid time {t:?} (expected RFC 3339, e.g. 2025-06-01T22:00:00Z)"),
+                );
+                default
+            }
+        },
+        Some(other) => {
+            r.error(
+                &s.path(key),
+                format!(
+                    "expected a time like \"2025-06-01T22:00:00Z\", got {}",
+                    show(other)
+                ),
+            );
+            default
+        }
+    };
+    let starts_ms = time(r, "starts", i64::MIN);
+    let ends_ms = time(r, "ends", i64::MAX);
+    if starts_ms >= ends_ms {
+        r.error(&s.path("ends"), "must be later than starts");
+    }
+    let comment = s.string(r, "comment", "");
+    (r.errors.len() == before).then(|| Silence {
+        id: format!("config[{index}]"),
+        matchers,
+        starts_ms,
+        ends_ms,
+        comment,
+    })
+}
 
-pub use types::{Cause, Change, Class, Incident, Label, Severity};
+/// The host name for fingerprints and titles.
+pub fn host_name(config: &IncidentConfig) -> String {
+    if let Some(h) = &config.host {
+        return h.clone();
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success
+    // (and we stop at the first NUL or the end either way).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

@@ -96,3 +96,43 @@ impl Change {
         }
     }
 }
+
+/// Names as they appear in config files, tickets, the API and metric labels.
+macro_rules! names {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+
+            /// The value named `s` (as written by `as_str`), if any.
+            pub fn parse(s: &str) -> Option<$ty> {
+                match s {
+                    $($name => Some($ty::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+names!(Severity { P1 => "P1", P2 => "P2", P3 => "P3", P4 => "P4" });
+names!(Label {
+    Cpu => "cpu",
+    Memory => "memory",
+    Storage => "storage",
+    Network => "network",
+    Latency => "latency",
+    Other => "other",
+});
+names!(Class { Anomaly => "anomaly", Forecast => "forecast", Risk => "risk" });

@@ -78,6 +78,48 @@ impl Model {
     }
 }
 
+impl Model {
+    /// What the model considers normal for this record, per schema feature, in the
+    /// feature's own units: the nearest centroid (the operating mode the sample is
+    /// closest to) plus the time-of-day baseline, unscaled. This is the "baseline" a
+    /// ticket shows next to each cause's value.
+    pub fn expected(&self, record: &Record) -> Vec<f64> {
+        let d = self.schema.len();
+        let mut x = vec![0.0; d];
+        let mut terms = vec![0.0; d];
+        self.terms_into(record, &mut x, &mut terms);
+        // `x` now holds the scaled, de-seasoned values; find the centroid again.
+        let mut best = 0;
+        let mut best_d = f64::INFINITY;
+        for (c, cen) in self.centroids.chunks_exact(d).enumerate() {
+            let dist: f64 = x
+                .iter()
+                .zip(cen)
+                .filter(|(z, _)| !z.is_nan())
+                .map(|(z, m)| (z - m) * (z - m))
+                .sum();
+            if dist < best_d {
+                best_d = dist;
+                best = c;
+            }
+        }
+        let baseline = match (&self.time_of_day, record.timestamp_ms) {
+            (Some(t), Some(ts)) => {
+                let b = day_bin(ts, t.bins);
+                Some(&t.baseline[b * d..(b + 1) * d])
+            }
+            _ => None,
+        };
+        let cen = &self.centroids[best * d..(best + 1) * d];
+        (0..d)
+            .map(|j| {
+                let z = cen[j] + baseline.map_or(0.0, |b| b[j]);
+                self.center[j] + z * self.scale[j]
+            })
+            .collect()
+    }
+}
+
 /// Scores a stream of samples against one model, carrying the smoothing state.
 /// The same type runs in the daemon, `score`, `eval` and training's threshold pass,
 /// so all of them agree.

@@ -384,3 +384,28 @@ fn train_and_score_commands_on_csv() {
     let e = commands::score(&model, &other, &mut Vec::new()).expect_err("mismatch");
     assert!(format!("{e:#}").contains("missing: cpu, load1"), "{e:#}");
 }
+
+#[test]
+fn expected_values_are_near_normal_and_in_feature_units() {
+    let (h, model) = trained(2000);
+    let names = model.schema().to_vec();
+    let r = &h[1500];
+    let exp = model.expected(r);
+    assert_eq!(exp.len(), names.len());
+    for (j, name) in names.iter().enumerate() {
+        let actual = r.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+        let actual = actual.expect("feature present");
+        // Normal data: the expectation is within a few scales of the value.
+        let rel = (exp[j] - actual).abs() / actual.abs().max(1e-12);
+        assert!(rel < 0.5, "{name}: expected {} vs actual {actual}", exp[j]);
+    }
+    // An outlier does not drag its own expectation along.
+    let mut odd = r.clone();
+    for (n, v) in &mut odd.values {
+        if n == "cpu" {
+            *v = 50.0;
+        }
+    }
+    let j = names.iter().position(|n| n == "cpu").expect("cpu");
+    assert!(model.expected(&odd)[j] < 2.0);
+}

@@ -1,14 +1,30 @@
-//! (stub: filled in by its issue)
+//! Remediation: rules that run known fixes for incidents, under guards.
+//!
+//! - `config`: the `remediation:` section (rules, guards, diagnose) with trust checks
+//!   at parse time (`trust`).
+//! - `runner`: runs one command: no shell, clean environment, own process group under
+//!   a subreaper supervisor, timeout, output cap, optional user switch.
+//! - `guards`: cooldown, runs per window and the circuit breaker, persisted so a
+//!   restart does not reset them.
+//! - `executor`: one request (rule name + incident as `ANOMALYD_*`) through the
+//!   guards and the runner, to one [`executor::RunRecord`].
+//! - `engine`: incident changes -> requests (inline in replay, a worker thread live,
+//!   or the privileged runner unit through `spool`), run records, verification and
+//!   `diagnose` results -> ticket timeline [`engine::Event`]s and metrics.
 
-use serde_yaml::Value;
+pub mod cli;
+mod config;
+pub mod diagnose;
+pub mod engine;
+pub mod executor;
+pub mod guards;
+pub mod hook;
+pub mod runner;
+pub mod spool;
+pub mod supervise;
+pub mod trust;
 
-use crate::config::Reader;
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct RemediationConfig {}
-
-/// Read the `remediation:` section; problems go to `r` with their YAML path.
-pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> RemediationConfig {
-    let _s = r.section(v, path, &[]);
-    RemediationConfig::default()
-}
+pub use config::{
+    parse_config, resolve_user, DiagnoseConfig, Guards, Match, RemediationConfig, Rule, RunAs,
+};
+pub use engine::{Engine, Event};

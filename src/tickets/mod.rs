@@ -1,18 +1,69 @@
-//! (stub: filled in by its issue)
+//! Tickets: one per incident, kept in the embedded store (`<state_dir>/tickets.db`)
+//! and delivered to any number of external sinks through the outbox.
+//!
+//! - [`desk::Desk`]: per tick, runs the incident engine, renders each changed
+//!   incident's report ([`report`]) and writes the change to the [`Store`] (which
+//!   enqueues the sinks' deliveries in the same transaction); applies silences.
+//! - [`store::Store`]: tickets, their timelines, silences (SQLite).
+//! - [`outbox`] + [`sinks`]: the persistent delivery queue and the external trackers.
+//! - [`cli`]: `anomalyd tickets ...` and `anomalyd silence ...`.
 
+pub mod api;
+pub mod cli;
 mod delivery;
+pub mod desk;
+pub mod outbox;
+pub mod report;
+pub mod sinks;
+pub mod store;
+
+use std::time::Duration;
 
 pub use delivery::{Delivery, DeliveryKind};
+pub use desk::Desk;
+pub use store::{Status, Store, StoreError, Ticket};
 
 use serde_yaml::Value;
 
 use crate::config::Reader;
 
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TicketsConfig {}
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketsConfig {
+    /// How much recent history a ticket's report summarises (min/median/max of the
+    /// affected metrics).
+    pub report_history: Duration,
+    /// External trackers that get every ticket change (see `sinks/`).
+    pub sinks: Vec<sinks::SinkConfig>,
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        TicketsConfig {
+            report_history: Duration::from_secs(3600),
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl TicketsConfig {
+    /// The sinks' names: each ticket change is queued once for each.
+    pub fn sink_names(&self) -> Vec<String> {
+        self.sinks.iter().map(|s| s.name.clone()).collect()
+    }
+}
 
 /// Read the `tickets:` section; problems go to `r` with their YAML path.
 pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> TicketsConfig {
-    let _s = r.section(v, path, &[]);
-    TicketsConfig::default()
+    let d = TicketsConfig::default();
+    let s = r.section(v, path, &["report_history", "sinks"]);
+    TicketsConfig {
+        report_history: s.duration(
+            r,
+            "report_history",
+            d.report_history,
+            Duration::from_secs(60),
+            Duration::from_secs(7 * 86_400),
+        ),
+        sinks: sinks::parse_sinks(r, &s),
+    }
 }

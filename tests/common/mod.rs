@@ -2,6 +2,8 @@
 //! speak enough HTTP/1.1 to scrape it.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod bursts;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,240 @@
+//! Severity P1–P4 from configurable rules: the first rule whose conditions all hold
+//! wins; no rule matching gives P4.
+
+use serde_yaml::Value;
+
+use super::engine::ForecastLevel;
+use super::{Class, Label, Severity};
+use crate::config::reader::show;
+use crate::config::Reader;
+
+/// Conditions of one rule; unset ones are not checked.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Conditions {
+    pub class: Option<Class>,
+    pub label: Option<Label>,
+    /// The forecast behind the incident is at this level.
+    pub forecast_severity: Option<ForecastLevel>,
+    /// Every ping target lost every packet of its last round (or, with `false`, not).
+    pub ping_loss_all: Option<bool>,
+    /// The anomaly score is at least this many times the threshold.
+    pub min_score_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeverityRule {
+    pub when: Conditions,
+    pub severity: Severity,
+}
+
+/// What the rules look at for one incident at one tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub class: Class,
+    pub label: Label,
+    pub forecast: Option<ForecastLevel>,
+    pub ping_loss_all: bool,
+    /// score / threshold, for anomalies.
+    pub score_ratio: Option<f64>,
+}
+
+impl Conditions {
+    pub fn holds(&self, f: &Facts) -> bool {
+        self.class.is_none_or(|c| c == f.class)
+            && self.label.is_none_or(|l| l == f.label)
+            && self.forecast_severity.is_none_or(|s| Some(s) == f.forecast)
+            && self.ping_loss_all.is_none_or(|p| p == f.ping_loss_all)
+            && self
+                .min_score_ratio
+                .is_none_or(|m| f.score_ratio.is_some_and(|r| r >= m))
+    }
+}
+
+/// The severity of the first matching rule, P4 if none.
+pub fn evaluate(rules: &[SeverityRule], facts: &Facts) -> Severity {
+    rules
+        .iter()
+        .find(|r| r.when.holds(facts))
+        .map_or(Severity::P4, |r| r.severity)
+}
+
+/// Forecast critical or ping loss to every target: P1; forecast warning: P2; an
+/// anomaly: P3; fault risk: P4.
+pub fn default_rules() -> Vec<SeverityRule> {
+    let rule = |when, severity| SeverityRule { when, severity };
+    vec![
+        rule(
+            Conditions {
+                forecast_severity: Some(ForecastLevel::Critical),
+                ..Default::default()
+            },
+            Severity::P1,
+        ),
+        rule(
+            Conditions {
+                ping_loss_all: Some(true),
+                ..Default::default()
+            },
+            Severity::P1,
+        ),
+        rule(
+            Conditions {
+                forecast_severity: Some(ForecastLevel::Warning),
+                ..Default::default()
+            },
+            Severity::P2,
+        ),
+        rule(
+            Conditions {
+                class: Some(Class::Anomaly),
+                ..Default::default()
+            },
+            Severity::P3,
+        ),
+        rule(
+            Conditions {
+                class: Some(Class::Risk),
+                ..Default::default()
+            },
+            Severity::P4,
+        ),
+    ]
+}
+
+pub(crate) fn parse_rule(r: &mut Reader, v: &Value, path: &str) -> Option<SeverityRule> {
+    let s = r.section(Some(v), path, &["when", "severity"]);
+    let before = r.errors.len();
+    let w = r.section(
+        s.get("when"),
+        &s.path("when"),
+        &[
+            "class",
+            "label",
+            "forecast_severity",
+            "ping_loss_all",
+            "min_score_ratio",
+        ],
+    );
+    let named = |r: &mut Reader, key: &str, allowed: &[&str]| -> Option<String> {
+        w.get(key)?;
+        let v = w.one_of(r, key, allowed, "");
+        (!v.is_empty()).then_some(v)
+    };
+    let labels: Vec<&str> = Label::ALL.iter().map(|l| l.as_str()).collect();
+    let when = Conditions {
+        class: named(r, "class", &["anomaly", "forecast", "risk"]).and_then(|c| Class::parse(&c)),
+        label: named(r, "label", &labels).and_then(|l| Label::parse(&l)),
+        forecast_severity: named(r, "forecast_severity", &["warning", "critical"]).map(|s| match s
+            .as_str()
+        {
+            "critical" => ForecastLevel::Critical,
+            _ => ForecastLevel::Warning,
+        }),
+        ping_loss_all: w
+            .get("ping_loss_all")
+            .map(|_| w.bool(r, "ping_loss_all", false)),
+        min_score_ratio: w
+            .get("min_score_ratio")
+            .map(|_| w.float(r, "min_score_ratio", 1.0, 0.0, 1e6)),
+    };
+    let severity = match s.get("severity") {
+        Some(Value::String(x)) if Severity::parse(x).is_some() => Severity::parse(x),
+        Some(other) => {
+            r.error(
+                &s.path("severity"),
+                format!("expected one of P1, P2, P3, P4, got {}", show(other)),
+            );
+            None
+        }
+        None => {
+            r.error(&s.path("severity"), "missing (P1, P2, P3 or P4)");
+            None
+        }
+    };
+    match severity {
+        Some(severity) if r.errors.len() == before => Some(SeverityRule { when, severity }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(class: Class) -> Facts {
+        Facts {
+            class,
+            label: Label::Cpu,
+            forecast: None,
+            ping_loss_all: false,
+            score_ratio: Some(1.5),
+        }
+    }
+
+    #[test]
+    fn default_rules_follow_the_documented_order() {
+        let rules = default_rules();
+        assert_eq!(evaluate(&rules, &facts(Class::Anomaly)), Severity::P3);
+        assert_eq!(evaluate(&rules, &facts(Class::Risk)), Severity::P4);
+        let mut f = facts(Class::Forecast);
+        f.forecast = Some(ForecastLevel::Warning);
+        assert_eq!(evaluate(&rules, &f), Severity::P2);
+        f.forecast = Some(ForecastLevel::Critical);
+        assert_eq!(evaluate(&rules, &f), Severity::P1);
+        let mut f = facts(Class::Anomaly);
+        f.ping_loss_all = true;
+        assert_eq!(evaluate(&rules, &f), Severity::P1);
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_score_ratio_counts() {
+        let rules = vec![
+            SeverityRule {
+                when: Conditions {
+                    label: Some(Label::Storage),
+                    ..Default::default()
+                },
+                severity: Severity::P1,
+            },
+            SeverityRule {
+                when: Conditions {
+                    class: Some(Class::Anomaly),
+                    min_score_ratio: Some(3.0),
+                    ..Default::default()
+                },
+                severity: Severity::P2,
+            },
+        ];
+        let mut f = facts(Class::Anomaly);
+        assert_eq!(evaluate(&rules, &f), Severity::P4, "no rule matches");
+        f.score_ratio = Some(3.0);
+        assert_eq!(evaluate(&rules, &f), Severity::P2);
+        f.label = Label::Storage;
+        assert_eq!(evaluate(&rules, &f), Severity::P1);
+    }
+
+    #[test]
+    fn rules_parse_with_errors_at_their_path() {
+        let yaml = "- when: {label: storage, min_score_ratio: 2}\n  severity: P2\n\
+                    - when: {label: disk}\n  severity: P9\n";
+        let v: Value = serde_yaml::from_str(yaml).expect("yaml");
+        let mut r = Reader::default();
+        let Value::Sequence(items) = v else {
+            panic!("not a list")
+        };
+        let ok = parse_rule(&mut r, &items[0], "incidents.severity_rules[0]").expect("valid");
+        assert_eq!(ok.severity, Severity::P2);
+        assert_eq!(ok.when.label, Some(Label::Storage));
+        assert_eq!(ok.when.min_score_ratio, Some(2.0));
+        assert!(parse_rule(&mut r, &items[1], "incidents.severity_rules[1]").is_none());
+        let all = r.errors.join("\n");
+        assert!(
+            all.contains("incidents.severity_rules[1].when.label: \"disk\" is not one of"),
+            "{all}"
+        );
+        assert!(
+            all.contains("incidents.severity_rules[1].severity: expected one of P1"),
+            "{all}"
+        );
+    }
+}

@@ -1,0 +1,535 @@
+//! Incident changes in, ticket timeline events out.
+//!
+//! The engine decides *which* rules an incident triggers (each rule at most once per
+//! incident: on open, or on the update that first makes it match), hands the runs
+//! to an executor, and watches each incident after a run: resolved within the rule's
+//! verify window means the action is verified; still open means it did not help and
+//! the ticket's severity should go up one step. It also asks for a diagnosis of
+//! every new incident.
+//!
+//! Live, runs and diagnoses happen on worker threads (a hung script never delays a
+//! tick) or in the privileged runner unit through the spool directory; in replay
+//! they run inline so results are deterministic. Either way the results come back
+//! through [`Engine::poll`] as [`Event`]s for the ticket store.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::mpsc;
+
+use crate::incident::{Change, Incident};
+use crate::pipeline::Mode;
+use crate::sample::Sample;
+
+use super::diagnose::{self, Diagnosis};
+use super::executor::{Executor, Request, RunRecord, RunResult};
+use super::runner::Runner;
+use super::spool::Spool;
+use super::{Match, RemediationConfig};
+
+/// One entry for a ticket's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub ticket_id: String,
+    pub at_ms: i64,
+    /// `action` (runs and their verification; the store shows these in the report
+    /// and sends them to the sinks) or `diagnose` (evidence, timeline only).
+    pub kind: &'static str,
+    pub summary: String,
+    pub detail: serde_json::Value,
+    /// Set when the ticket's severity should go up one step, with the reason.
+    pub escalate: Option<String>,
+}
+
+enum Backend {
+    Inline(Box<Executor>),
+    Worker {
+        tx: mpsc::SyncSender<Request>,
+        rx: mpsc::Receiver<RunRecord>,
+        /// Workers of earlier configurations, still finishing their queues.
+        retired: Vec<mpsc::Receiver<RunRecord>>,
+    },
+    Spool(Spool),
+}
+
+enum Diagnoser {
+    Off,
+    Worker {
+        tx: mpsc::SyncSender<(String, Incident)>,
+        rx: mpsc::Receiver<(String, Diagnosis)>,
+    },
+}
+
+struct Verify {
+    ticket_id: String,
+    rule: String,
+    run_id: String,
+    ran_ms: i64,
+    deadline_ms: i64,
+}
+
+pub struct Engine {
+    config: RemediationConfig,
+    backend: Backend,
+    diagnoser: Diagnoser,
+    /// (incident id, rule) pairs already handed to the executor.
+    triggered: HashSet<(String, String)>,
+    verifying: Vec<Verify>,
+    /// Incidents resolved recently, for runs whose result arrives after the fact.
+    resolved: HashMap<String, i64>,
+    runs: BTreeMap<(String, RunResult), u64>,
+    tripped: BTreeMap<String, bool>,
+    out: Vec<Event>,
+    seq: u64,
+}
+
+/// Queue length between the engine and a worker; beyond it requests are dropped
+/// (and recorded as skipped), never blocking a tick.
+const QUEUE: usize = 64;
+
+impl Engine {
+    /// `None` when remediation is disabled.
+    pub fn open(
+        config: &RemediationConfig,
+        state_dir: &Path,
+        mode: Mode,
+    ) -> anyhow::Result<Option<Engine>> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        let backend = match (&config.spool_dir, mode) {
+            (Some(dir), Mode::Live) => Backend::Spool(Spool::open(dir)?),
+            _ => {
+                let exec = Executor::new(config.clone(), Runner::current()?, state_dir);
+                match mode {
+                    Mode::Replay => Backend::Inline(Box::new(exec)),
+                    Mode::Live => spawn_executor(exec)?,
+                }
+            }
+        };
+        // Replay reads a recorded series: this host's processes are not evidence.
+        let diagnoser = match (config.diagnose.enabled, mode, &backend) {
+            (false, _, _) | (_, Mode::Replay, _) | (_, _, Backend::Spool(_)) => Diagnoser::Off,
+            (true, Mode::Live, _) => spawn_diagnoser(config.diagnose.top)?,
+        };
+        let tripped = config
+            .rules
+            .iter()
+            .map(|r| (r.name.clone(), false))
+            .collect();
+        Ok(Some(Engine {
+            config: config.clone(),
+            backend,
+            diagnoser,
+            triggered: HashSet::new(),
+            verifying: Vec::new(),
+            resolved: HashMap::new(),
+            runs: BTreeMap::new(),
+            tripped,
+            out: Vec::new(),
+            seq: 0,
+        }))
+    }
+
+    /// Use another executor (tests: the supervisor binary is not the test binary).
+    pub fn with_runner(mut self, runner: Runner, state_dir: &Path) -> Engine {
+        let exec = Executor::new(self.config.clone(), runner, state_dir);
+        self.backend = match self.backend {
+            Backend::Inline(_) => Backend::Inline(Box::new(exec)),
+            Backend::Worker { .. } => match spawn_executor(exec) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("remediation worker: {e}");
+                    return self;
+                }
+            },
+            b @ Backend::Spool(_) => b,
+        };
+        self
+    }
+
+    /// A reloaded configuration: new rules and guards from now on. Runs already
+    /// queued finish under the old configuration; verifications carry on.
+    pub fn reconfigure(&mut self, config: &RemediationConfig, state_dir: &Path) {
+        if *config == self.config {
+            return;
+        }
+        self.config = config.clone();
+        for r in &config.rules {
+            self.tripped.entry(r.name.clone()).or_insert(false);
+        }
+        if let Backend::Worker { rx, retired, .. } = &mut self.backend {
+            let runner = match Runner::current() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("remediation: keeping the old rules: {e}");
+                    return;
+                }
+            };
+            let exec = Executor::new(config.clone(), runner, state_dir);
+            match spawn_executor(exec) {
+                Ok(Backend::Worker {
+                    tx: ntx, rx: nrx, ..
+                }) => {
+                    let old = std::mem::replace(rx, nrx);
+                    retired.push(old);
+                    if let Backend::Worker { tx, .. } = &mut self.backend {
+                        *tx = ntx;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("remediation: keeping the old rules: {e}"),
+            }
+        }
+    }
+
+    /// React to one incident change at `now_ms`.
+    pub fn on_change(&mut self, change: &Change, now_ms: i64) {
+        let i = change.incident();
+        match change {
+            Change::Opened(_) => {
+                self.diagnose(i);
+                self.trigger(i, now_ms);
+            }
+            Change::Updated { .. } => self.trigger(i, now_ms),
+            Change::Resolved(_) => {
+                self.resolved.insert(i.id.clone(), now_ms);
+                self.triggered.retain(|(id, _)| id != &i.id);
+                let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.verifying)
+                    .into_iter()
+                    .partition(|v| v.ticket_id == i.id);
+                self.verifying = rest;
+                for v in done {
+                    self.verified(v, now_ms);
+                }
+            }
+        }
+    }
+
+    /// Finished runs and diagnoses, and verify windows that ran out, as events.
+    pub fn poll(&mut self, now_ms: i64) -> Vec<Event> {
+        let mut records = Vec::new();
+        match &mut self.backend {
+            Backend::Inline(_) => {}
+            Backend::Worker { rx, retired, .. } => {
+                records.extend(rx.try_iter());
+                retired.retain(|r| loop {
+                    match r.try_recv() {
+                        Ok(rec) => records.push(rec),
+                        Err(mpsc::TryRecvError::Empty) => break true,
+                        Err(mpsc::TryRecvError::Disconnected) => break false,
+                    }
+                });
+            }
+            Backend::Spool(s) => records.extend(s.results()),
+        }
+        for r in records {
+            self.record(r, now_ms);
+        }
+        if let Diagnoser::Worker { rx, .. } = &self.diagnoser {
+            let done: Vec<_> = rx.try_iter().collect();
+            for (ticket, d) in done {
+                self.out.push(diagnosis_event(&ticket, d));
+            }
+        }
+        let (expired, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.verifying)
+            .into_iter()
+            .partition(|v| now_ms > v.deadline_ms);
+        self.verifying = rest;
+        for v in expired {
+            let window = crate::tickets::store::fmt_duration_ms(v.deadline_ms - v.ran_ms);
+            let summary = format!(
+                "remediation {:?} not verified: the incident is still open {window} after the run",
+                v.rule
+            );
+            self.out.push(Event {
+                ticket_id: v.ticket_id.clone(),
+                at_ms: now_ms,
+                kind: "action",
+                detail: serde_json::json!({
+                    "verify": "not_verified", "rule": v.rule, "run": v.run_id,
+                    "ran_ms": v.ran_ms, "window_ms": v.deadline_ms - v.ran_ms,
+                }),
+                escalate: Some(format!("remediation {:?} did not clear it", v.rule)),
+                summary,
+            });
+        }
+        // Forget resolutions no run can still be waiting for.
+        let horizon = self
+            .config
+            .rules
+            .iter()
+            .map(|r| (r.guards.timeout + r.guards.verify_window).as_millis() as i64)
+            .max()
+            .unwrap_or(0);
+        self.resolved.retain(|_, t| now_ms - *t <= horizon);
+        std::mem::take(&mut self.out)
+    }
+
+    fn diagnose(&mut self, i: &Incident) {
+        match &self.diagnoser {
+            Diagnoser::Off => {}
+            Diagnoser::Worker { tx, .. } => {
+                if tx.try_send((i.id.clone(), i.clone())).is_err() {
+                    tracing::warn!(incident = %i.id, "diagnosis queue full; skipped");
+                }
+            }
+        }
+    }
+
+    fn trigger(&mut self, i: &Incident, now_ms: i64) {
+        let dry_run = self.config.dry_run;
+        let matching: Vec<String> = self
+            .config
+            .rules
+            .iter()
+            .filter(|r| r.matcher.matches(i))
+            .map(|r| r.name.clone())
+            .filter(|name| !self.triggered.contains(&(i.id.clone(), name.clone())))
+            .collect();
+        for rule in matching {
+            self.triggered.insert((i.id.clone(), rule.clone()));
+            self.seq += 1;
+            let req = Request {
+                id: format!("{}-{}-{}-{}", i.id, rule, now_ms, self.seq),
+                rule: rule.clone(),
+                ticket_id: i.id.clone(),
+                resource: i.resource.clone().unwrap_or_default(),
+                env: incident_env(i, dry_run),
+                requested_ms: now_ms,
+            };
+            let refused = match &mut self.backend {
+                Backend::Inline(exec) => {
+                    let rec = exec.execute(&req, now_ms);
+                    self.record(rec, now_ms);
+                    None
+                }
+                Backend::Worker { tx, .. } => tx
+                    .try_send(req.clone())
+                    .err()
+                    .map(|_| "the remediation queue is full".to_string()),
+                Backend::Spool(s) => s.submit(&req).err().map(|e| e.to_string()),
+            };
+            if let Some(why) = refused {
+                let rec = RunRecord {
+                    id: req.id,
+                    rule,
+                    ticket_id: i.id.clone(),
+                    resource: req.resource,
+                    command: Vec::new(),
+                    result: RunResult::Skipped,
+                    reason: Some(why),
+                    outcome: None,
+                    started_ms: now_ms,
+                    tripped: false,
+                };
+                self.record(rec, now_ms);
+            }
+        }
+    }
+
+    /// A run's record: count it, put it on the timeline, start verifying.
+    fn record(&mut self, rec: RunRecord, now_ms: i64) {
+        *self.runs.entry((rec.rule.clone(), rec.result)).or_default() += 1;
+        if rec.tripped {
+            self.tripped.insert(rec.rule.clone(), true);
+            tracing::warn!(rule = %rec.rule, "remediation rule disabled by its circuit breaker");
+        }
+        let ran_ms = rec.started_ms + rec.outcome.as_ref().map_or(0, |o| o.duration_ms as i64);
+        let at_ms = ran_ms.max(now_ms.min(ran_ms));
+        tracing::info!(ticket = %rec.ticket_id, "{}", rec.summary());
+        self.out.push(Event {
+            ticket_id: rec.ticket_id.clone(),
+            at_ms,
+            kind: "action",
+            summary: rec.summary(),
+            detail: serde_json::to_value(&rec).unwrap_or_default(),
+            escalate: None,
+        });
+        if !rec.result.ran() {
+            return;
+        }
+        let window = self
+            .config
+            .rule(&rec.rule)
+            .map_or(self.config.defaults.verify_window, |r| {
+                r.guards.verify_window
+            });
+        let v = Verify {
+            ticket_id: rec.ticket_id.clone(),
+            rule: rec.rule.clone(),
+            run_id: rec.id.clone(),
+            ran_ms,
+            deadline_ms: ran_ms + window.as_millis() as i64,
+        };
+        match self.resolved.get(&rec.ticket_id) {
+            Some(&t) => self.verified(v, t),
+            None => self.verifying.push(v),
+        }
+    }
+
+    fn verified(&mut self, v: Verify, resolved_ms: i64) {
+        let after = crate::tickets::store::fmt_duration_ms((resolved_ms - v.ran_ms).max(0));
+        self.out.push(Event {
+            ticket_id: v.ticket_id.clone(),
+            at_ms: resolved_ms,
+            kind: "action",
+            summary: format!(
+                "remediation {:?} verified: the incident resolved {after} after the run",
+                v.rule
+            ),
+            detail: serde_json::json!({
+                "verify": "resolved", "rule": v.rule, "run": v.run_id,
+                "ran_ms": v.ran_ms, "resolved_ms": resolved_ms,
+            }),
+            escalate: None,
+        });
+    }
+
+    /// Counters for /metrics.
+    pub fn export(&self, sample: &mut Sample) {
+        for rule in &self.config.rules {
+            for result in RunResult::ALL {
+                let n = self
+                    .runs
+                    .get(&(rule.name.clone(), result))
+                    .copied()
+                    .unwrap_or(0);
+                sample.counter(
+                    "remediation_runs_total",
+                    "Remediation requests since the daemon started, by rule and result \
+                     (ok, failed, timeout, dry_run, skipped, refused)",
+                    &[("rule", &rule.name), ("result", result.as_str())],
+                    n as f64,
+                );
+            }
+            sample.info(
+                "remediation_rule_tripped",
+                "Whether the rule's circuit breaker disabled it (1) until an operator re-enables it",
+                &[("rule", &rule.name)],
+                if self.tripped.get(&rule.name).copied().unwrap_or(false) {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
+        }
+    }
+
+    /// Total records so far per (rule, result), for tests and status.
+    pub fn counts(&self) -> &BTreeMap<(String, RunResult), u64> {
+        &self.runs
+    }
+
+    /// Wait for queued work (tests and shutdown); gives up after `timeout`.
+    pub fn drain(&mut self, timeout: std::time::Duration, now_ms: i64) -> Vec<Event> {
+        let end = std::time::Instant::now() + timeout;
+        let mut events = Vec::new();
+        loop {
+            events.extend(self.poll(now_ms));
+            let expected = self.triggered.len();
+            let recorded: u64 = self.runs.values().sum();
+            if recorded as usize >= expected || std::time::Instant::now() > end {
+                return events;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Match {
+    pub fn matches(&self, i: &Incident) -> bool {
+        self.label.is_none_or(|l| l == i.label)
+            && self.severity.is_none_or(|s| i.severity <= s)
+            && self.class.is_none_or(|c| c == i.class)
+            && self
+                .cause
+                .as_ref()
+                .is_none_or(|p| i.causes.iter().any(|c| p.is_match(&c.feature)))
+            && self
+                .resource
+                .as_ref()
+                .is_none_or(|p| i.resource.as_deref().is_some_and(|r| p.is_match(r)))
+    }
+}
+
+/// The incident as environment variables: the only way its data reaches a command.
+pub fn incident_env(i: &Incident, dry_run: bool) -> Vec<(String, String)> {
+    let top = i.causes.first();
+    let mut env = vec![
+        ("ANOMALYD_INCIDENT_ID", i.id.clone()),
+        ("ANOMALYD_TICKET_ID", i.id.clone()),
+        ("ANOMALYD_FINGERPRINT", i.fingerprint.clone()),
+        ("ANOMALYD_HOST", i.host.clone()),
+        ("ANOMALYD_CLASS", i.class.as_str().to_string()),
+        ("ANOMALYD_LABEL", i.label.as_str().to_string()),
+        ("ANOMALYD_SEVERITY", i.severity.as_str().to_string()),
+        ("ANOMALYD_RESOURCE", i.resource.clone().unwrap_or_default()),
+        ("ANOMALYD_TITLE", i.title.clone()),
+        ("ANOMALYD_OPENED_MS", i.opened_ms.to_string()),
+        (
+            "ANOMALYD_CAUSE",
+            top.map(|c| c.feature.clone()).unwrap_or_default(),
+        ),
+        (
+            "ANOMALYD_CAUSE_VALUE",
+            top.map(|c| c.value.to_string()).unwrap_or_default(),
+        ),
+        (
+            "ANOMALYD_CAUSE_BASELINE",
+            top.map(|c| c.baseline.to_string()).unwrap_or_default(),
+        ),
+        (
+            "ANOMALYD_DRY_RUN",
+            if dry_run { "1" } else { "0" }.to_string(),
+        ),
+    ];
+    env.retain(|(_, v)| !v.contains('\0'));
+    env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn diagnosis_event(ticket_id: &str, d: Diagnosis) -> Event {
+    Event {
+        ticket_id: ticket_id.to_string(),
+        at_ms: d.at_ms,
+        kind: "diagnose",
+        summary: d.summary(),
+        detail: serde_json::to_value(&d).unwrap_or_default(),
+        escalate: None,
+    }
+}
+
+fn spawn_executor(exec: Executor) -> anyhow::Result<Backend> {
+    let (tx, jobs) = mpsc::sync_channel::<Request>(QUEUE);
+    let (done, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("remediate".into())
+        .spawn(move || {
+            for req in jobs {
+                let rec = exec.execute(&req, crate::sample::now_ms());
+                if done.send(rec).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(Backend::Worker {
+        tx,
+        rx,
+        retired: Vec::new(),
+    })
+}
+
+fn spawn_diagnoser(top: usize) -> anyhow::Result<Diagnoser> {
+    let (tx, jobs) = mpsc::sync_channel::<(String, Incident)>(QUEUE);
+    let (done, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("diagnose".into())
+        .spawn(move || {
+            for (ticket, incident) in jobs {
+                let d = diagnose::diagnose(&incident, top);
+                if done.send((ticket, d)).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(Diagnoser::Worker { tx, rx })
+}

@@ -1,0 +1,250 @@
+//! The ticket desk: per tick, signals -> incident engine -> reports -> ticket store.
+//!
+//! Silences are applied here: an incident that a silence matches when it opens is
+//! recorded and gets its ticket as usual, but the ticket is *muted*: nothing goes to
+//! the sinks. If the silence ends (or is removed) while the problem lasts, the ticket
+//! is unmuted and announced then. (Muting rather than dropping keeps "every incident
+//! has exactly one ticket" true, and nothing is lost when maintenance overruns.)
+//!
+//! Operators act on tickets from other processes (`anomalyd tickets resolve`); the
+//! desk notices through SQLite's `data_version` and lets the engine forget an
+//! incident an operator resolved.
+//!
+//! Writes are inline on the tick: a ticket change is one small fsynced transaction
+//! (a few ms), and changes are rare (a debounced incident opening, updating or
+//! resolving), so the tick is not delayed in any way that matters.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::report::{render, Context, Recent};
+use super::store::{Silence, Status, Store, StoreError};
+use crate::config::Config;
+use crate::incident::{Change, Engine, Incident, Label, Severity, Signals};
+use crate::sample::{Record, Sample};
+
+pub struct Desk {
+    engine: Engine,
+    store: Store,
+    recent: Recent,
+    config_silences: Vec<Silence>,
+    stored_silences: Vec<Silence>,
+    data_version: Option<i64>,
+    /// Open incidents whose tickets are muted, and by which silence.
+    muted: HashMap<String, String>,
+    /// Report material of each open incident.
+    contexts: HashMap<String, Context>,
+    /// Samples that open an incident (the debounce window): not part of its "before".
+    debounce_rows: usize,
+    failing: bool,
+}
+
+impl Desk {
+    /// Open the store in `state_dir` and pick up the incidents still open there.
+    pub fn open(config: &Config, state_dir: &Path, now_ms: i64) -> Result<Desk, StoreError> {
+        let store = Store::open_in(state_dir)?.with_sinks(config.tickets.sink_names());
+        let host = crate::incident::host_name(&config.incidents);
+        let mut engine = Engine::new(config.incidents.clone(), host, store.next_seq()?);
+        for (fp, id, opened, resolved) in store.recent_resolved(1000)? {
+            engine.remember(&fp, &id, opened, resolved);
+        }
+        let mut muted = HashMap::new();
+        for (incident, muted_by) in store.open_incidents()? {
+            if let Some(m) = muted_by {
+                muted.insert(incident.id.clone(), m);
+            }
+            engine.restore(incident, now_ms);
+        }
+        Ok(Desk {
+            engine,
+            store,
+            recent: Recent::new(config.tickets.report_history.as_millis() as i64),
+            config_silences: config.incidents.silences.clone(),
+            stored_silences: Vec::new(),
+            data_version: None,
+            muted,
+            contexts: HashMap::new(),
+            debounce_rows: config.incidents.open_window,
+            failing: false,
+        })
+    }
+
+    pub fn reconfigure(&mut self, config: &Config) {
+        self.engine.reconfigure(config.incidents.clone());
+        self.debounce_rows = config.incidents.open_window;
+        self.config_silences = config.incidents.silences.clone();
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.engine.open()
+    }
+
+    /// One tick: `record` feeds the report's recent history. Returns what changed
+    /// (already stored), for remediation and logs.
+    pub fn tick(&mut self, now_ms: i64, record: &Record, signals: &Signals) -> Vec<Change> {
+        if let Err(e) = self.refresh(now_ms) {
+            self.warn(&e);
+        }
+        let changes = self.engine.tick(now_ms, signals);
+        // Follow every open incident's metrics (new ones included) before reporting.
+        for inc in self.engine.open() {
+            self.contexts.entry(inc.id.clone()).or_default().observe(
+                inc,
+                record,
+                &self.recent,
+                signals,
+                self.debounce_rows,
+            );
+        }
+        for c in &changes {
+            self.record(c, signals, now_ms);
+        }
+        self.unmute_ended(now_ms);
+        // After the reports: a new incident's "before" is the window up to this sample.
+        self.recent.push(record);
+        changes
+    }
+
+    /// Raise an open incident's severity one step (e.g. a remediation failed).
+    pub fn escalate(&mut self, id: &str, reason: &str, now_ms: i64) -> Option<Change> {
+        let c = self.engine.escalate(id, reason, now_ms)?;
+        self.record(&c, &Signals::default(), now_ms);
+        Some(c)
+    }
+
+    fn record(&mut self, c: &Change, signals: &Signals, now_ms: i64) {
+        let inc = c.incident();
+        let muted_by = match c {
+            Change::Opened(i) => {
+                let m = self.silence_for(i, now_ms).map(|s| s.id.clone());
+                match &m {
+                    Some(s) => self.muted.insert(i.id.clone(), s.clone()),
+                    None => self.muted.remove(&i.id),
+                };
+                m
+            }
+            Change::Updated { .. } => self.muted.get(&inc.id).cloned(),
+            Change::Resolved(i) => self.muted.remove(&i.id),
+        };
+        let flapping = self.engine.is_flapping(&inc.id);
+        let ctx = match c {
+            Change::Resolved(i) => self.contexts.remove(&i.id).unwrap_or_default(),
+            _ => self.contexts.get(&inc.id).cloned().unwrap_or_default(),
+        };
+        let report = render(
+            inc,
+            signals,
+            &ctx,
+            self.recent.window_ms(),
+            flapping,
+            muted_by.as_deref(),
+            now_ms,
+        );
+        match self.store.apply(c, &report, muted_by.as_deref(), now_ms) {
+            Ok(()) => {
+                if self.failing {
+                    self.failing = false;
+                    tracing::info!("ticket store writes recovered");
+                }
+                log_change(c, muted_by.as_deref());
+            }
+            Err(e) => self.warn(&e),
+        }
+    }
+
+    fn warn(&mut self, e: &StoreError) {
+        // Said once per outage: the daemon keeps sampling and retries on the next change.
+        if !self.failing {
+            self.failing = true;
+            tracing::warn!("ticket store: {e}");
+        }
+    }
+
+    fn silence_for(&self, i: &Incident, now_ms: i64) -> Option<&Silence> {
+        self.config_silences
+            .iter()
+            .chain(&self.stored_silences)
+            .find(|s| s.active(now_ms) && s.matchers.matches(i))
+    }
+
+    /// Re-read silences and operator resolutions when another connection wrote.
+    fn refresh(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        let v = self.store.data_version()?;
+        if self.data_version == Some(v) {
+            return Ok(());
+        }
+        self.data_version = Some(v);
+        self.stored_silences = self.store.silences(now_ms, false)?;
+        let ids: Vec<String> = self.engine.open().map(|i| i.id.clone()).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        for (id, status) in self.store.statuses(&refs)? {
+            if status == Status::Resolved {
+                tracing::info!(ticket = %id, "resolved by an operator; the incident starts over");
+                self.engine.forget(&id, now_ms);
+                self.muted.remove(&id);
+                self.contexts.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn unmute_ended(&mut self, now_ms: i64) {
+        if self.muted.is_empty() {
+            return;
+        }
+        let open: Vec<Incident> = self.engine.open().cloned().collect();
+        for i in open {
+            if self.muted.contains_key(&i.id) && self.silence_for(&i, now_ms).is_none() {
+                match self.store.unmute(&i.id, now_ms) {
+                    Ok(()) => {
+                        self.muted.remove(&i.id);
+                        tracing::info!(ticket = %i.id, "silence over; ticket sent to the sinks");
+                    }
+                    Err(e) => self.warn(&e),
+                }
+            }
+        }
+    }
+
+    /// `incidents_open{label,severity}` and `incidents_muted`.
+    pub fn export(&self, sample: &mut Sample) {
+        let mut counts: HashMap<(Label, Severity), usize> = HashMap::new();
+        for i in self.engine.open() {
+            *counts.entry((i.label, i.severity)).or_default() += 1;
+        }
+        for l in Label::ALL {
+            for s in Severity::ALL {
+                sample.info(
+                    "incidents_open",
+                    "Open incidents by label and severity",
+                    &[("label", l.as_str()), ("severity", s.as_str())],
+                    counts.get(&(*l, *s)).copied().unwrap_or(0) as f64,
+                );
+            }
+        }
+        sample.info(
+            "incidents_muted",
+            "Open incidents whose tickets a maintenance silence keeps from the sinks",
+            &[],
+            self.muted.len() as f64,
+        );
+    }
+}
+
+fn log_change(c: &Change, muted_by: Option<&str>) {
+    let i = c.incident();
+    let muted = muted_by.unwrap_or("-");
+    match c {
+        Change::Opened(_) => {
+            tracing::info!(ticket = %i.id, severity = %i.severity, label = %i.label, muted, "incident opened: {}", i.title)
+        }
+        Change::Updated { what, .. } => {
+            tracing::info!(ticket = %i.id, severity = %i.severity, "incident updated: {what}")
+        }
+        Change::Resolved(_) => tracing::info!(ticket = %i.id, "incident resolved: {}", i.title),
+    }
+}

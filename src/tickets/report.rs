@@ -1,0 +1,517 @@
+//! The ticket body: a report in Markdown that a person can act on. What was
+//! anomalous and since when, the top contributing metrics against the learned
+//! baseline, the affected metrics over the recent history, the forecasts, and what
+//! remediation did. Regenerated on every change of the ticket.
+
+use std::collections::VecDeque;
+use std::fmt::Write;
+
+use super::store::{fmt_duration_ms, Event};
+use crate::incident::engine::fmt_value;
+use crate::incident::{Class, ForecastLevel, Incident, Signals};
+use crate::sample::Record;
+
+/// Recent values of every feature, for the report's history summary. Live and
+/// replay alike (no history database query on the tick path): at most `MAX_ROWS`
+/// rows spread over the window, so memory stays bounded (~0.5 MB for 100 features)
+/// whatever the sampling interval.
+#[derive(Debug, Default)]
+pub struct Recent {
+    window_ms: i64,
+    names: Vec<String>,
+    rows: VecDeque<(i64, Vec<f64>)>,
+}
+
+const MAX_ROWS: i64 = 720;
+
+/// min, median, max and the number of points of one feature over the window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    pub points: usize,
+}
+
+impl Recent {
+    pub fn new(window_ms: i64) -> Recent {
+        Recent {
+            window_ms: window_ms.max(1),
+            ..Default::default()
+        }
+    }
+
+    pub fn window_ms(&self) -> i64 {
+        self.window_ms
+    }
+
+    pub fn push(&mut self, record: &Record) {
+        let Some(ts) = record.timestamp_ms else {
+            return;
+        };
+        let gap = self.window_ms / MAX_ROWS;
+        if self.rows.back().is_some_and(|(t, _)| ts - t < gap) {
+            return;
+        }
+        let same = self.names.len() == record.values.len()
+            && self
+                .names
+                .iter()
+                .zip(&record.values)
+                .all(|(a, (b, _))| a == b);
+        if !same {
+            // Features came or went (a disk, a ping target): start over with the new set.
+            self.rows.clear();
+            self.names = record.values.iter().map(|(n, _)| n.clone()).collect();
+        }
+        self.rows
+            .push_back((ts, record.values.iter().map(|(_, v)| *v).collect()));
+        while self
+            .rows
+            .front()
+            .is_some_and(|(t, _)| ts - t > self.window_ms)
+        {
+            self.rows.pop_front();
+        }
+    }
+
+    pub fn summary(&self, feature: &str) -> Option<Summary> {
+        self.summary_before(feature, 0)
+    }
+
+    /// Like [`summary`](Self::summary) without the newest `skip` rows (the samples
+    /// that opened an incident are not its "before").
+    pub fn summary_before(&self, feature: &str, skip: usize) -> Option<Summary> {
+        let j = self.names.iter().position(|n| n == feature)?;
+        let keep = self.rows.len().saturating_sub(skip);
+        summarize(
+            self.rows
+                .iter()
+                .take(keep)
+                .map(|(_, r)| r[j])
+                .filter(|x| !x.is_nan())
+                .collect(),
+        )
+    }
+}
+
+/// Values of one metric since an incident opened, decimated to at most
+/// `MAX_VALUES` (every 2nd, then every 4th... value kept) so a long incident stays
+/// bounded.
+#[derive(Debug, Default, Clone)]
+pub struct Series {
+    values: Vec<f64>,
+    stride: usize,
+    seen: usize,
+}
+
+const MAX_VALUES: usize = 1024;
+
+impl Series {
+    pub fn push(&mut self, v: f64) {
+        if self.stride == 0 {
+            self.stride = 1;
+        }
+        self.seen += 1;
+        if v.is_nan() || (self.seen - 1) % self.stride != 0 {
+            return;
+        }
+        self.values.push(v);
+        if self.values.len() >= MAX_VALUES {
+            let kept: Vec<f64> = self.values.iter().step_by(2).copied().collect();
+            self.values = kept;
+            self.stride *= 2;
+        }
+    }
+
+    pub fn summary(&self) -> Option<Summary> {
+        summarize(self.values.clone())
+    }
+}
+
+fn summarize(mut v: Vec<f64>) -> Option<Summary> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(Summary {
+        min: v[0],
+        median: v[v.len() / 2],
+        max: v[v.len() - 1],
+        points: v.len(),
+    })
+}
+
+/// What the report knows about one open incident beyond the incident itself: its
+/// metrics before and during, and its worst moment. Kept by the desk in memory (after
+/// a restart it starts afresh: the "before" column is then empty).
+#[derive(Debug, Default, Clone)]
+pub struct Context {
+    /// Each cause's metric over the report window before it became a cause.
+    pub before: Vec<(String, Summary)>,
+    /// Each cause's metric since it became a cause.
+    pub during: Vec<(String, Series)>,
+    /// Highest anomaly score while open, its threshold and when.
+    pub peak: Option<(f64, f64, i64)>,
+}
+
+impl Context {
+    /// Follow the metrics of `inc`'s causes in this tick's `record`. `skip`: the
+    /// newest rows of `recent` that belong to the incident already (its debounce).
+    pub fn observe(
+        &mut self,
+        inc: &Incident,
+        record: &Record,
+        recent: &Recent,
+        signals: &Signals,
+        skip: usize,
+    ) {
+        for c in &inc.causes {
+            if !self.during.iter().any(|(f, _)| *f == c.feature) {
+                if let Some(b) = recent.summary_before(&c.feature, skip) {
+                    self.before.push((c.feature.clone(), b));
+                }
+                self.during.push((c.feature.clone(), Series::default()));
+            }
+        }
+        for (f, series) in &mut self.during {
+            if let Some((_, v)) = record.values.iter().find(|(n, _)| n == f) {
+                series.push(*v);
+            }
+        }
+        if let (Class::Anomaly, Some(a)) = (inc.class, &signals.anomaly) {
+            if self.peak.is_none_or(|(p, _, _)| a.score > p) {
+                self.peak = Some((a.score, a.threshold, record.timestamp_ms.unwrap_or(0)));
+            }
+        }
+    }
+}
+
+/// Render the report of `inc` at `now_ms` from this tick's signals.
+pub fn render(
+    inc: &Incident,
+    signals: &Signals,
+    ctx: &Context,
+    window_ms: i64,
+    flapping: bool,
+    muted_by: Option<&str>,
+    now_ms: i64,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# {}: {}\n", inc.id, inc.title);
+    let state = match inc.resolved_ms {
+        Some(r) => format!(
+            "resolved at {} after {}",
+            fmt_time(r),
+            fmt_duration_ms(r - inc.opened_ms)
+        ),
+        None if flapping => "open (flapping: held open until quiet)".to_string(),
+        None => format!("open for {}", fmt_duration_ms(now_ms - inc.opened_ms)),
+    };
+    let _ = writeln!(s, "| | |\n|---|---|");
+    for (k, v) in [
+        ("Severity", inc.severity.to_string()),
+        ("Label", inc.label.to_string()),
+        ("Class", inc.class.to_string()),
+        ("Host", inc.host.clone()),
+        (
+            "Resource",
+            inc.resource.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("Opened", fmt_time(inc.opened_ms)),
+        ("State", state),
+        ("Fingerprint", format!("`{}`", inc.fingerprint)),
+    ] {
+        let _ = writeln!(s, "| {k} | {} |", escape(&v));
+    }
+    if let Some(m) = muted_by {
+        let _ = writeln!(s, "| Silenced by | {m} (not sent to the sinks) |");
+    }
+
+    let _ = writeln!(s, "\n## What is anomalous\n");
+    match inc.class {
+        Class::Anomaly => {
+            if let Some((peak, threshold, at)) = ctx.peak {
+                let _ = writeln!(
+                    s,
+                    "The host's anomaly score peaked at {} at {}, {:.1}× its learned threshold \
+                     of {}; anomalous since {}.",
+                    fmt_value(peak),
+                    fmt_time(at),
+                    peak / threshold,
+                    fmt_value(threshold),
+                    fmt_time(inc.opened_ms)
+                );
+            }
+            if let Some(a) = &signals.anomaly {
+                let _ = writeln!(
+                    s,
+                    "\nNow: score {} ({}).",
+                    fmt_value(a.score),
+                    if a.anomalous {
+                        "still anomalous"
+                    } else {
+                        "under the threshold"
+                    }
+                );
+            }
+        }
+        Class::Forecast => {
+            let _ = writeln!(
+                s,
+                "A capacity forecast fired at {}: {}.",
+                fmt_time(inc.opened_ms),
+                inc.title
+            );
+        }
+        Class::Risk => {
+            let p = signals
+                .risk
+                .map_or("unknown".to_string(), |p| format!("{:.0}%", p * 100.0));
+            let _ = writeln!(
+                s,
+                "The fault-risk estimate crossed its trigger level at {} (now {p}).",
+                fmt_time(inc.opened_ms)
+            );
+        }
+    }
+    if signals.ping_loss_all {
+        let _ = writeln!(
+            s,
+            "\nEvery ping target lost every packet of its last round."
+        );
+    }
+
+    if !inc.causes.is_empty() {
+        let total: f64 = match (ctx.peak, inc.class) {
+            (Some((p, _, _)), Class::Anomaly) if p > 0.0 => p,
+            _ => inc.causes.iter().map(|c| c.contribution.max(0.0)).sum(),
+        };
+        let _ = writeln!(
+            s,
+            "\n## Top contributing metrics (at the worst moment)\n\n| Metric | Value | Baseline | Share of score |\n|---|---|---|---|"
+        );
+        for c in &inc.causes {
+            let share = if total > 0.0 {
+                format!("{:.0}%", (100.0 * c.contribution / total).min(100.0))
+            } else {
+                "-".into()
+            };
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {share} |",
+                c.feature,
+                fmt_value(c.value),
+                fmt_value(c.baseline)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n## Affected metrics: the {} before, and since it started\n\n\
+             | Metric | Before: min / median / max | Since: min / median / max | Points since |\n|---|---|---|---|",
+            fmt_duration_ms(window_ms)
+        );
+        let three = |h: Option<Summary>| match h {
+            Some(h) => format!(
+                "{} / {} / {}",
+                fmt_value(h.min),
+                fmt_value(h.median),
+                fmt_value(h.max)
+            ),
+            None => "-".to_string(),
+        };
+        for c in &inc.causes {
+            let before = ctx
+                .before
+                .iter()
+                .find(|(f, _)| *f == c.feature)
+                .map(|(_, h)| *h);
+            let during = ctx
+                .during
+                .iter()
+                .find(|(f, _)| *f == c.feature)
+                .and_then(|(_, x)| x.summary());
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {} |",
+                c.feature,
+                three(before),
+                three(during),
+                during.map_or(0, |h| h.points)
+            );
+        }
+    }
+
+    let _ = writeln!(s, "\n## Forecast\n");
+    if signals.forecasts.is_empty() {
+        let _ = writeln!(s, "No capacity forecast is firing.");
+    }
+    for f in &signals.forecasts {
+        let level = match f.level {
+            ForecastLevel::Warning => "warning",
+            ForecastLevel::Critical => "critical",
+        };
+        let _ = writeln!(
+            s,
+            "- {} `{}`: runs out in {} ({level})",
+            f.kind,
+            f.resource,
+            fmt_duration_ms((f.eta_seconds * 1000.0) as i64)
+        );
+    }
+    if let Some(p) = signals.risk {
+        let _ = writeln!(s, "\nFault risk: {:.0}%.", p * 100.0);
+    }
+    s
+}
+
+fn escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// The report followed by what remediation did (timeline events of kind `action`).
+pub fn with_remediation(report: &str, actions: &[Event]) -> String {
+    let mut s = report.trim_end().to_string();
+    s.push_str("\n\n## Remediation\n\n");
+    if actions.is_empty() {
+        s.push_str("No action run.\n");
+    }
+    for a in actions {
+        let _ = writeln!(s, "- {} — {}", fmt_time(a.at_ms), a.summary);
+    }
+    s
+}
+
+/// UTC `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn fmt_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02} UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::{AnomalySignal, Cause, Label, Severity};
+
+    #[test]
+    fn times_are_utc_calendar_dates() {
+        assert_eq!(fmt_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(fmt_time(1_700_000_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(fmt_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    fn rec(ts: i64, v: f64) -> Record {
+        Record {
+            timestamp_ms: Some(ts),
+            values: vec![("disk_busy_ratio{device=\"sdb\"}".into(), v)],
+        }
+    }
+
+    #[test]
+    fn recent_keeps_a_bounded_window() {
+        let mut r = Recent::new(3_600_000);
+        for i in 0..10_000i64 {
+            r.push(&rec(i * 1000, (i % 100) as f64));
+        }
+        let s = r
+            .summary("disk_busy_ratio{device=\"sdb\"}")
+            .expect("summary");
+        assert!(s.points <= 721, "{s:?}");
+        assert!(s.points >= 700, "{s:?}");
+        assert_eq!((s.min, s.max), (0.0, 95.0));
+        assert!(r.summary("nope").is_none());
+    }
+
+    #[test]
+    fn series_stays_bounded() {
+        let mut x = Series::default();
+        for i in 0..100_000 {
+            x.push(i as f64);
+        }
+        let h = x.summary().expect("summary");
+        assert!(h.points < MAX_VALUES, "{h:?}");
+        assert_eq!(h.min, 0.0);
+        assert!(
+            h.max > 99_000.0 && (h.median - 50_000.0).abs() < 1000.0,
+            "{h:?}"
+        );
+    }
+
+    #[test]
+    fn report_has_every_section() {
+        let feature = "disk_busy_ratio{device=\"sdb\"}";
+        let mut recent = Recent::new(3_600_000);
+        for i in 0..60 {
+            recent.push(&rec(i * 60_000, 0.1 + (i % 3) as f64 / 100.0));
+        }
+        let inc = Incident {
+            id: "INC-7".into(),
+            fingerprint: "web1/anomaly/storage/sdb".into(),
+            host: "web1".into(),
+            class: Class::Anomaly,
+            label: Label::Storage,
+            severity: Severity::P3,
+            resource: Some("sdb".into()),
+            title: "storage anomaly on web1 (sdb)".into(),
+            causes: vec![Cause {
+                feature: feature.into(),
+                value: 0.69,
+                baseline: 0.1,
+                contribution: 15.0,
+            }],
+            opened_ms: 3_600_000,
+            updated_ms: 3_600_000,
+            resolved_ms: None,
+        };
+        let signals = |score: f64| Signals {
+            anomaly: Some(AnomalySignal {
+                score,
+                threshold: 8.0,
+                anomalous: score > 8.0,
+                causes: inc.causes.clone(),
+            }),
+            ..Default::default()
+        };
+        let mut ctx = Context::default();
+        for (k, (v, score)) in [(0.69, 20.0), (0.9, 12.0), (0.5, 4.0)].iter().enumerate() {
+            ctx.observe(
+                &inc,
+                &rec(3_600_000 + k as i64 * 60_000, *v),
+                &recent,
+                &signals(*score),
+                0,
+            );
+        }
+        let r = render(&inc, &signals(4.0), &ctx, 3_600_000, false, None, 4_200_000);
+        for needle in [
+            "# INC-7: storage anomaly on web1 (sdb)",
+            "| Severity | P3 |",
+            "anomaly score peaked at 20.00 at 1970-01-01 01:00:00 UTC, 2.5× its learned threshold of 8.00",
+            "Now: score 4.00 (under the threshold).",
+            "| `disk_busy_ratio{device=\"sdb\"}` | 0.690 | 0.100 | 75% |",
+            "## Affected metrics: the 1 h 00 min before, and since it started",
+            "| `disk_busy_ratio{device=\"sdb\"}` | 0.100 / 0.110 / 0.120 | 0.500 / 0.690 / 0.900 | 3 |",
+            "No capacity forecast is firing.",
+            "open for 10 min",
+        ] {
+            assert!(r.contains(needle), "missing {needle:?} in\n{r}");
+        }
+        let body = with_remediation(&r, &[]);
+        assert!(
+            body.ends_with("## Remediation\n\nNo action run.\n"),
+            "{body}"
+        );
+    }
+}

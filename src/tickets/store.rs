@@ -1,0 +1,958 @@
+//! The embedded ticket store: `<state_dir>/tickets.db` (SQLite).
+//!
+//! One row per ticket (= incident id), its timeline in `ticket_events`, maintenance
+//! silences in `silences`. Every change to a ticket and the deliveries it causes are
+//! written in one transaction (the outbox's tables live in the same file), so a crash
+//! can neither lose a ticket change nor send one twice. Ticket writes use
+//! `synchronous=FULL`: a ticket is rare and precious, unlike a history row, so each
+//! commit is fsynced (a few ms, once per incident change, never per tick).
+//!
+//! Several processes share the file: the daemon, the CLI (`tickets ack`...), the
+//! outbox's delivery thread, remediation. WAL lets readers run beside the writer and
+//! the busy timeout makes writers queue instead of failing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+
+use super::delivery::{Delivery, DeliveryKind};
+use crate::incident::{Change, Incident};
+
+/// Bumped when the tables change shape; an unknown newer version is refused.
+const SCHEMA_VERSION: i64 = 1;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("ticket store {path}: {op}: {source}")]
+    Sql {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("ticket store {path}: schema version {found} is newer than this anomalyd understands ({SCHEMA_VERSION})")]
+    Version { path: PathBuf, found: i64 },
+    #[error("no ticket {0}")]
+    NoTicket(String),
+    #[error("no silence {0}")]
+    NoSilence(i64),
+    #[error("ticket {id} is resolved; {what} needs an open ticket")]
+    Resolved { id: String, what: &'static str },
+    #[error("ticket {id}: stored incident is unreadable: {source}")]
+    Json {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+        }
+    }
+
+    fn parse(s: &str) -> Status {
+        match s {
+            "acknowledged" => Status::Acknowledged,
+            "resolved" => Status::Resolved,
+            _ => Status::Open,
+        }
+    }
+}
+
+/// One entry of a ticket's progress: opened, updated, action, acknowledged, assigned,
+/// resolved, reopened, silenced...
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub at_ms: i64,
+    pub kind: String,
+    pub summary: String,
+    pub detail: serde_json::Value,
+}
+
+/// A ticket as the CLI and the API show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ticket {
+    pub id: String,
+    pub fingerprint: String,
+    pub title: String,
+    pub class: String,
+    pub label: String,
+    pub severity: String,
+    pub status: Status,
+    /// The silence that keeps this ticket from the sinks, while one matches.
+    pub muted_by: Option<String>,
+    pub assignee: Option<String>,
+    pub opened_ms: i64,
+    pub updated_ms: i64,
+    pub resolved_ms: Option<i64>,
+    /// From first opening to resolution (to `now` while open), in seconds.
+    pub duration_seconds: f64,
+    /// `recovered: ...` when the engine saw the problem end, or the operator's note.
+    pub resolution: Option<String>,
+    /// The report, Markdown.
+    pub body: String,
+    pub incident: Incident,
+    /// Oldest first; empty in lists.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Event>,
+}
+
+/// What a maintenance silence matches; every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Matchers {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub class: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fingerprint: Option<String>,
+}
+
+impl Matchers {
+    pub fn matches(&self, i: &Incident) -> bool {
+        let eq = |want: &Option<String>, got: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == got)
+        };
+        eq(&self.label, Some(i.label.as_str()))
+            && eq(&self.class, Some(i.class.as_str()))
+            && eq(&self.resource, i.resource.as_deref())
+            && eq(&self.fingerprint, Some(&i.fingerprint))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self == &Matchers::default()
+    }
+}
+
+impl std::fmt::Display for Matchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("label", &self.label),
+            ("class", &self.class),
+            ("resource", &self.resource),
+            ("fingerprint", &self.fingerprint),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}={v}"));
+            }
+        }
+        if parts.is_empty() {
+            f.write_str("everything")
+        } else {
+            f.write_str(&parts.join(","))
+        }
+    }
+}
+
+/// A maintenance window: matching incidents are recorded, their tickets muted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Silence {
+    /// `S-<n>` for silences in the store, `config[<i>]` for the config's.
+    pub id: String,
+    pub matchers: Matchers,
+    pub starts_ms: i64,
+    pub ends_ms: i64,
+    pub comment: String,
+}
+
+impl Silence {
+    pub fn active(&self, now_ms: i64) -> bool {
+        self.starts_ms <= now_ms && now_ms < self.ends_ms
+    }
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Names of the configured sinks: each ticket change is queued once per sink.
+    sinks: Vec<String>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// `INC-<n>`.
+pub fn ticket_id(seq: u64) -> String {
+    format!("INC-{seq}")
+}
+
+fn seq_of(id: &str) -> Option<i64> {
+    id.strip_prefix("INC-")?.parse().ok()
+}
+
+impl Store {
+    /// The store of a state directory.
+    pub fn open_in(state_dir: &Path) -> Result<Store, StoreError> {
+        Store::open(&state_dir.join("tickets.db"))
+    }
+
+    /// Open (or create) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
+        let err = |op| {
+            let path = path.clone();
+            move |source| StoreError::Sql { path, op, source }
+        };
+        let conn = Connection::open(&path).map_err(err("cannot open"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(err("cannot set busy timeout"))?;
+        let _: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(err("cannot enable WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err("cannot set synchronous"))?;
+        let store = Store {
+            conn,
+            path,
+            sinks: Vec::new(),
+        };
+        store.init_schema()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sinks that get a delivery for every ticket change (`tickets.sinks` names).
+    pub fn with_sinks(mut self, names: Vec<String>) -> Store {
+        self.sinks = names;
+        self
+    }
+
+    fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            op,
+            source,
+        }
+    }
+
+    fn init_schema(&self) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.err("cannot begin"))?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS tickets (
+                 id TEXT PRIMARY KEY,
+                 seq INTEGER NOT NULL UNIQUE,
+                 fingerprint TEXT NOT NULL,
+                 title TEXT NOT NULL,
+                 class TEXT NOT NULL,
+                 label TEXT NOT NULL,
+                 severity TEXT NOT NULL,
+                 status TEXT NOT NULL,
+                 muted_by TEXT,
+                 assignee TEXT,
+                 opened_ms INTEGER NOT NULL,
+                 updated_ms INTEGER NOT NULL,
+                 resolved_ms INTEGER,
+                 resolution TEXT,
+                 report TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 incident TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS tickets_status ON tickets(status);
+             CREATE INDEX IF NOT EXISTS tickets_fingerprint ON tickets(fingerprint, resolved_ms);
+             CREATE TABLE IF NOT EXISTS ticket_events (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 ticket_id TEXT NOT NULL,
+                 at_ms INTEGER NOT NULL,
+                 kind TEXT NOT NULL,
+                 summary TEXT NOT NULL,
+                 detail TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS ticket_events_ticket ON ticket_events(ticket_id, id);
+             CREATE TABLE IF NOT EXISTS silences (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 matchers TEXT NOT NULL,
+                 starts_ms INTEGER NOT NULL,
+                 ends_ms INTEGER NOT NULL,
+                 comment TEXT NOT NULL,
+                 created_ms INTEGER NOT NULL
+             );",
+        )
+        .map_err(self.err("cannot create tables"))?;
+        let found: Option<i64> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err("cannot read schema version"))?;
+        match found {
+            None => {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('version', ?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(self.err("cannot write schema version"))?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::Version {
+                    path: self.path.clone(),
+                    found: v,
+                })
+            }
+            Some(_) => {}
+        }
+        super::outbox::init_schema(&tx).map_err(self.err("cannot create outbox tables"))?;
+        tx.commit().map_err(self.err("cannot commit schema"))
+    }
+
+    /// The sequence number the next new ticket gets.
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        let max: Option<i64> = self
+            .conn
+            .query_row("SELECT max(seq) FROM tickets", [], |r| r.get(0))
+            .map_err(self.err("cannot read ticket sequence"))?;
+        Ok(max.unwrap_or(0).max(0) as u64 + 1)
+    }
+
+    /// Changes made by other connections since the last call show up as a new value
+    /// (SQLite's `data_version`): a cheap "should I re-read?" test.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(self.err("cannot read data_version"))
+    }
+
+    /// Record one engine change: open (or reopen), update or resolve the ticket, append
+    /// to its timeline and, unless the ticket is muted, enqueue the delivery for the
+    /// sinks -- all in one transaction. `report` is the freshly rendered report.
+    pub fn apply(
+        &self,
+        change: &Change,
+        report: &str,
+        muted_by: Option<&str>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let inc = change.incident();
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.err("cannot begin"))?;
+        let existing = load_row(&tx, &inc.id).map_err(self.err("cannot read ticket"))?;
+        let json = serde_json::to_string(inc).map_err(|source| StoreError::Json {
+            id: inc.id.clone(),
+            source,
+        })?;
+        let (kind, delivery_kind, summary) = match (change, &existing) {
+            (Change::Opened(_), None) => {
+                let seq = seq_of(&inc.id).unwrap_or_else(|| next_seq_tx(&tx).unwrap_or(1));
+                tx.execute(
+                    "INSERT INTO tickets (id, seq, fingerprint, title, class, label, severity,
+                         status, muted_by, opened_ms, updated_ms, report, body, incident)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?9, ?10, ?10, ?11)",
+                    params![
+                        inc.id,
+                        seq,
+                        inc.fingerprint,
+                        inc.title,
+                        inc.class.as_str(),
+                        inc.label.as_str(),
+                        inc.severity.as_str(),
+                        muted_by,
+                        inc.opened_ms,
+                        report,
+                        json
+                    ],
+                )
+                .map_err(self.err("cannot insert ticket"))?;
+                (
+                    "opened",
+                    DeliveryKind::Open,
+                    format!("opened: {}", inc.title),
+                )
+            }
+            (Change::Opened(_), Some(_)) => {
+                tx.execute(
+                    "UPDATE tickets SET status = 'open', title = ?2, label = ?3, severity = ?4,
+                         muted_by = ?5, updated_ms = ?6, resolved_ms = NULL, resolution = NULL,
+                         report = ?7, incident = ?8
+                     WHERE id = ?1",
+                    params![
+                        inc.id,
+                        inc.title,
+                        inc.label.as_str(),
+                        inc.severity.as_str(),
+                        muted_by,
+                        at_ms,
+                        report,
+                        json
+                    ],
+                )
+                .map_err(self.err("cannot reopen ticket"))?;
+                (
+                    "reopened",
+                    DeliveryKind::Open,
+                    format!("reopened: {}", inc.title),
+                )
+            }
+            (Change::Updated { what, .. }, _) => {
+                tx.execute(
+                    "UPDATE tickets SET title = ?2, label = ?3, severity = ?4, updated_ms = ?5,
+                         report = ?6, incident = ?7, muted_by = ?8
+                     WHERE id = ?1",
+                    params![
+                        inc.id,
+                        inc.title,
+                        inc.label.as_str(),
+                        inc.severity.as_str(),
+                        at_ms,
+                        report,
+                        json,
+                        muted_by
+                    ],
+                )
+                .map_err(self.err("cannot update ticket"))?;
+                ("updated", DeliveryKind::Update, what.clone())
+            }
+            (Change::Resolved(_), prev) => {
+                let opened = prev.as_ref().map_or(inc.opened_ms, |p| p.opened_ms);
+                let resolution = format!(
+                    "recovered: back to normal after {}",
+                    fmt_duration_ms(at_ms - opened)
+                );
+                let n = tx
+                    .execute(
+                        "UPDATE tickets SET status = 'resolved', updated_ms = ?2, resolved_ms = ?2,
+                             resolution = ?3, report = ?4, incident = ?5
+                         WHERE id = ?1 AND status != 'resolved'",
+                        params![inc.id, at_ms, resolution, report, json],
+                    )
+                    .map_err(self.err("cannot resolve ticket"))?;
+                if n == 0 {
+                    // Already resolved (by an operator): nothing more to say.
+                    return tx.commit().map_err(self.err("cannot commit"));
+                }
+                ("resolved", DeliveryKind::Resolve, resolution)
+            }
+        };
+        let detail = serde_json::json!({
+            "severity": inc.severity.as_str(),
+            "label": inc.label.as_str(),
+            "causes": inc.causes.iter().take(5).map(|c| &c.feature).collect::<Vec<_>>(),
+            "muted_by": muted_by,
+        });
+        let event_id = insert_event(&tx, &inc.id, at_ms, kind, &summary, &detail)
+            .map_err(self.err("cannot add event"))?;
+        refresh_body(&tx, &inc.id).map_err(self.err("cannot write body"))?;
+        if muted_by.is_none() {
+            self.deliver(&tx, &inc.id, event_id, delivery_kind, &summary, at_ms)?;
+        }
+        tx.commit().map_err(self.err("cannot commit ticket change"))
+    }
+
+    /// Append an event to a ticket's timeline, e.g. a remediation action's result.
+    /// Events of kind `action` also go into the report's "Remediation" section and to
+    /// the sinks (as an update), unless the ticket is muted.
+    pub fn add_event(
+        &self,
+        ticket_id: &str,
+        at_ms: i64,
+        kind: &str,
+        summary: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.err("cannot begin"))?;
+        let row = load_row(&tx, ticket_id)
+            .map_err(self.err("cannot read ticket"))?
+            .ok_or_else(|| StoreError::NoTicket(ticket_id.to_string()))?;
+        let event_id = insert_event(&tx, ticket_id, at_ms, kind, summary, detail)
+            .map_err(self.err("cannot add event"))?;
+        if kind == "action" {
+            refresh_body(&tx, ticket_id).map_err(self.err("cannot write body"))?;
+            if row.muted_by.is_none() {
+                self.deliver(
+                    &tx,
+                    ticket_id,
+                    event_id,
+                    DeliveryKind::Update,
+                    summary,
+                    at_ms,
+                )?;
+            }
+        }
+        tx.commit().map_err(self.err("cannot commit event"))
+    }
+
+    /// Operator: "I am on it". `who` is recorded (and becomes the assignee if none).
+    pub fn ack(&self, id: &str, who: Option<&str>, at_ms: i64) -> Result<(), StoreError> {
+        let summary = match who {
+            Some(w) => format!("acknowledged by {w}"),
+            None => "acknowledged".to_string(),
+        };
+        self.operator(id, at_ms, "acknowledged", &summary, "acknowledge", |tx| {
+            tx.execute(
+                "UPDATE tickets SET status = 'acknowledged', updated_ms = ?2,
+                     assignee = coalesce(assignee, ?3)
+                 WHERE id = ?1",
+                params![id, at_ms, who],
+            )
+        })
+    }
+
+    pub fn assign(&self, id: &str, who: &str, at_ms: i64) -> Result<(), StoreError> {
+        let summary = format!("assigned to {who}");
+        self.operator(id, at_ms, "assigned", &summary, "assign", |tx| {
+            tx.execute(
+                "UPDATE tickets SET assignee = ?3, updated_ms = ?2 WHERE id = ?1",
+                params![id, at_ms, who],
+            )
+        })
+    }
+
+    /// Operator resolution with a note. The engine notices and forgets the incident;
+    /// if the problem goes on, it opens (or, within the reopen window, reopens) again.
+    pub fn resolve(&self, id: &str, note: &str, at_ms: i64) -> Result<(), StoreError> {
+        let summary = format!("resolved by operator: {note}");
+        self.operator(id, at_ms, "resolved", &summary, "resolve", |tx| {
+            tx.execute(
+                "UPDATE tickets SET status = 'resolved', updated_ms = ?2, resolved_ms = ?2,
+                     resolution = ?3
+                 WHERE id = ?1",
+                params![id, at_ms, note],
+            )
+        })
+    }
+
+    fn operator(
+        &self,
+        id: &str,
+        at_ms: i64,
+        kind: &str,
+        summary: &str,
+        what: &'static str,
+        update: impl FnOnce(&Transaction) -> rusqlite::Result<usize>,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.err("cannot begin"))?;
+        let row = load_row(&tx, id)
+            .map_err(self.err("cannot read ticket"))?
+            .ok_or_else(|| StoreError::NoTicket(id.to_string()))?;
+        if row.status == Status::Resolved {
+            return Err(StoreError::Resolved {
+                id: id.to_string(),
+                what,
+            });
+        }
+        update(&tx).map_err(self.err("cannot update ticket"))?;
+        let event_id = insert_event(&tx, id, at_ms, kind, summary, &serde_json::Value::Null)
+            .map_err(self.err("cannot add event"))?;
+        refresh_body(&tx, id).map_err(self.err("cannot write body"))?;
+        if row.muted_by.is_none() {
+            let kind = if kind == "resolved" {
+                DeliveryKind::Resolve
+            } else {
+                DeliveryKind::Update
+            };
+            self.deliver(&tx, id, event_id, kind, summary, at_ms)?;
+        }
+        tx.commit().map_err(self.err("cannot commit"))
+    }
+
+    /// Enqueue one delivery for the sinks inside `tx`. The id is the timeline event's,
+    /// so it is unique and the same on every read.
+    fn deliver(
+        &self,
+        tx: &Transaction,
+        ticket_id: &str,
+        event_id: i64,
+        kind: DeliveryKind,
+        summary: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let row = load_row(tx, ticket_id)
+            .map_err(self.err("cannot read ticket"))?
+            .ok_or_else(|| StoreError::NoTicket(ticket_id.to_string()))?;
+        let incident = row.incident()?;
+        let delivery = Delivery {
+            id: format!("{ticket_id}-{event_id}"),
+            ticket_id: ticket_id.to_string(),
+            kind,
+            incident,
+            summary: summary.to_string(),
+            body: row.body,
+            at_ms,
+        };
+        for sink in &self.sinks {
+            super::outbox::enqueue(tx, sink, &delivery)
+                .map_err(self.err("cannot enqueue delivery"))?;
+        }
+        Ok(())
+    }
+
+    /// The muted ticket `id` is no longer silenced: unmute it and tell the sinks now.
+    pub fn unmute(&self, id: &str, at_ms: i64) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.err("cannot begin"))?;
+        let row = load_row(&tx, id)
+            .map_err(self.err("cannot read ticket"))?
+            .ok_or_else(|| StoreError::NoTicket(id.to_string()))?;
+        let Some(silence) = row.muted_by else {
+            return Ok(());
+        };
+        tx.execute("UPDATE tickets SET muted_by = NULL WHERE id = ?1", [id])
+            .map_err(self.err("cannot unmute"))?;
+        let summary = format!("silence {silence} ended; the problem goes on");
+        let event_id = insert_event(
+            &tx,
+            id,
+            at_ms,
+            "unmuted",
+            &summary,
+            &serde_json::Value::Null,
+        )
+        .map_err(self.err("cannot add event"))?;
+        if row.status != Status::Resolved {
+            self.deliver(&tx, id, event_id, DeliveryKind::Open, &summary, at_ms)?;
+        }
+        tx.commit().map_err(self.err("cannot commit"))
+    }
+
+    /// Tickets, newest first; `open_only` leaves resolved ones out. No timelines.
+    pub fn list(&self, open_only: bool, now_ms: i64) -> Result<Vec<Ticket>, StoreError> {
+        let sql = if open_only {
+            "SELECT * FROM tickets WHERE status != 'resolved' ORDER BY seq DESC"
+        } else {
+            "SELECT * FROM tickets ORDER BY seq DESC"
+        };
+        let mut stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(self.err("cannot list tickets"))?;
+        let rows = stmt
+            .query_map([], Row::from_sql)
+            .map_err(self.err("cannot list tickets"))?
+            .collect::<rusqlite::Result<Vec<Row>>>()
+            .map_err(self.err("cannot list tickets"))?;
+        rows.into_iter().map(|r| r.ticket(now_ms)).collect()
+    }
+
+    /// One ticket with its timeline.
+    pub fn get(&self, id: &str, now_ms: i64) -> Result<Option<Ticket>, StoreError> {
+        let Some(row) = load_row(&self.conn, id).map_err(self.err("cannot read ticket"))? else {
+            return Ok(None);
+        };
+        let mut t = row.ticket(now_ms)?;
+        t.timeline = self.timeline(id)?;
+        Ok(Some(t))
+    }
+
+    pub fn timeline(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        timeline(&self.conn, id).map_err(self.err("cannot read timeline"))
+    }
+
+    /// Incidents whose tickets are not resolved, with the silence muting each: what
+    /// the engine picks up after a restart.
+    pub fn open_incidents(&self) -> Result<Vec<(Incident, Option<String>)>, StoreError> {
+        Ok(self
+            .list(true, 0)?
+            .into_iter()
+            .map(|t| (t.incident, t.muted_by))
+            .collect())
+    }
+
+    /// Status of the tickets `ids` (missing ones left out).
+    pub fn statuses(&self, ids: &[&str]) -> Result<Vec<(String, Status)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT status FROM tickets WHERE id = ?1")
+            .map_err(self.err("cannot read status"))?;
+        let mut out = Vec::new();
+        for id in ids {
+            let s: Option<String> = stmt
+                .query_row([id], |r| r.get(0))
+                .optional()
+                .map_err(self.err("cannot read status"))?;
+            if let Some(s) = s {
+                out.push((id.to_string(), Status::parse(&s)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The most recently resolved ticket of `fingerprint`: (id, resolved_ms).
+    pub fn last_resolved(&self, fingerprint: &str) -> Result<Option<(String, i64)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, resolved_ms FROM tickets WHERE fingerprint = ?1 AND status = 'resolved'
+                 ORDER BY resolved_ms DESC LIMIT 1",
+                [fingerprint],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.err("cannot read tickets"))
+    }
+
+    /// The `limit` most recently resolved tickets: (fingerprint, id, opened, resolved),
+    /// for the engine's reopen window and flap detection after a restart.
+    pub fn recent_resolved(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, String, i64, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT fingerprint, id, opened_ms, resolved_ms FROM tickets
+                 WHERE status = 'resolved' AND resolved_ms IS NOT NULL
+                 ORDER BY resolved_ms DESC LIMIT ?1",
+            )
+            .map_err(self.err("cannot read tickets"))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(self.err("cannot read tickets"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err("cannot read tickets"))
+    }
+
+    pub fn add_silence(
+        &self,
+        matchers: &Matchers,
+        starts_ms: i64,
+        ends_ms: i64,
+        comment: &str,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let m = serde_json::to_string(matchers).map_err(|source| StoreError::Json {
+            id: "silence".into(),
+            source,
+        })?;
+        self.conn
+            .execute(
+                "INSERT INTO silences (matchers, starts_ms, ends_ms, comment, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![m, starts_ms, ends_ms, comment, now_ms],
+            )
+            .map_err(self.err("cannot add silence"))?;
+        Ok(format!("S-{}", self.conn.last_insert_rowid()))
+    }
+
+    /// Silences that have not ended by `now_ms` (all of them with `include_expired`).
+    pub fn silences(&self, now_ms: i64, include_expired: bool) -> Result<Vec<Silence>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, matchers, starts_ms, ends_ms, comment FROM silences
+                 WHERE ?1 OR ends_ms > ?2 ORDER BY id",
+            )
+            .map_err(self.err("cannot read silences"))?;
+        let rows = stmt
+            .query_map(params![include_expired, now_ms], |r| {
+                let m: String = r.get(1)?;
+                Ok(Silence {
+                    id: format!("S-{}", r.get::<_, i64>(0)?),
+                    // Written by add_silence; an unreadable one matches nothing.
+                    matchers: serde_json::from_str(&m).unwrap_or(Matchers {
+                        fingerprint: Some("(unreadable)".into()),
+                        ..Default::default()
+                    }),
+                    starts_ms: r.get(2)?,
+                    ends_ms: r.get(3)?,
+                    comment: r.get(4)?,
+                })
+            })
+            .map_err(self.err("cannot read silences"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err("cannot read silences"))
+    }
+
+    /// `id` is `S-<n>` or `<n>`.
+    pub fn remove_silence(&self, id: &str) -> Result<(), StoreError> {
+        let n: i64 = id
+            .strip_prefix("S-")
+            .unwrap_or(id)
+            .parse()
+            .map_err(|_| StoreError::NoSilence(-1))?;
+        let removed = self
+            .conn
+            .execute("DELETE FROM silences WHERE id = ?1", [n])
+            .map_err(self.err("cannot remove silence"))?;
+        if removed == 0 {
+            return Err(StoreError::NoSilence(n));
+        }
+        Ok(())
+    }
+}
+
+fn next_seq_tx(tx: &Transaction) -> rusqlite::Result<i64> {
+    let max: Option<i64> = tx.query_row("SELECT max(seq) FROM tickets", [], |r| r.get(0))?;
+    Ok(max.unwrap_or(0) + 1)
+}
+
+fn insert_event(
+    conn: &Connection,
+    ticket_id: &str,
+    at_ms: i64,
+    kind: &str,
+    summary: &str,
+    detail: &serde_json::Value,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO ticket_events (ticket_id, at_ms, kind, summary, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![ticket_id, at_ms, kind, summary, detail.to_string()],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn timeline(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Event>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at_ms, kind, summary, detail FROM ticket_events WHERE ticket_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        let d: String = r.get(3)?;
+        Ok(Event {
+            at_ms: r.get(0)?,
+            kind: r.get(1)?,
+            summary: r.get(2)?,
+            detail: serde_json::from_str(&d).unwrap_or(serde_json::Value::String(d)),
+        })
+    })?;
+    rows.collect()
+}
+
+/// body = the report + what remediation did (timeline events of kind `action`).
+fn refresh_body(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    let report: String = conn.query_row("SELECT report FROM tickets WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })?;
+    let actions: Vec<Event> = timeline(conn, id)?
+        .into_iter()
+        .filter(|e| e.kind == "action")
+        .collect();
+    let body = super::report::with_remediation(&report, &actions);
+    conn.execute(
+        "UPDATE tickets SET body = ?2 WHERE id = ?1",
+        params![id, body],
+    )?;
+    Ok(())
+}
+
+/// A `tickets` row as stored.
+struct Row {
+    id: String,
+    fingerprint: String,
+    title: String,
+    class: String,
+    label: String,
+    severity: String,
+    status: Status,
+    muted_by: Option<String>,
+    assignee: Option<String>,
+    opened_ms: i64,
+    updated_ms: i64,
+    resolved_ms: Option<i64>,
+    resolution: Option<String>,
+    body: String,
+    incident: String,
+}
+
+impl Row {
+    fn from_sql(r: &rusqlite::Row) -> rusqlite::Result<Row> {
+        Ok(Row {
+            id: r.get("id")?,
+            fingerprint: r.get("fingerprint")?,
+            title: r.get("title")?,
+            class: r.get("class")?,
+            label: r.get("label")?,
+            severity: r.get("severity")?,
+            status: Status::parse(&r.get::<_, String>("status")?),
+            muted_by: r.get("muted_by")?,
+            assignee: r.get("assignee")?,
+            opened_ms: r.get("opened_ms")?,
+            updated_ms: r.get("updated_ms")?,
+            resolved_ms: r.get("resolved_ms")?,
+            resolution: r.get("resolution")?,
+            body: r.get("body")?,
+            incident: r.get("incident")?,
+        })
+    }
+
+    fn incident(&self) -> Result<Incident, StoreError> {
+        serde_json::from_str(&self.incident).map_err(|source| StoreError::Json {
+            id: self.id.clone(),
+            source,
+        })
+    }
+
+    fn ticket(self, now_ms: i64) -> Result<Ticket, StoreError> {
+        let incident = self.incident()?;
+        let end = self.resolved_ms.unwrap_or(now_ms.max(self.opened_ms));
+        Ok(Ticket {
+            duration_seconds: (end - self.opened_ms) as f64 / 1000.0,
+            id: self.id,
+            fingerprint: self.fingerprint,
+            title: self.title,
+            class: self.class,
+            label: self.label,
+            severity: self.severity,
+            status: self.status,
+            muted_by: self.muted_by,
+            assignee: self.assignee,
+            opened_ms: self.opened_ms,
+            updated_ms: self.updated_ms,
+            resolved_ms: self.resolved_ms,
+            resolution: self.resolution,
+            body: self.body,
+            incident,
+            timeline: Vec::new(),
+        })
+    }
+}
+
+fn load_row(conn: &Connection, id: &str) -> rusqlite::Result<Option<Row>> {
+    conn.query_row("SELECT * FROM tickets WHERE id = ?1", [id], Row::from_sql)
+        .optional()
+}
+
+/// "2 h 05 min", "12 min", "40 s".
+pub fn fmt_duration_ms(ms: i64) -> String {
+    let s = (ms.max(0) + 500) / 1000;
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m:02} min")
+    } else if m > 0 {
+        format!("{m} min")
+    } else {
+        format!("{s} s")
+    }
+}
+
+#[cfg(test)]
+mod tests;

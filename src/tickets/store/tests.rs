@@ -1,0 +1,321 @@
+use super::*;
+use crate::incident::{Cause, Class, Label, Severity};
+use crate::tickets::outbox;
+
+fn incident(id: &str, severity: Severity) -> Incident {
+    Incident {
+        id: id.into(),
+        fingerprint: "web1/anomaly/storage/sdb".into(),
+        host: "web1".into(),
+        class: Class::Anomaly,
+        label: Label::Storage,
+        severity,
+        resource: Some("sdb".into()),
+        title: "storage anomaly on web1 (sdb)".into(),
+        causes: vec![Cause {
+            feature: "disk_busy_ratio{device=\"sdb\"}".into(),
+            value: 0.97,
+            baseline: 0.1,
+            contribution: 12.0,
+        }],
+        opened_ms: 1_000,
+        updated_ms: 1_000,
+        resolved_ms: None,
+    }
+}
+
+fn store(dir: &Path) -> Store {
+    Store::open_in(dir)
+        .expect("open")
+        .with_sinks(vec!["hook".into(), "mail".into()])
+}
+
+/// (sink, kind, ticket) of every queued delivery.
+fn queued(s: &Store) -> Vec<(String, DeliveryKind, String)> {
+    outbox::rows(&s.conn)
+        .expect("rows")
+        .into_iter()
+        .map(|r| (r.sink, r.delivery.kind, r.delivery.ticket_id))
+        .collect()
+}
+
+fn kinds(s: &Store, id: &str) -> Vec<String> {
+    s.timeline(id)
+        .expect("timeline")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+#[test]
+fn add_event_records_actions_in_timeline_body_and_outbox() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = store(dir.path());
+    assert!(matches!(
+        s.add_event("INC-1", 5, "action", "x", &serde_json::Value::Null),
+        Err(StoreError::NoTicket(_))
+    ));
+    s.apply(
+        &Change::Opened(incident("INC-1", Severity::P3)),
+        "# Report",
+        None,
+        1_000,
+    )
+    .expect("open");
+    s.add_event(
+        "INC-1",
+        2_000,
+        "action",
+        "restart nginx: exit 0 in 1.2 s",
+        &serde_json::json!({"rule": "nginx", "exit": 0}),
+    )
+    .expect("event");
+    s.add_event(
+        "INC-1",
+        3_000,
+        "note",
+        "diagnostics attached",
+        &serde_json::Value::Null,
+    )
+    .expect("event");
+    let t = s.get("INC-1", 4_000).expect("get").expect("exists");
+    assert_eq!(kinds(&s, "INC-1"), ["opened", "action", "note"]);
+    assert_eq!(t.timeline[1].detail["rule"], "nginx");
+    assert!(t.body.starts_with("# Report"), "{}", t.body);
+    assert!(
+        t.body.contains("## Remediation") && t.body.contains("restart nginx: exit 0 in 1.2 s"),
+        "{}",
+        t.body
+    );
+    assert!(
+        !t.body.contains("diagnostics attached"),
+        "only actions go in the body"
+    );
+    // Open to both sinks, then the action as an update to both; the note goes nowhere.
+    let q = queued(&s);
+    assert_eq!(q.len(), 4, "{q:?}");
+    assert_eq!(
+        q.iter().map(|x| x.1).collect::<Vec<_>>(),
+        [
+            DeliveryKind::Open,
+            DeliveryKind::Open,
+            DeliveryKind::Update,
+            DeliveryKind::Update
+        ]
+    );
+}
+
+#[test]
+fn lifecycle_open_update_resolve_reopen() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = store(dir.path());
+    assert_eq!(s.next_seq().expect("seq"), 1);
+    let mut inc = incident("INC-1", Severity::P3);
+    s.apply(&Change::Opened(inc.clone()), "r1", None, 1_000)
+        .expect("open");
+    assert_eq!(s.next_seq().expect("seq"), 2);
+    inc.severity = Severity::P2;
+    s.apply(
+        &Change::Updated {
+            incident: inc.clone(),
+            what: "severity P3 -> P2".into(),
+        },
+        "r2",
+        None,
+        61_000,
+    )
+    .expect("update");
+    let t = s.get("INC-1", 61_000).expect("get").expect("exists");
+    assert_eq!((t.severity.as_str(), t.status), ("P2", Status::Open));
+    assert!(t.body.starts_with("r2"));
+    assert_eq!(t.duration_seconds, 60.0);
+    inc.resolved_ms = Some(721_000);
+    s.apply(&Change::Resolved(inc.clone()), "r3", None, 721_000)
+        .expect("resolve");
+    let t = s.get("INC-1", 999_999).expect("get").expect("exists");
+    assert_eq!(t.status, Status::Resolved);
+    assert_eq!(t.resolved_ms, Some(721_000));
+    assert_eq!(t.duration_seconds, 720.0);
+    assert_eq!(
+        t.resolution.as_deref(),
+        Some("recovered: back to normal after 12 min")
+    );
+    assert_eq!(
+        s.last_resolved(&inc.fingerprint).expect("q"),
+        Some(("INC-1".into(), 721_000))
+    );
+    // The same incident id opened again: the ticket reopens, keeping its first opening.
+    inc.resolved_ms = None;
+    s.apply(&Change::Opened(inc.clone()), "r4", None, 800_000)
+        .expect("reopen");
+    let t = s.get("INC-1", 800_000).expect("get").expect("exists");
+    assert_eq!(
+        (t.status, t.resolved_ms, t.opened_ms),
+        (Status::Open, None, 1_000)
+    );
+    assert_eq!(
+        kinds(&s, "INC-1"),
+        ["opened", "updated", "resolved", "reopened"]
+    );
+    let q: Vec<DeliveryKind> = queued(&s).into_iter().map(|x| x.1).step_by(2).collect();
+    assert_eq!(
+        q,
+        [
+            DeliveryKind::Open,
+            DeliveryKind::Update,
+            DeliveryKind::Resolve,
+            DeliveryKind::Open
+        ]
+    );
+    assert_eq!(s.list(true, 0).expect("list").len(), 1);
+}
+
+#[test]
+fn operator_ack_assign_resolve_and_persistence() {
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let s = store(dir.path());
+        s.apply(
+            &Change::Opened(incident("INC-1", Severity::P3)),
+            "r",
+            None,
+            1_000,
+        )
+        .expect("open");
+        s.apply(
+            &Change::Opened(incident("INC-2", Severity::P1)),
+            "r",
+            None,
+            2_000,
+        )
+        .expect("open");
+        s.ack("INC-1", Some("alice"), 3_000).expect("ack");
+        s.assign("INC-1", "bob", 4_000).expect("assign");
+        s.resolve("INC-1", "disk replaced", 5_000).expect("resolve");
+        assert!(matches!(
+            s.ack("INC-1", None, 6_000),
+            Err(StoreError::Resolved { .. })
+        ));
+        assert!(matches!(
+            s.assign("INC-9", "x", 6_000),
+            Err(StoreError::NoTicket(_))
+        ));
+    }
+    // Reopened from disk: everything is there.
+    let s = store(dir.path());
+    let t = s.get("INC-1", 9_000).expect("get").expect("exists");
+    assert_eq!(t.status, Status::Resolved);
+    assert_eq!(t.assignee.as_deref(), Some("bob"));
+    assert_eq!(t.resolution.as_deref(), Some("disk replaced"));
+    assert_eq!(t.duration_seconds, 4.0);
+    assert_eq!(
+        t.timeline
+            .iter()
+            .map(|e| e.summary.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "opened: storage anomaly on web1 (sdb)",
+            "acknowledged by alice",
+            "assigned to bob",
+            "resolved by operator: disk replaced"
+        ]
+    );
+    let open = s.list(true, 9_000).expect("list");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].id, "INC-2");
+    assert!(open[0].timeline.is_empty(), "lists carry no timelines");
+    assert_eq!(s.list(false, 9_000).expect("list").len(), 2);
+    assert_eq!(s.open_incidents().expect("open").len(), 1);
+    // Every operator step went to both sinks too.
+    let kinds: Vec<DeliveryKind> = queued(&s)
+        .into_iter()
+        .filter(|x| x.2 == "INC-1")
+        .map(|x| x.1)
+        .step_by(2)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            DeliveryKind::Open,
+            DeliveryKind::Update,
+            DeliveryKind::Update,
+            DeliveryKind::Resolve
+        ]
+    );
+    // An engine resolution after the operator's adds nothing.
+    s.apply(
+        &Change::Resolved(incident("INC-1", Severity::P3)),
+        "r",
+        None,
+        10_000,
+    )
+    .expect("late resolve");
+    assert_eq!(kinds_len(&s, "INC-1"), 4);
+}
+
+fn kinds_len(s: &Store, id: &str) -> usize {
+    kinds(s, id).len()
+}
+
+#[test]
+fn muted_tickets_reach_no_sink_until_unmuted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = store(dir.path());
+    s.apply(
+        &Change::Opened(incident("INC-1", Severity::P3)),
+        "r",
+        Some("S-1"),
+        1_000,
+    )
+    .expect("open");
+    assert!(queued(&s).is_empty());
+    let t = s.get("INC-1", 1_000).expect("get").expect("exists");
+    assert_eq!(t.muted_by.as_deref(), Some("S-1"));
+    s.unmute("INC-1", 2_000).expect("unmute");
+    let q = queued(&s);
+    assert_eq!(q.len(), 2);
+    assert!(q.iter().all(|x| x.1 == DeliveryKind::Open));
+    assert_eq!(kinds(&s, "INC-1"), ["opened", "unmuted"]);
+}
+
+#[test]
+fn silences_are_stored_listed_and_removed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = store(dir.path());
+    let m = Matchers {
+        label: Some("storage".into()),
+        resource: Some("sdb".into()),
+        ..Default::default()
+    };
+    let id = s.add_silence(&m, 0, 10_000, "disk swap", 0).expect("add");
+    assert_eq!(id, "S-1");
+    let id2 = s
+        .add_silence(&Matchers::default(), 0, 500, "old", 0)
+        .expect("add");
+    let active = s.silences(1_000, false).expect("list");
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].matchers, m);
+    assert!(active[0].active(1_000) && !active[0].active(10_000));
+    assert!(active[0].matchers.matches(&incident("INC-1", Severity::P3)));
+    let mut other = incident("INC-1", Severity::P3);
+    other.resource = Some("sda".into());
+    assert!(!active[0].matchers.matches(&other));
+    assert_eq!(s.silences(1_000, true).expect("list").len(), 2);
+    s.remove_silence(&id2).expect("remove");
+    assert!(matches!(
+        s.remove_silence("S-7"),
+        Err(StoreError::NoSilence(7))
+    ));
+    assert_eq!(s.silences(0, true).expect("list").len(), 1);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    drop(store(dir.path()));
+    let c = Connection::open(dir.path().join("tickets.db")).expect("open");
+    c.execute("UPDATE meta SET value = 99 WHERE key = 'version'", [])
+        .expect("bump");
+    let e = Store::open_in(dir.path()).expect_err("refused");
+    assert!(e.to_string().contains("schema version 99"), "{e}");
+}

@@ -1,0 +1,76 @@
+//! A recorded series that produces a known number of incidents when replayed.
+//!
+//! `write(dir, n)` writes `dir/bursts.csv` and `dir/bursts.yaml`. The series is 200
+//! minutes of normal behaviour (an exactly repeating 10-minute pattern, so the model
+//! trained on it finds later normal rows no stranger than its training rows), then `n`
+//! bursts of 4 minutes with `disk_busy_ratio{device="sdb"}` at 0.98 (normal: ~0.1),
+//! each followed by 100 normal minutes, long enough for the smoothed score to decay
+//! and the incident to resolve. The config trains once after a 2 h warm-up, never
+//! retrains (bursts stay out of the model), and sets `reopen_window: 0s` and
+//! `flap_max_opens: 0` so each burst opens a new incident and ticket:
+//!
+//! `anomalyd replay --input dir/bursts.csv --config dir/bursts.yaml --state-dir DIR`
+//! gives exactly `n` tickets `INC-1..INC-n` (label storage, resource sdb, P3), each
+//! opened and resolved. `extra_yaml` is appended to the config (e.g. a `tickets:`
+//! section with sinks).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+pub const NORMAL_ROWS: usize = 200;
+pub const BURST_ROWS: usize = 4;
+pub const GAP_ROWS: usize = 100;
+pub const T0: i64 = 1_700_000_000;
+
+const PATTERN: [f64; 10] = [0.0, 0.3, 0.7, 1.0, 0.8, 0.4, 0.1, 0.5, 0.9, 0.6];
+
+fn row(s: &mut String, i: usize, disk: Option<f64>) {
+    let p = PATTERN[i % 10];
+    let q = PATTERN[(i * 3) % 10];
+    let disk = disk.unwrap_or(0.1 + 0.02 * q);
+    writeln!(
+        s,
+        "{},{:.4},{:.4},{disk:.4},{:.1}",
+        T0 + i as i64 * 60,
+        0.3 + 0.05 * p,
+        0.5 + 0.02 * q,
+        1e6 * (1.0 + 0.1 * p)
+    )
+    .unwrap();
+}
+
+/// (csv, config) paths.
+pub fn write(dir: &Path, n: usize, extra_yaml: &str) -> (PathBuf, PathBuf) {
+    let mut s = String::from(
+        "timestamp,cpu_utilization_ratio,memory_used_ratio,\"disk_busy_ratio{device=\"\"sdb\"\"}\",\"network_receive_bytes_per_second{interface=\"\"eth0\"\"}\"\n",
+    );
+    let mut i = 0;
+    for _ in 0..NORMAL_ROWS {
+        row(&mut s, i, None);
+        i += 1;
+    }
+    for _ in 0..n {
+        for _ in 0..BURST_ROWS {
+            row(&mut s, i, Some(0.98));
+            i += 1;
+        }
+        for _ in 0..GAP_ROWS {
+            row(&mut s, i, None);
+            i += 1;
+        }
+    }
+    let csv = dir.join("bursts.csv");
+    std::fs::write(&csv, s).unwrap();
+    let cfg = dir.join("bursts.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "interval: 1m\nmodel:\n  warmup: 2h\n  retrain_interval: 365d\n\
+             incidents:\n  host: test-host\n  open_after: 2\n  open_window: 3\n  resolve_after: 5\n  \
+             reopen_window: 0s\n  flap_max_opens: 0\n{extra_yaml}"
+        ),
+    )
+    .unwrap();
+    (csv, cfg)
+}

@@ -1,0 +1,525 @@
+//! The remediation engine with real scripts: guards under a burst of incidents,
+//! the breaker surviving a restart and the CLI re-enabling it, dry runs, incident
+//! data reaching scripts only as environment values, verification and escalation.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anomalyd::incident::{Cause, Change, Class, Incident, Label, Severity};
+use anomalyd::pipeline::Mode;
+use anomalyd::remediate::executor::RunResult;
+use anomalyd::remediate::runner::Runner;
+use anomalyd::remediate::{Engine, Event};
+
+const BIN: &str = env!("CARGO_BIN_EXE_anomalyd");
+
+fn runner() -> Runner {
+    Runner {
+        supervisor: PathBuf::from(BIN),
+        grace: Duration::from_millis(500),
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        Setup { dir }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn script(&self, name: &str, body: &str) -> String {
+        let p = self.path("bin").join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+    /// Write `anomalyd.yaml` with this `remediation:` section (state_dir inside).
+    fn config(&self, remediation: &str) -> anomalyd::config::Config {
+        let text = format!(
+            "state_dir: {}\nremediation:\n{remediation}",
+            self.path("state").display()
+        );
+        let file = self.path("anomalyd.yaml");
+        std::fs::write(&file, text).unwrap();
+        anomalyd::config::load(&file).unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn engine(&self, c: &anomalyd::config::Config, mode: Mode) -> Engine {
+        Engine::open(&c.remediation, &c.state_dir, mode)
+            .unwrap()
+            .unwrap()
+            .with_runner(runner(), &c.state_dir)
+    }
+}
+
+fn incident(n: usize, resource: &str) -> Incident {
+    Incident {
+        id: format!("INC-{n}"),
+        fingerprint: format!("host/forecast/{resource}"),
+        host: "testhost".into(),
+        class: Class::Forecast,
+        label: Label::Storage,
+        severity: Severity::P2,
+        resource: Some(resource.to_string()),
+        title: format!("storage: {resource} full soon"),
+        causes: vec![Cause {
+            feature: format!("filesystem_used_ratio{{mountpoint=\"{resource}\"}}"),
+            value: 0.97,
+            baseline: 0.5,
+            contribution: 1.0,
+        }],
+        opened_ms: 1_000_000,
+        updated_ms: 1_000_000,
+        resolved_ms: None,
+    }
+}
+
+fn count(e: &Engine, rule: &str, r: RunResult) -> u64 {
+    e.counts().get(&(rule.to_string(), r)).copied().unwrap_or(0)
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[test]
+fn cooldown_and_max_runs_hold_under_a_burst() {
+    let s = Setup::new();
+    let log = s.path("runs.log");
+    let fix = s.script(
+        "fix",
+        &format!("echo \"$ANOMALYD_RESOURCE\" >> {}", log.display()),
+    );
+    let c = s.config(&format!(
+        "  rules:\n    - name: fix\n      command: [{fix}]\n      cooldown: 30m\n      \
+         max_runs: 3\n      window: 1h\n"
+    ));
+    let mut e = s.engine(&c, Mode::Replay);
+    let t = 1_000_000;
+    // 25 incidents on one mount, then 25 on distinct mounts, all in one instant.
+    for n in 0..50 {
+        let r = if n < 25 {
+            "/var".to_string()
+        } else {
+            format!("/m{n}")
+        };
+        e.on_change(&Change::Opened(incident(n, &r)), t);
+    }
+    let events = e.poll(t);
+    assert_eq!(events.len(), 50, "one record per incident");
+    assert_eq!(lines(&log), 3, "max_runs: 3 per window");
+    let ran = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        ran, "/var\n/m25\n/m26\n",
+        "/var once (cooldown), then new mounts"
+    );
+    assert_eq!(count(&e, "fix", RunResult::Ok), 3);
+    assert_eq!(count(&e, "fix", RunResult::Skipped), 47);
+    let cooldown = events
+        .iter()
+        .filter(|ev| ev.summary.contains("in cooldown"))
+        .count();
+    assert_eq!(cooldown, 24);
+    // An hour later the window is free again, and /var's cooldown is over.
+    e.on_change(&Change::Opened(incident(99, "/var")), t + 3_600_001);
+    e.poll(t + 3_600_001);
+    assert_eq!(lines(&log), 4);
+}
+
+#[test]
+fn circuit_breaker_holds_under_a_burst_survives_restart_and_cli_reenables() {
+    let s = Setup::new();
+    let log = s.path("runs.log");
+    let flag = s.path("healthy");
+    let fix = s.script(
+        "fix",
+        &format!(
+            "echo run >> {log}\n[ -e {flag} ] && exit 0\necho broken >&2\nexit 1",
+            log = log.display(),
+            flag = flag.display()
+        ),
+    );
+    let c = s.config(&format!(
+        "  diagnose: {{enabled: false}}\n  rules:\n    - name: fix\n      command: [{fix}]\n      \
+         cooldown: 0s\n      max_runs: 1000\n      failures_to_trip: 3\n"
+    ));
+    // Live mode: runs go to the worker thread, which re-checks the breaker per run.
+    let mut e = s.engine(&c, Mode::Live);
+    let t = anomalyd::sample::now_ms();
+    for n in 0..50 {
+        e.on_change(&Change::Opened(incident(n, &format!("/m{n}"))), t);
+    }
+    let events = e.drain(Duration::from_secs(120), t);
+    assert_eq!(events.len(), 50);
+    assert_eq!(lines(&log), 3, "the breaker trips after 3 failures");
+    assert_eq!(count(&e, "fix", RunResult::Failed), 3);
+    assert_eq!(count(&e, "fix", RunResult::Refused), 47);
+    assert!(events
+        .iter()
+        .any(|ev| ev.summary.contains("disabled by its circuit breaker")));
+    let failed = events
+        .iter()
+        .find(|ev| ev.detail["result"] == "failed")
+        .unwrap();
+    assert_eq!(failed.detail["outcome"]["status"]["code"], 1);
+    assert_eq!(failed.detail["outcome"]["output"], "broken\n");
+
+    // A restart does not reset it.
+    drop(e);
+    std::fs::write(&flag, "").unwrap();
+    let mut e = s.engine(&c, Mode::Replay);
+    e.on_change(&Change::Opened(incident(60, "/x")), t);
+    let ev = e.poll(t);
+    assert_eq!(ev[0].detail["result"], "refused");
+    assert!(ev[0].summary.contains("anomalyd remediation enable"));
+
+    let status = Command::new(BIN)
+        .args(["remediation", "status", "--config"])
+        .arg(s.path("anomalyd.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("TRIPPED"), "{text}");
+    let out = Command::new(BIN)
+        .args(["remediation", "enable", "fix", "--config"])
+        .arg(s.path("anomalyd.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "fix: re-enabled\n");
+    e.on_change(&Change::Opened(incident(61, "/y")), t);
+    let ev = e.poll(t);
+    assert_eq!(ev[0].detail["result"], "ok", "{:?}", ev[0]);
+    assert_eq!(lines(&log), 4);
+    // Unknown rules are an error, not a silent no-op.
+    let out = Command::new(BIN)
+        .args(["remediation", "enable", "nope", "--config"])
+        .arg(s.path("anomalyd.yaml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn dry_run_runs_nothing_and_says_what_it_would_run() {
+    let s = Setup::new();
+    let marker = s.path("ran");
+    let fix = s.script("fix", &format!("touch {}", marker.display()));
+    let c = s.config(&format!(
+        "  dry_run: true\n  rules:\n    - name: fix\n      command: [{fix}, --apply]\n      \
+         env: {{CLEAN_DIR: /var/log/app}}\n"
+    ));
+    let mut e = s.engine(&c, Mode::Replay);
+    e.on_change(&Change::Opened(incident(1, "/var")), 1000);
+    let ev = e.poll(1000);
+    assert_eq!(ev.len(), 1);
+    assert!(!marker.exists(), "dry run executed the script");
+    assert_eq!(ev[0].detail["result"], "dry_run");
+    assert!(
+        ev[0].summary.contains(&format!("would run: {fix} --apply")),
+        "{}",
+        ev[0].summary
+    );
+    let reason = ev[0].detail["reason"].as_str().unwrap();
+    assert!(reason.contains("CLEAN_DIR=\"/var/log/app\""), "{reason}");
+    assert!(reason.contains("ANOMALYD_RESOURCE=\"/var\""), "{reason}");
+    assert!(reason.contains("ANOMALYD_DRY_RUN=\"1\""), "{reason}");
+    assert_eq!(count(&e, "fix", RunResult::DryRun), 1);
+}
+
+#[test]
+fn incident_data_reaches_the_script_only_as_verbatim_environment_values() {
+    let s = Setup::new();
+    let pwned = s.path("pwned");
+    let nasty = format!(
+        "/data; rm -rf / $(touch {p}) `touch {p}` \"'",
+        p = pwned.display()
+    );
+    let c = s.config(
+        "  rules:\n    - name: show\n      command: [/usr/bin/env, \"-0\"]\n      env: {FIXED: yes}\n",
+    );
+    let mut e = s.engine(&c, Mode::Replay);
+    e.on_change(&Change::Opened(incident(1, &nasty)), 1000);
+    let ev = e.poll(1000);
+    let out = ev[0].detail["outcome"]["output"].as_str().unwrap();
+    let vars: Vec<&str> = out.split('\0').filter(|v| !v.is_empty()).collect();
+    assert!(
+        vars.contains(&format!("ANOMALYD_RESOURCE={nasty}").as_str()),
+        "{vars:?}"
+    );
+    assert!(vars.contains(&"ANOMALYD_LABEL=storage"));
+    assert!(vars.contains(&"ANOMALYD_SEVERITY=P2"));
+    assert!(vars.contains(&"ANOMALYD_CLASS=forecast"));
+    assert!(vars.contains(&"ANOMALYD_INCIDENT_ID=INC-1"));
+    assert!(vars.contains(&"ANOMALYD_CAUSE_VALUE=0.97"));
+    assert!(vars.contains(&"FIXED=yes"));
+    let mut names: Vec<&str> = vars.iter().map(|v| v.split('=').next().unwrap()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "ANOMALYD_CAUSE",
+            "ANOMALYD_CAUSE_BASELINE",
+            "ANOMALYD_CAUSE_VALUE",
+            "ANOMALYD_CLASS",
+            "ANOMALYD_DRY_RUN",
+            "ANOMALYD_FINGERPRINT",
+            "ANOMALYD_HOST",
+            "ANOMALYD_INCIDENT_ID",
+            "ANOMALYD_LABEL",
+            "ANOMALYD_OPENED_MS",
+            "ANOMALYD_RESOURCE",
+            "ANOMALYD_SEVERITY",
+            "ANOMALYD_TICKET_ID",
+            "ANOMALYD_TITLE",
+            "FIXED",
+            "PATH",
+        ]
+    );
+    assert!(!pwned.exists());
+    // The command line is the rule's, untouched.
+    assert_eq!(
+        ev[0].detail["command"],
+        serde_json::json!(["/usr/bin/env", "-0"])
+    );
+}
+
+#[test]
+fn a_run_is_verified_when_the_incident_clears_and_escalates_when_not() {
+    let s = Setup::new();
+    let fix = s.script("fix", "exit 0");
+    let c = s.config(&format!(
+        "  rules:\n    - name: fix\n      match: {{label: storage, severity: P3}}\n      \
+         command: [{fix}]\n      verify_window: 10m\n      cooldown: 0s\n"
+    ));
+    let mut e = s.engine(&c, Mode::Replay);
+    let t = 10_000_000;
+    let a = incident(1, "/a");
+    let b = incident(2, "/b");
+    e.on_change(&Change::Opened(a.clone()), t);
+    e.on_change(&Change::Opened(b.clone()), t);
+    assert_eq!(e.poll(t).len(), 2);
+    // A clears after 2 minutes; B never does.
+    e.on_change(&Change::Resolved(a), t + 120_000);
+    let ev: Vec<Event> = e.poll(t + 120_000);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].ticket_id, "INC-1");
+    assert_eq!(ev[0].detail["verify"], "resolved");
+    assert!(ev[0].summary.contains("verified"), "{}", ev[0].summary);
+    assert!(ev[0].escalate.is_none());
+    assert!(e.poll(t + 550_000).is_empty(), "B's window is not over yet");
+    let ev = e.poll(t + 11 * 60_000);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].ticket_id, "INC-2");
+    assert_eq!(ev[0].detail["verify"], "not_verified");
+    assert!(ev[0].escalate.is_some());
+    // A P4 incident does not match `severity: P3` (at least P3).
+    let mut low = incident(3, "/c");
+    low.severity = Severity::P4;
+    e.on_change(&Change::Opened(low.clone()), t);
+    assert!(e.poll(t).is_empty());
+    // ... until it is escalated to P3: the rule runs once.
+    low.severity = Severity::P3;
+    let up = Change::Updated {
+        incident: low,
+        what: "severity P4 -> P3".into(),
+    };
+    e.on_change(&up, t + 1);
+    e.on_change(&up, t + 2);
+    assert_eq!(e.poll(t + 2).len(), 1);
+}
+
+#[test]
+fn check_config_refuses_untrusted_commands() {
+    let s = Setup::new();
+    let check = |cmd: &str| {
+        let file = s.path("check.yaml");
+        std::fs::write(
+            &file,
+            format!("remediation:\n  rules:\n    - name: fix\n      command: [{cmd}]\n"),
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let good = s.script("good", "exit 0");
+    assert_eq!(check(&good).0, Some(0));
+
+    let ww = s.script("world-writable", "exit 0");
+    std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, err) = check(&ww);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "remediation.rules[0].command[0]: rule \"fix\": refusing \"{ww}\": {ww} is writable by others"
+        )),
+        "{err}"
+    );
+
+    let (code, err) = check("usr/bin/true");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("refusing \"usr/bin/true\": not an absolute path"),
+        "{err}"
+    );
+
+    let open = s.path("bin/open");
+    std::fs::create_dir(&open).unwrap();
+    let inside = open.join("fix");
+    std::fs::copy(&good, &inside).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let (code, err) = check(inside.to_str().unwrap());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!("{} is writable by its group", open.display())),
+        "{err}"
+    );
+
+    if unsafe { libc::geteuid() } == 0 {
+        let foreign = s.script("foreign", "exit 0");
+        std::os::unix::fs::chown(&foreign, Some(65534), None).unwrap();
+        let (code, err) = check(&foreign);
+        assert_eq!(code, Some(2));
+        assert!(err.contains("is owned by uid 65534"), "{err}");
+    }
+}
+
+#[test]
+fn spool_requests_name_rules_and_the_runner_trusts_nothing_else() {
+    let s = Setup::new();
+    let spool = s.path("spool");
+    let fix = s.script("fix", "/usr/bin/env");
+    let c = s.config(&format!(
+        "  spool_dir: {}\n  rules:\n    - name: fix\n      command: [{fix}]\n      cooldown: 0s\n",
+        spool.display()
+    ));
+    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
+        .unwrap()
+        .unwrap();
+    e.on_change(&Change::Opened(incident(1, "/var")), 1000);
+    let requests: Vec<PathBuf> = std::fs::read_dir(spool.join("requests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(requests.len(), 1);
+    let text = std::fs::read_to_string(&requests[0]).unwrap();
+    assert!(
+        !text.contains(&fix),
+        "a request must not carry the command: {text}"
+    );
+    // A compromised daemon plants a symlink where the result will go, and forges a
+    // request with an unknown rule and a hostile environment.
+    let victim = s.path("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let name = requests[0].file_name().unwrap();
+    std::os::unix::fs::symlink(&victim, spool.join("results").join(name)).unwrap();
+    let mut forged: serde_json::Value = serde_json::from_str(&text).unwrap();
+    forged["id"] = "forged".into();
+    forged["env"] = serde_json::json!([["LD_PRELOAD", "/tmp/evil.so"], ["ANOMALYD_LABEL", "cpu"]]);
+    std::fs::write(spool.join("requests/forged.json"), forged.to_string()).unwrap();
+    forged["id"] = "unknown".into();
+    forged["rule"] = "rm-everything".into();
+    std::fs::write(spool.join("requests/unknown.json"), forged.to_string()).unwrap();
+    std::fs::write(spool.join("requests/garbage.json"), "{not json").unwrap();
+
+    let out = Command::new(BIN)
+        .args(["remediation", "serve", "--config"])
+        .arg(s.path("anomalyd.yaml"))
+        .arg("--state-dir")
+        .arg(s.path("runner-state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_dir(spool.join("requests")).unwrap().count(),
+        0
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(s.path("runner-state/remediation.json").exists());
+
+    let ev = e.poll(2000);
+    let by_id = |id: &str| {
+        ev.iter()
+            .find(|e| e.detail["id"].as_str().is_some_and(|x| x.starts_with(id)))
+            .unwrap_or_else(|| panic!("no {id} in {ev:?}"))
+    };
+    let real = by_id("INC-1-fix");
+    assert_eq!(real.detail["result"], "ok");
+    let env = real.detail["outcome"]["output"].as_str().unwrap();
+    assert!(env.contains("ANOMALYD_RESOURCE=/var\n"), "{env}");
+    let forged = by_id("forged");
+    let env = forged.detail["outcome"]["output"].as_str().unwrap();
+    assert!(!env.contains("LD_PRELOAD"), "{env}");
+    assert!(env.contains("ANOMALYD_LABEL=cpu"), "{env}");
+    let unknown = by_id("unknown");
+    assert_eq!(unknown.detail["result"], "refused");
+    assert!(unknown.summary.contains("no rule named \"rm-everything\""));
+}
+
+#[test]
+fn every_new_incident_gets_a_diagnosis_from_proc() {
+    let s = Setup::new();
+    // A busy process of our own, and a big directory under the "mount point".
+    let mut busy = Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    let mount = s.path("mnt");
+    std::fs::create_dir_all(mount.join("big/deeper")).unwrap();
+    std::fs::write(mount.join("big/deeper/blob"), vec![7u8; 4 << 20]).unwrap();
+    let c = s.config("  diagnose: {enabled: true, top: 5}\n");
+    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
+        .unwrap()
+        .unwrap();
+    e.on_change(&Change::Opened(incident(1, mount.to_str().unwrap())), 1000);
+    let mut ev = Vec::new();
+    for _ in 0..200 {
+        ev.extend(e.poll(1000));
+        if !ev.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let d = &ev[0];
+    assert_eq!(d.kind, "diagnose");
+    assert_eq!(d.ticket_id, "INC-1");
+    let top_cpu = d.detail["top_cpu"].as_array().unwrap();
+    assert_eq!(top_cpu.len(), 5);
+    let busy_pid = busy.id() as i64;
+    let mine = top_cpu
+        .iter()
+        .find(|p| p["pid"] == busy_pid)
+        .unwrap_or_else(|| panic!("the busy loop is not among the top CPU users: {top_cpu:?}"));
+    assert!(mine["cpu_percent"].as_f64().unwrap() > 20.0, "{mine}");
+    assert!(!d.detail["top_memory"].as_array().unwrap().is_empty());
+    assert!(!d.detail["top_open_files"].as_array().unwrap().is_empty());
+    let dirs = d.detail["largest_directories"].as_array().unwrap();
+    assert!(
+        dirs[0]["path"].as_str().unwrap().ends_with("/mnt/big"),
+        "{dirs:?}"
+    );
+    assert!(dirs[0]["bytes"].as_u64().unwrap() >= 4 << 20);
+    assert!(d.summary.starts_with("diagnosis: top CPU"), "{}", d.summary);
+}

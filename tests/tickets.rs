@@ -1,0 +1,334 @@
+//! Incidents and tickets end to end, with the real binary: a recorded series replayed
+//! into a state directory becomes the tickets it would have produced; the `tickets`
+//! and `silence` commands work on them; the daemon serves them on /api/v1/tickets.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{bursts, Daemon};
+
+fn anomalyd(args: &[&str]) -> Output {
+    let out = Command::new(common::bin()).args(args).output().unwrap();
+    eprintln!(
+        "$ anomalyd {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = anomalyd(args);
+    assert!(out.status.success(), "anomalyd {args:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(args)).unwrap()
+}
+
+/// Replay `n` bursts into `dir/state`; returns the state dir as a string.
+fn replay(dir: &Path, n: usize, extra: &str) -> (String, String) {
+    let (csv, cfg) = bursts::write(dir, n, extra);
+    let state = dir.join("state");
+    let out = anomalyd(&[
+        "replay",
+        "--input",
+        csv.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    (
+        state.to_str().unwrap().to_string(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn replay_of_100_bursts_gives_exactly_100_tickets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, log) = replay(dir.path(), 100, "");
+    assert!(log.contains("replay: 100 tickets"), "{log}");
+    let list = json(&["tickets", "list", "--json", "--state-dir", &state]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 100);
+    let mut ids: Vec<&str> = list.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    ids.sort_by_key(|id| id[4..].parse::<u32>().unwrap());
+    let want: Vec<String> = (1..=100).map(|i| format!("INC-{i}")).collect();
+    assert_eq!(ids, want);
+    for t in list {
+        assert_eq!(t["status"], "resolved", "{t}");
+        assert_eq!(t["label"], "storage");
+        assert_eq!(t["severity"], "P3");
+        assert_eq!(t["fingerprint"], "test-host/anomaly/storage/sdb");
+        assert!(t["resolution"]
+            .as_str()
+            .unwrap()
+            .starts_with("recovered: back to normal after"));
+        // Each burst is 4 min, then the smoothed score decays and 5 normal samples
+        // resolve it: well under the 100 min gap.
+        let d = t["duration_seconds"].as_f64().unwrap();
+        assert!((4.0 * 60.0..100.0 * 60.0).contains(&d), "{d}");
+    }
+    assert!(ok(&["tickets", "list", "--open", "--state-dir", &state])
+        .lines()
+        .nth(1)
+        .is_none());
+    // Bursts i and i+1 are 104 min apart, as the tickets' opening times.
+    let first = json(&["tickets", "show", "INC-1", "--json", "--state-dir", &state]);
+    let second = json(&["tickets", "show", "2", "--json", "--state-dir", &state]);
+    assert_eq!(
+        second["opened_ms"].as_i64().unwrap() - first["opened_ms"].as_i64().unwrap(),
+        104 * 60_000
+    );
+    let kinds: Vec<&str> = first["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["opened", "resolved"]);
+    let body = first["body"].as_str().unwrap();
+    for section in [
+        "# INC-1: storage anomaly on test-host (sdb): disk_busy_ratio{device=\"sdb\"} 0.980",
+        "## What is anomalous",
+        "## Top contributing metrics (at the worst moment)",
+        "| `disk_busy_ratio{device=\"sdb\"}` | 0.980 |",
+        "## Affected metrics: the 1 h 00 min before, and since it started",
+        "## Forecast",
+        "## Remediation",
+    ] {
+        assert!(body.contains(section), "missing {section:?}:\n{body}");
+    }
+}
+
+#[test]
+fn operators_ack_assign_resolve_and_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three bursts; the third is silenced by the config (its time window).
+    let third_ms = (bursts::T0 + (bursts::NORMAL_ROWS + 2 * 104) as i64 * 60) * 1000;
+    let extra = format!(
+        "  silences:\n    - matchers: {{label: storage, resource: sdb}}\n      starts: \"{}\"\n      ends: \"{}\"\n      comment: disk swap\n",
+        third_ms / 1000 - 60,
+        third_ms / 1000 + 3600
+    );
+    let (state, _) = replay(dir.path(), 3, &extra);
+    let list = json(&["tickets", "list", "--json", "--state-dir", &state]);
+    let muted: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap(),
+                t["muted_by"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    // A resolved ticket keeps no mute (it is over); the silenced one was recorded and
+    // its timeline says by which silence.
+    assert_eq!(muted.len(), 3);
+    let third = json(&["tickets", "show", "INC-3", "--json", "--state-dir", &state]);
+    assert_eq!(
+        third["timeline"][0]["detail"]["muted_by"], "config[0]",
+        "{third}"
+    );
+    let first = json(&["tickets", "show", "INC-1", "--json", "--state-dir", &state]);
+    assert!(first["timeline"][0]["detail"]["muted_by"].is_null());
+
+    // Operator actions need an open ticket: replay one more burst without resolving
+    // it (the series ends inside the burst).
+    let csv = dir.path().join("bursts.csv");
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    let last_ts: i64 = text
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for k in 1..=4 {
+        text.push_str(&format!("{},0.3,0.5,0.98,1000000.0\n", last_ts + k * 60));
+    }
+    let tail = dir.path().join("tail.csv");
+    std::fs::write(&tail, text).unwrap();
+    let fresh = dir.path().join("fresh");
+    let cfg = dir.path().join("bursts.yaml");
+    let out = anomalyd(&[
+        "replay",
+        "--input",
+        tail.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let fresh = fresh.to_str().unwrap();
+    let open = json(&["tickets", "list", "--open", "--json", "--state-dir", fresh]);
+    let open = open.as_array().unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let id = open[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(id, "INC-4");
+
+    assert_eq!(
+        ok(&["tickets", "ack", &id, "--by", "alice", "--state-dir", fresh]),
+        "INC-4: acknowledged\n"
+    );
+    ok(&["tickets", "assign", &id, "bob", "--state-dir", fresh]);
+    let table = ok(&["tickets", "list", "--open", "--state-dir", fresh]);
+    assert!(
+        table.contains("acknowledged") && table.contains("bob"),
+        "{table}"
+    );
+    ok(&[
+        "tickets",
+        "resolve",
+        &id,
+        "--note",
+        "replaced sdb",
+        "--state-dir",
+        fresh,
+    ]);
+    let t = json(&["tickets", "show", &id, "--json", "--state-dir", fresh]);
+    assert_eq!(t["status"], "resolved");
+    assert_eq!(t["assignee"], "bob");
+    assert_eq!(t["resolution"], "replaced sdb");
+    let summaries: Vec<&str> = t["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &summaries[1..],
+        [
+            "acknowledged by alice",
+            "assigned to bob",
+            "resolved by operator: replaced sdb"
+        ]
+    );
+    let text = ok(&["tickets", "show", &id, "--state-dir", fresh]);
+    assert!(
+        text.contains("resolution: replaced sdb") && text.contains("## Timeline"),
+        "{text}"
+    );
+
+    // Clear errors, non-zero exits.
+    let out = anomalyd(&["tickets", "ack", &id, "--state-dir", fresh]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("INC-4 is resolved"));
+    let out = anomalyd(&["tickets", "show", "INC-99", "--state-dir", fresh]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ticket INC-99"));
+    let empty = dir.path().join("empty");
+    let out = anomalyd(&["tickets", "list", "--state-dir", empty.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ticket store at"));
+
+    // Silences from the shell.
+    let added = ok(&[
+        "silence",
+        "add",
+        "--label",
+        "storage",
+        "--resource",
+        "/var",
+        "--duration",
+        "2h",
+        "--comment",
+        "migration",
+        "--state-dir",
+        fresh,
+    ]);
+    assert!(
+        added.starts_with("S-1: silencing label=storage,resource=/var from "),
+        "{added}"
+    );
+    let listed = json(&["silence", "list", "--json", "--state-dir", fresh]);
+    assert_eq!(listed[0]["matchers"]["resource"], "/var");
+    assert_eq!(
+        listed[0]["ends_ms"].as_i64().unwrap() - listed[0]["starts_ms"].as_i64().unwrap(),
+        7_200_000
+    );
+    let out = anomalyd(&[
+        "silence",
+        "add",
+        "--label",
+        "disk",
+        "--duration",
+        "1h",
+        "--comment",
+        "x",
+        "--state-dir",
+        fresh,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--label \"disk\" is not one of"));
+    ok(&["silence", "remove", "S-1", "--state-dir", fresh]);
+    assert_eq!(
+        json(&["silence", "list", "--json", "--state-dir", fresh]),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn daemon_serves_tickets_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _) = replay(dir.path(), 2, "");
+    let cfg = dir.path().join("daemon.yaml");
+    std::fs::write(&cfg, "interval: 200ms\nmodel:\n  warmup: 1h\n").unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--state-dir",
+            &state,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let body = d.wait_for("/api/v1/tickets", Duration::from_secs(10), |_| true);
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["INC-2", "INC-1"]);
+    let (code, body) = d.get("/api/v1/tickets?open=true");
+    assert_eq!((code, body.trim()), (200, "[]"));
+    let (code, body) = d.get("/api/v1/tickets/INC-1");
+    assert_eq!(code, 200);
+    let one: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(one["timeline"][0]["kind"], "opened");
+    assert_eq!(one["timeline"][1]["kind"], "resolved");
+    let (code, body) = d.get("/api/v1/tickets/INC-9");
+    assert_eq!(code, 404);
+    assert!(body.contains("no ticket INC-9"));
+    // The incident metrics are on /metrics, every label x severity, zero now.
+    let m = d.wait_for("/metrics", Duration::from_secs(10), |b| {
+        b.contains("anomalyd_incidents_open")
+    });
+    assert_eq!(
+        common::metric(
+            &m,
+            "anomalyd_incidents_open{label=\"storage\",severity=\"P1\"}"
+        ),
+        Some(0.0)
+    );
+    d.stop();
+}
