@@ -103,6 +103,9 @@ pub struct ReplayArgs {
     pub common: Common,
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
+    /// Add the forecast columns fault_risk,min_eta_seconds,forecast_events.
+    #[arg(long)]
+    pub forecast: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -122,6 +125,24 @@ pub enum EvalDataset {
         /// Model hyper-parameters (JSON); default: built in.
         #[arg(long, value_name = "FILE")]
         spec: Option<PathBuf>,
+    },
+    /// Lead time of the fault risk on SMD: train and calibrate on each machine's train
+    /// half, then count the labelled test segments warned ahead and the false warnings.
+    SmdRisk {
+        #[command(flatten)]
+        common: Common,
+        /// The dataset directory (with train/, test/, test_label/).
+        #[arg(long, value_name = "DIR", default_value = "../shared/datasets/smd")]
+        data: PathBuf,
+        /// Only these machines (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        machines: Vec<String>,
+        /// Model hyper-parameters (JSON); default: built in.
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+        /// Write <machine>.risk.csv (ratio,anomaly,risk,warning,label per test row) here.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 

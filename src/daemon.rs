@@ -260,7 +260,8 @@ fn status_line(sample: &Sample, pipeline: &Pipeline) -> String {
     format!("{collectors}; {}", pipeline.status())
 }
 
-/// One sample, for `collect --once`: two readings one interval apart so rates exist.
+/// One sample, for `collect --once`: two readings one interval apart so rates exist,
+/// with the forecast from the state directory's history and model.
 pub fn collect_once(config: &Config) -> Sample {
     let mut collectors: Vec<Box<dyn Collector>> = collect::build(config);
     let _ = collect::run_all(&mut collectors, now_ms());
@@ -272,5 +273,7 @@ pub fn collect_once(config: &Config) -> Sample {
         config.interval
     };
     std::thread::sleep(wait);
-    collect::run_all(&mut collectors, now_ms())
+    let mut sample = collect::run_all(&mut collectors, now_ms());
+    crate::pipeline::forecast_once(config, &mut sample);
+    sample
 }

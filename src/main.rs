@@ -100,6 +100,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 &config,
                 &args.input,
                 args.common.state_dir.as_deref(),
+                args.forecast,
                 &mut out,
                 &mut std::io::stderr(),
             )?;
@@ -131,6 +132,34 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 out.as_deref(),
                 Some(&machines),
                 &spec,
+                &mut stdout,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval {
+            dataset:
+                EvalDataset::SmdRisk {
+                    common,
+                    data,
+                    machines,
+                    spec,
+                    out,
+                },
+        } => {
+            // The risk settings (horizon, warning level, debounce) come from the config
+            // (defaults without one): the same for every machine, never tuned on labels.
+            let config = daemon::load_config(common.config.as_deref(), &common_overrides(&common))?;
+            let spec = match &spec {
+                Some(p) => anomalyd::model::Spec::from_json(&std::fs::read_to_string(p)?)?,
+                None => anomalyd::model::Spec::default(),
+            };
+            let mut stdout = std::io::stdout().lock();
+            anomalyd::forecast::eval::eval_smd_risk(
+                &data,
+                Some(&machines),
+                &spec,
+                &config.forecast.risk,
+                out.as_deref(),
                 &mut stdout,
             )?;
             Ok(ExitCode::SUCCESS)

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, ModelConfig};
-use crate::incident::{AnomalySignal, Change, Signals};
+use crate::forecast::{self, Calibration, ForecastConfig, Forecaster, Outlook, RiskTracker};
+use crate::incident::{AnomalySignal, Cause, Change, ForecastLevel, ForecastSignal, Signals};
 use crate::model::{Model, ModelState, Score, Scorer};
 use crate::sample::{Record, Sample};
 use crate::store::History;
@@ -43,9 +44,24 @@ enum Writer {
     },
 }
 
+/// A trained model and the fault-risk calibration fitted on the same rows (or why
+/// there is none).
+struct Trained {
+    model: Model,
+    calibration: Result<Calibration, String>,
+}
+
 enum Training {
     Idle,
-    Running(mpsc::Receiver<Result<Model, String>>),
+    Running(mpsc::Receiver<Result<Trained, String>>),
+}
+
+/// What one record produced: the model's verdict (when a model is in place) and the
+/// forecast (time to exhaustion, forecast events, fault risk).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdict {
+    pub score: Option<Score>,
+    pub outlook: Outlook,
 }
 
 pub struct Pipeline {
@@ -72,6 +88,9 @@ pub struct Pipeline {
     /// Rules, diagnoses and verification for incidents; with the desk only.
     remediation: Option<crate::remediate::Engine>,
     state_dir: PathBuf,
+    forecast_cfg: ForecastConfig,
+    forecaster: Forecaster,
+    risk: RiskTracker,
 }
 
 impl Pipeline {
@@ -86,7 +105,20 @@ impl Pipeline {
         if let Some(p) = problem {
             tracing::warn!("history: {p}");
         }
-        let first_ms = history.stats().ok().and_then(|s| s.oldest_ms);
+        let stats = history.stats().ok();
+        let first_ms = stats.as_ref().and_then(|s| s.oldest_ms);
+        let mut forecaster = Forecaster::new(&config.forecast);
+        // A restart must not forget the trend: feed the forecaster the last window.
+        if let (true, Some(newest)) = (
+            config.forecast.enabled,
+            stats.as_ref().and_then(|s| s.newest_ms),
+        ) {
+            match forecaster.seed(&history, newest) {
+                Ok(n) if n > 0 => tracing::info!(resources = n, "forecast seeded from history"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("forecast: cannot read history: {e}"),
+            }
+        }
         let writer = match mode {
             Mode::Replay => Writer::Inline {
                 history: Box::new(history),
@@ -146,6 +178,9 @@ impl Pipeline {
             changes: Vec::new(),
             remediation,
             state_dir: state_dir.to_path_buf(),
+            forecast_cfg: config.forecast.clone(),
+            forecaster,
+            risk: RiskTracker::new(&config.forecast.risk),
         };
         if mode == Mode::Live && config.model.enabled {
             p.load_saved();
@@ -163,6 +198,15 @@ impl Pipeline {
             Ok(m) => {
                 tracing::info!(path = %self.model_path.display(), rows = m.window().rows, "loaded saved model");
                 self.last_train_start_ms = Some(m.created_ms());
+                let risk_path = self.risk_path();
+                let calibration = if risk_path.exists() {
+                    Calibration::load(&risk_path, &m, &self.forecast_cfg.risk)
+                        .map_err(|e| tracing::warn!("fault risk: {e}"))
+                        .ok()
+                } else {
+                    None
+                };
+                self.risk.set_calibration(calibration);
                 self.swap(m);
             }
             Err(e) => {
@@ -181,15 +225,23 @@ impl Pipeline {
         self.state = ModelState::Trained(model);
     }
 
-    /// Process one live sample; adds the verdict and model state to it.
-    pub fn process(&mut self, sample: &mut Sample) {
-        let record = sample.record();
-        let score = self.process_record(&record);
-        self.export(sample, score.as_ref());
+    fn risk_path(&self) -> PathBuf {
+        self.model_path.with_file_name(forecast::risk::FILE)
     }
 
-    /// Store, maybe (re)train, score. Returns the score when a model is in place.
-    pub fn process_record(&mut self, record: &Record) -> Option<Score> {
+    /// Process one live sample; adds the verdict, forecast and model state to it.
+    pub fn process(&mut self, sample: &mut Sample) -> Verdict {
+        let record = sample.record();
+        let verdict = self.process_record(&record);
+        self.export(sample, verdict.score.as_ref());
+        if self.forecast_cfg.enabled {
+            verdict.outlook.export(sample, &self.forecast_cfg);
+        }
+        verdict
+    }
+
+    /// Store, maybe (re)train, score, forecast.
+    pub fn process_record(&mut self, record: &Record) -> Verdict {
         let now = record.timestamp_ms.unwrap_or(0);
         self.first_ms = Some(self.first_ms.map_or(now, |f| f.min(now)));
         self.store(record, now);
@@ -200,13 +252,22 @@ impl Pipeline {
         } else {
             None
         };
-        self.incidents(record, now, score.as_ref());
-        score
+        let outlook = if self.forecast_cfg.enabled {
+            let mut outlook = self.forecaster.observe(record);
+            let threshold = self.state.model().map(|m| m.threshold());
+            let scored = score.as_ref().zip(threshold);
+            outlook.risk = self.risk.observe(now, scored, outlook.min_eta());
+            outlook
+        } else {
+            Outlook::default()
+        };
+        self.incidents(record, now, score.as_ref(), &outlook);
+        Verdict { score, outlook }
     }
 
-    /// The verdict (and, once merged, the forecasts) through the incident engine and
+    /// The verdict, the forecasts and the fault risk through the incident engine and
     /// into the ticket store.
-    fn incidents(&mut self, record: &Record, now: i64, score: Option<&Score>) {
+    fn incidents(&mut self, record: &Record, now: i64, score: Option<&Score>, outlook: &Outlook) {
         self.changes.clear();
         let Some(desk) = &mut self.desk else {
             return;
@@ -219,8 +280,8 @@ impl Pipeline {
         };
         let signals = Signals {
             anomaly,
-            forecasts: Vec::new(),
-            risk: None,
+            forecasts: forecast_signals(outlook),
+            risk: outlook.risk.map(|r| r.probability),
             ping_loss_all: Signals::ping_loss_all_in(record),
         };
         self.changes = desk.tick(now, record, &signals);
@@ -286,9 +347,9 @@ impl Pipeline {
         }
     }
 
-    fn finish_training(&mut self, result: Result<Model, String>) {
+    fn finish_training(&mut self, result: Result<Trained, String>) {
         match result {
-            Ok(model) => {
+            Ok(Trained { model, calibration }) => {
                 tracing::info!(
                     rows = model.window().rows,
                     features = model.schema().len(),
@@ -300,6 +361,28 @@ impl Pipeline {
                         tracing::warn!("saving model to {}: {e}", self.model_path.display());
                     }
                 }
+                let calibration = match calibration {
+                    Ok(c) => {
+                        tracing::info!(
+                            incidents = c.incidents,
+                            rows = c.rows,
+                            "fault risk calibrated on the training rows"
+                        );
+                        if self.mode == Mode::Live {
+                            let path = self.risk_path();
+                            if let Err(e) = c.save(&path) {
+                                tracing::warn!("saving {}: {e}", path.display());
+                            }
+                        }
+                        Some(c)
+                    }
+                    Err(e) => {
+                        tracing::info!("fault risk not calibrated: {e}");
+                        let _ = std::fs::remove_file(self.risk_path());
+                        None
+                    }
+                };
+                self.risk.set_calibration(calibration);
                 self.last_error = None;
                 self.swap(model);
             }
@@ -341,9 +424,14 @@ impl Pipeline {
         let since = now - ms(self.model_cfg.window);
         let max_rows = self.model_cfg.max_training_rows;
         let spec = self.model_cfg.spec.clone();
+        let risk = self
+            .forecast_cfg
+            .enabled
+            .then(|| self.forecast_cfg.risk.clone())
+            .filter(|r| r.enabled);
         match &self.writer {
             Writer::Inline { history, .. } => {
-                let result = train_from(history, since, now, max_rows, &spec);
+                let result = train_from(history, since, now, max_rows, &spec, risk.as_ref());
                 self.finish_training(result);
             }
             Writer::Thread { .. } => {
@@ -355,7 +443,9 @@ impl Pipeline {
                     .spawn(move || {
                         let result = History::open(&path, &hcfg)
                             .map_err(|e| e.to_string())
-                            .and_then(|h| train_from(&h, since, now, max_rows, &spec));
+                            .and_then(|h| {
+                                train_from(&h, since, now, max_rows, &spec, risk.as_ref())
+                            });
                         let _ = tx.send(result);
                     });
                 match spawned {
@@ -471,6 +561,9 @@ impl Pipeline {
         if let Some(r) = &mut self.remediation {
             r.reconfigure(&config.remediation, &self.state_dir);
         }
+        self.forecaster.reconfigure(&config.forecast);
+        self.risk.reconfigure(&config.forecast.risk);
+        self.forecast_cfg = config.forecast.clone();
     }
 
     /// One-line summary for systemd's STATUS=.
@@ -503,20 +596,157 @@ impl Pipeline {
     }
 }
 
+/// `collect --once`: the forecast for one fresh sample, from the state directory's
+/// history (the trend of the last window) and saved model (the fault risk, warmed
+/// on the last horizon of history). Added to `sample`; nothing is written.
+pub fn forecast_once(config: &Config, sample: &mut Sample) -> Outlook {
+    let cfg = &config.forecast;
+    if !cfg.enabled {
+        return Outlook::default();
+    }
+    let now = sample.timestamp_ms;
+    let record = sample.record();
+    let mut forecaster = Forecaster::new(cfg);
+    let mut risk = RiskTracker::new(&cfg.risk);
+    let path = config.state_dir.join(crate::store::HISTORY_FILE);
+    // Opening would create a missing database: only read one that exists.
+    let history = if path.exists() {
+        History::open(&path, &config.history)
+            .map_err(|e| tracing::warn!("forecast: {e}"))
+            .ok()
+    } else {
+        None
+    };
+    if let Some(h) = &history {
+        if let Err(e) = forecaster.seed(h, now) {
+            tracing::warn!("forecast: {e}");
+        }
+    }
+    let model_path = config.state_dir.join("model.json");
+    let model = model_path
+        .exists()
+        .then(|| {
+            Model::load(&model_path)
+                .map_err(|e| tracing::warn!("{e}"))
+                .ok()
+        })
+        .flatten()
+        .map(Arc::new);
+    let mut scorer = None;
+    if let Some(m) = &model {
+        let calibration =
+            Calibration::load(&config.state_dir.join(forecast::risk::FILE), m, &cfg.risk)
+                .map_err(|e| tracing::info!("fault risk: {e}"))
+                .ok();
+        risk.set_calibration(calibration);
+        let mut sc = Scorer::new(Arc::clone(m));
+        let since = now - cfg.risk.horizon.as_millis() as i64;
+        let rows = history
+            .as_ref()
+            .and_then(|h| h.range(since, now, crate::store::Tier::Raw).ok())
+            .unwrap_or_default();
+        for r in &rows {
+            let s = sc.score(r);
+            risk.observe(
+                r.timestamp_ms.unwrap_or(0),
+                Some((&s, m.threshold())),
+                f64::INFINITY,
+            );
+        }
+        scorer = Some(sc);
+    }
+    let mut outlook = forecaster.observe(&record);
+    if let (Some(sc), Some(m)) = (scorer.as_mut(), &model) {
+        let s = sc.score(&record);
+        outlook.risk = risk.observe(now, Some((&s, m.threshold())), outlook.min_eta());
+    }
+    outlook.export(sample, cfg);
+    outlook
+}
+
+/// The forecast events firing now, as the incident engine wants them: all of them on
+/// every tick (one no longer listed has cleared), each with its evidence.
+fn forecast_signals(outlook: &Outlook) -> Vec<ForecastSignal> {
+    outlook
+        .active
+        .iter()
+        .map(|e| {
+            let eta = outlook
+                .etas
+                .iter()
+                .find(|t| t.kind == e.kind && t.resource == e.resource);
+            let causes = eta
+                .map(|t| {
+                    vec![Cause {
+                        feature: forecast_feature(t),
+                        value: t.headroom,
+                        // What the trend says it will be in one hour.
+                        baseline: t.headroom + t.rate * 3600.0,
+                        contribution: 1.0,
+                    }]
+                })
+                .unwrap_or_default();
+            ForecastSignal {
+                resource: e.resource.clone(),
+                kind: e.kind.as_str().to_string(),
+                level: match e.severity {
+                    forecast::Severity::Warning => ForecastLevel::Warning,
+                    forecast::Severity::Critical => ForecastLevel::Critical,
+                },
+                eta_seconds: e.eta_seconds,
+                causes,
+            }
+        })
+        .collect()
+}
+
+/// The headroom series an ETA was fitted on, named like the feature it comes from.
+fn forecast_feature(t: &forecast::Eta) -> String {
+    match t.kind {
+        forecast::Kind::Bytes => format!(
+            "filesystem_available_bytes{{mountpoint=\"{}\",device=\"{}\"}}",
+            t.resource, t.device
+        ),
+        forecast::Kind::Inodes => format!(
+            "filesystem_inodes_free{{mountpoint=\"{}\",device=\"{}\"}}",
+            t.resource, t.device
+        ),
+        forecast::Kind::Memory => "memory_available_bytes".to_string(),
+        forecast::Kind::Swap => "swap_free_bytes".to_string(),
+    }
+}
+
 fn train_from(
     history: &History,
     since: i64,
     now: i64,
     max_rows: usize,
     spec: &crate::model::Spec,
-) -> Result<Model, String> {
+    risk: Option<&forecast::RiskConfig>,
+) -> Result<Trained, String> {
     let rows: Vec<Record> = history
         .training_rows(since, max_rows)
         .map_err(|e| e.to_string())?
         .into_iter()
         .filter(|r| r.timestamp_ms.is_none_or(|t| t <= now))
         .collect();
-    Model::train(&rows, spec).map_err(|e| e.to_string())
+    let model = Model::train(&rows, spec).map_err(|e| e.to_string())?;
+    // The risk is calibrated on the rows the model learnt from, scored by the model
+    // itself: the host's own history, no labels.
+    let calibration = match risk {
+        Some(cfg) => {
+            let shared = Arc::new(model);
+            let c = forecast::risk::calibrate(&shared, &rows, cfg);
+            // The scorer's reference is gone by now; the clone is only a fallback.
+            let model = Arc::try_unwrap(shared).unwrap_or_else(|m| (*m).clone());
+            return Ok(Trained {
+                model,
+                calibration: c,
+            });
+        }
+        None => Err("fault risk disabled".to_string()),
+    };
+    Ok(Trained { model, calibration })
 }
 
 /// Write to a temporary file and rename it over the old one, so a crash mid-write

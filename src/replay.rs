@@ -50,12 +50,16 @@ impl Drop for Scratch {
 pub const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Stream `input` through the pipeline; one `score,anomaly,cause` row per input row
-/// (`0,0,` while the model is still warming up). A summary of the tickets opened goes
-/// to `log`.
+/// (`0,0,` while the model is still warming up). With `forecast`, three columns
+/// follow: `fault_risk` (empty without a calibrated model), `min_eta_seconds` (the
+/// nearest exhaustion, `inf` when nothing runs out) and `forecast_events` (the firing
+/// events as `kind:resource:severity`, `;`-separated). A summary of the tickets opened
+/// goes to `log`; with `state_dir` they are kept there (and sent to the sinks).
 pub fn replay(
     config: &Config,
     input: &Path,
     state_dir: Option<&Path>,
+    forecast: bool,
     out: &mut dyn Write,
     log: &mut dyn Write,
 ) -> anyhow::Result<()> {
@@ -74,16 +78,41 @@ pub fn replay(
         None => 1,
     };
     let step = config.interval.as_millis() as i64;
-    writeln!(out, "score,anomaly,cause")?;
+    if forecast {
+        writeln!(
+            out,
+            "score,anomaly,cause,fault_risk,min_eta_seconds,forecast_events"
+        )?;
+    } else {
+        writeln!(out, "score,anomaly,cause")?;
+    }
+    let mut row = Vec::new();
     for (i, record) in table.records.into_iter().enumerate() {
         let mut record = record;
         if record.timestamp_ms.is_none() {
             record.timestamp_ms = Some(i as i64 * step);
         }
-        match (pipeline.process_record(&record), pipeline.model()) {
-            (Some(score), Some(model)) => write_row(out, model, &score)?,
-            _ => writeln!(out, "0,0,")?,
+        let verdict = pipeline.process_record(&record);
+        row.clear();
+        match (&verdict.score, pipeline.model()) {
+            (Some(score), Some(model)) => write_row(&mut row, model, score)?,
+            _ => writeln!(row, "0,0,")?,
         }
+        if forecast {
+            row.pop(); // the newline
+            let o = &verdict.outlook;
+            let risk = o
+                .risk
+                .map(|r| r.probability.to_string())
+                .unwrap_or_default();
+            let events: Vec<String> = o
+                .active
+                .iter()
+                .map(|e| format!("{}:{}:{}", e.kind.as_str(), e.resource, e.severity.as_str()))
+                .collect();
+            writeln!(row, ",{risk},{},{}", o.min_eta(), events.join(";"))?;
+        }
+        out.write_all(&row)?;
     }
     out.flush()?;
     if let Some(desk) = pipeline.desk_mut() {

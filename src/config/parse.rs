@@ -227,8 +227,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     };
 
     // Each later stage reads its own section (its config lives with its code).
-    let forecast = crate::forecast::parse_config(&mut r, top.get("forecast"), "forecast");
+    let mut forecast = crate::forecast::parse_config(&mut r, top.get("forecast"), "forecast");
     let incidents = crate::incident::parse_config(&mut r, top.get("incidents"), "incidents");
+    forecast.risk.debounce_anomalous = incidents.open_after;
+    forecast.risk.debounce_of = incidents.open_window;
     let tickets = crate::tickets::parse_config(&mut r, top.get("tickets"), "tickets");
     let remediation = crate::remediate::parse_config(&mut r, top.get("remediation"), "remediation");
 

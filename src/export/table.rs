@@ -5,8 +5,24 @@ use std::io::{self, Write};
 
 use crate::sample::{feature_name, Kind, Sample};
 
+/// "3 h 10 min", as an operator would say it.
+fn eta(v: f64) -> String {
+    if !v.is_finite() {
+        return "never (no consistent decline)".to_string();
+    }
+    let s = v.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        3600..=86_399 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 fn human(name: &str, v: f64) -> String {
-    if name.ends_with("_bytes") || name.ends_with("_bytes_per_second") {
+    if name.ends_with("_seconds_until_exhaustion") {
+        eta(v)
+    } else if name.ends_with("_bytes") || name.ends_with("_bytes_per_second") {
         let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
         let mut x = v;
         let mut i = 0;
