@@ -680,7 +680,8 @@ fn forecast_signals(outlook: &Outlook) -> Vec<ForecastSignal> {
                     vec![Cause {
                         feature: forecast_feature(t),
                         value: t.headroom,
-                        // What the trend says it will be in one hour.
+                        // No learned normal for a trend: where it takes the
+                        // resource in an hour (the report labels it so).
                         baseline: t.headroom + t.rate * 3600.0,
                         contribution: 1.0,
                     }]
@@ -704,12 +705,12 @@ fn forecast_signals(outlook: &Outlook) -> Vec<ForecastSignal> {
 fn forecast_feature(t: &forecast::Eta) -> String {
     match t.kind {
         forecast::Kind::Bytes => format!(
-            "filesystem_available_bytes{{mountpoint=\"{}\",device=\"{}\"}}",
-            t.resource, t.device
+            "filesystem_available_bytes{{mountpoint=\"{}\",device=\"{}\",fstype=\"{}\"}}",
+            t.resource, t.device, t.fstype
         ),
         forecast::Kind::Inodes => format!(
-            "filesystem_inodes_free{{mountpoint=\"{}\",device=\"{}\"}}",
-            t.resource, t.device
+            "filesystem_inodes_free{{mountpoint=\"{}\",device=\"{}\",fstype=\"{}\"}}",
+            t.resource, t.device, t.fstype
         ),
         forecast::Kind::Memory => "memory_available_bytes".to_string(),
         forecast::Kind::Swap => "swap_free_bytes".to_string(),

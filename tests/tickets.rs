@@ -332,3 +332,69 @@ fn daemon_serves_tickets_api() {
     );
     d.stop();
 }
+
+/// A filesystem filling steadily, then cleaned up: the forecast opens one storage
+/// ticket for the mount point, escalates it from the warning to the critical horizon,
+/// and resolves it once the trend is gone.
+#[test]
+fn replayed_fill_opens_one_forecast_ticket_and_escalates() {
+    let dir = tempfile::tempdir().unwrap();
+    let col = r#""filesystem_available_bytes{mountpoint=""/data"",device=""/dev/sdb1"",fstype=""ext4""}""#;
+    let mut csv = format!("timestamp,{col}\n");
+    let start = 1_700_000_000i64;
+    let mut t = start;
+    // 10 GB free, 1 MB/s written (ETA 2 h 47 min at the start), for 2 h 30 min...
+    let mut free = 10e9;
+    while t < start + 9000 {
+        let wobble = if (t / 10) % 2 == 0 { 2e6 } else { -2e6 };
+        csv.push_str(&format!("{t},{}\n", free + wobble));
+        free -= 10e6;
+        t += 10;
+    }
+    // ...then cleaned up: back to 10 GB free, flat, for an hour.
+    while t < start + 12600 {
+        csv.push_str(&format!("{t},10000000000\n"));
+        t += 10;
+    }
+    let input = dir.path().join("fill.csv");
+    std::fs::write(&input, csv).unwrap();
+    let cfg = dir.path().join("fill.yaml");
+    std::fs::write(
+        &cfg,
+        "interval: 10s\nmodel:\n  enabled: false\nincidents:\n  host: test-host\n\
+         forecast:\n  window: 20m\n  min_span: 5m\n  warning: 2h\n  critical: 30m\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = anomalyd(&[
+        "replay",
+        "--input",
+        input.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let state = state.to_str().unwrap();
+    let list = json(&["tickets", "list", "--json", "--state-dir", state]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:#?}");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let t = json(&["tickets", "show", &id, "--json", "--state-dir", state]);
+    let text = t.to_string();
+    assert_eq!(t["label"], "storage", "{text}");
+    assert_eq!(t["class"], "forecast", "{text}");
+    assert_eq!(t["incident"]["resource"], "/data", "{text}");
+    assert_eq!(t["severity"], "P1", "critical forecast is P1: {text}");
+    assert_eq!(t["status"], "resolved", "{text}");
+    // Opened at the warning horizon (P2), then made worse, not opened twice.
+    assert!(text.contains("P2"), "{text}");
+    let opened = t["opened_ms"].as_i64().unwrap() / 1000 - start;
+    // True ETA at the 2 h horizon: 10 GB / 1 MB/s - 2 h = 2800 s after the start
+    // (plus the 5 min the trend needs): it must not open long before or after.
+    assert!(
+        (2500..=3700).contains(&opened),
+        "opened {opened} s in: {text}"
+    );
+}

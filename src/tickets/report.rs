@@ -287,9 +287,16 @@ pub fn render(
             (Some((p, _, _)), Class::Anomaly) if p > 0.0 => p,
             _ => inc.causes.iter().map(|c| c.contribution.max(0.0)).sum(),
         };
+        // A forecast has no learned normal: its second column is where the trend
+        // takes the resource in an hour.
+        let second = if inc.class == Class::Forecast {
+            "In 1 h at this trend"
+        } else {
+            "Baseline"
+        };
         let _ = writeln!(
             s,
-            "\n## Top contributing metrics (at the worst moment)\n\n| Metric | Value | Baseline | Share of score |\n|---|---|---|---|"
+            "\n## Top contributing metrics (at the worst moment)\n\n| Metric | Value | {second} | Share of score |\n|---|---|---|---|"
         );
         for c in &inc.causes {
             let share = if total > 0.0 {
