@@ -26,4 +26,5 @@ pub mod replay;
 pub mod sample;
 pub mod signals;
 pub mod store;
+pub mod text;
 pub mod tickets;

@@ -81,6 +81,29 @@ fn labelled(body: &str, name: &str, needle: &str) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
 }
 
+/// `anomalyd replay --input INPUT --config CFG [extra]`'s output; it must succeed.
+fn replay(input: &Path, cfg: &Path, extra: &[&str]) -> String {
+    let out = Command::new(common::bin())
+        .arg("replay")
+        .args(extra)
+        .args(["--input", input.to_str().unwrap()])
+        .args(["--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A memory forecast event is exported.
+fn memory_event(body: &str) -> bool {
+    body.lines()
+        .any(|l| l.starts_with("anomalyd_forecast_event{") && l.contains("kind=\"memory\""))
+}
+
 #[test]
 fn tmpfs_fill_is_forecast_in_time_and_a_burst_is_not() {
     if !is_root() {
@@ -297,11 +320,7 @@ fn steady_allocation_is_forecast_and_clears_when_freed() {
     while t0.elapsed() < Duration::from_secs(40) {
         let (_, body) = d.get("/metrics");
         let t = t0.elapsed().as_secs_f64();
-        if fired_at.is_none()
-            && body
-                .lines()
-                .any(|l| l.starts_with("anomalyd_forecast_event{") && l.contains("kind=\"memory\""))
-        {
+        if fired_at.is_none() && memory_event(&body) {
             fired_at = Some(t);
         }
         let eta = metric(&body, "anomalyd_memory_seconds_until_exhaustion").unwrap();
@@ -331,10 +350,7 @@ fn steady_allocation_is_forecast_and_clears_when_freed() {
     );
     child.wait().unwrap();
     // Freed: the trend is gone and the event clears within the window.
-    d.wait_for("/metrics", Duration::from_secs(30), |b| {
-        !b.lines()
-            .any(|l| l.starts_with("anomalyd_forecast_event{") && l.contains("kind=\"memory\""))
-    });
+    d.wait_for("/metrics", Duration::from_secs(30), |b| !memory_event(b));
     d.stop();
 }
 
@@ -368,23 +384,7 @@ fn replay_forecasts_a_recorded_series() {
         "interval: 1m\nmodel:\n  enabled: false\nforecast:\n  window: 2h\n  min_span: 30m\n  warning: 7d\n  critical: 1d\n",
     )
     .unwrap();
-    let out = Command::new(common::bin())
-        .args([
-            "replay",
-            "--forecast",
-            "--input",
-            input.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = replay(&input, &cfg, &["--forecast"]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
@@ -400,19 +400,7 @@ fn replay_forecasts_a_recorded_series() {
     assert!((eta(last) - want).abs() < 0.1 * want, "{last} vs {want}");
     assert!(last.ends_with("bytes:/var:warning"), "{last}");
     // Without --forecast the output is the plain three columns.
-    let out = Command::new(common::bin())
-        .args([
-            "replay",
-            "--input",
-            input.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8(out.stdout)
-        .unwrap()
-        .starts_with("score,anomaly,cause\n0,0,\n"));
+    assert!(replay(&input, &cfg, &[]).starts_with("score,anomaly,cause\n0,0,\n"));
 }
 
 #[test]
@@ -446,23 +434,7 @@ fn replay_calibrates_the_fault_risk_and_it_rises_before_incidents() {
         "interval: 1m\nmodel:\n  warmup: 2d\n  retrain_interval: 30d\n",
     )
     .unwrap();
-    let out = Command::new(common::bin())
-        .args([
-            "replay",
-            "--forecast",
-            "--input",
-            input.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = replay(&input, &cfg, &["--forecast"]);
     let rows: Vec<Vec<&str>> = text
         .lines()
         .skip(1)

@@ -15,29 +15,9 @@ use anomalyd::incident::Change;
 use anomalyd::sample::now_ms;
 use anomalyd::tickets::outbox::{self, Deliverer};
 use anomalyd::tickets::Store;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use sinks_common::*;
 
 const SECRET: &str = "fault-test-secret-93b2";
-
-fn signed(req: &Request) -> bool {
-    let Some(hex) = req
-        .header("x-anomalyd-signature")
-        .and_then(|s| s.strip_prefix("sha256="))
-    else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
-    mac.update(&req.body);
-    let want: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    want == hex
-}
 
 #[test]
 fn webhook_down_then_up_gets_100_tickets_exactly_once() {
@@ -82,7 +62,7 @@ fn webhook_down_then_up_gets_100_tickets_exactly_once() {
     let rx = Server::start_at(
         port,
         Box::new(|req| {
-            if req.method == "POST" && req.path() == "/t" && signed(req) {
+            if req.method == "POST" && req.path() == "/t" && signed(req, SECRET) {
                 (200, "{}".into())
             } else {
                 (401, "{}".into())
@@ -100,12 +80,11 @@ fn webhook_down_then_up_gets_100_tickets_exactly_once() {
     };
 
     assert_eq!(reqs.len(), 100, "raw requests");
-    assert!(reqs.iter().all(signed), "every request signed");
-    let ids: BTreeSet<String> = reqs
-        .iter()
-        .map(|r| r.header("x-anomalyd-delivery").unwrap_or("").to_string())
-        .collect();
-    assert_eq!(ids.len(), 100, "distinct delivery ids");
+    assert!(
+        reqs.iter().all(|r| signed(r, SECRET)),
+        "every request signed"
+    );
+    assert_eq!(distinct_ids(&reqs).len(), 100, "distinct delivery ids");
     let tickets: BTreeSet<String> = reqs
         .iter()
         .map(|r| r.json()["ticket_id"].as_str().unwrap_or("").to_string())

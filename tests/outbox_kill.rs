@@ -25,35 +25,9 @@ use anomalyd::sample::now_ms;
 use anomalyd::tickets::outbox;
 use anomalyd::tickets::Store;
 use common::Daemon;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use sinks_common::*;
 
 const SECRET: &str = "kill-test-secret-5d0e";
-
-fn signed(req: &Request) -> bool {
-    let Some(hex) = req
-        .header("x-anomalyd-signature")
-        .and_then(|s| s.strip_prefix("sha256="))
-    else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(&req.body);
-    let want: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    want == hex
-}
-
-fn distinct_ids(reqs: &[Request]) -> BTreeSet<String> {
-    reqs.iter()
-        .map(|r| r.header("x-anomalyd-delivery").unwrap_or("").to_string())
-        .collect()
-}
 
 #[test]
 fn kill_9_mid_delivery_loses_nothing_and_duplicates_nothing() {
@@ -62,7 +36,7 @@ fn kill_9_mid_delivery_loses_nothing_and_duplicates_nothing() {
     std::fs::create_dir_all(&state).unwrap();
     let rx = Server::start(Box::new(|req| {
         std::thread::sleep(Duration::from_millis(20));
-        if req.method == "POST" && req.path() == "/t" && signed(req) {
+        if req.method == "POST" && req.path() == "/t" && signed(req, SECRET) {
             (200, "{}".into())
         } else {
             (401, "{}".into())
@@ -169,7 +143,10 @@ fn kill_9_mid_delivery_loses_nothing_and_duplicates_nothing() {
         distinct_ids(&reqs).len()
     );
 
-    assert!(reqs.iter().all(signed), "every request signed");
+    assert!(
+        reqs.iter().all(|r| signed(r, SECRET)),
+        "every request signed"
+    );
     assert_eq!(
         distinct_ids(&opens).len(),
         100,

@@ -35,14 +35,14 @@ fn get(url: &str) -> Option<String> {
     r.body_mut().read_to_string().ok()
 }
 
-fn start_alertmanager(dir: &std::path::Path) -> Am {
+/// Alertmanager on `127.0.0.1:port`, once it answers ready.
+fn start_alertmanager(dir: &std::path::Path, port: u16) -> Am {
     let cfg = dir.join("am.yml");
     std::fs::write(
         &cfg,
         "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n- name: blackhole\n",
     )
     .expect("write config");
-    let port = free_port();
     let child = Command::new(BIN)
         .arg(format!("--config.file={}", cfg.display()))
         .arg(format!("--storage.path={}", dir.join("data").display()))
@@ -85,7 +85,7 @@ fn ours(am: &Am) -> Vec<Value> {
 #[test]
 fn alert_fires_is_refreshed_and_resolves() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let am = start_alertmanager(dir.path());
+    let am = start_alertmanager(dir.path(), free_port());
     let sinks = sinks_from_yaml(&format!(
         "sinks:\n- name: am\n  type: alertmanager\n  url: {}/\n  resend_interval: 1s\n  labels: {{team: infra}}\n",
         am.url
@@ -177,32 +177,8 @@ fn alertmanager_down_then_up_gets_the_alert() {
     let rep = d.run_once(now_ms());
     assert_eq!((rep.failed, rep.pending), (1, 1));
     // Now start it, on the configured port.
-    let cfg = dir.path().join("am.yml");
-    std::fs::write(&cfg, "route:\n  receiver: b\nreceivers:\n- name: b\n").expect("write");
-    let child = Command::new(BIN)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let am = Am {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
+    let am = start_alertmanager(dir.path(), port);
     let t0 = Instant::now();
-    while get(&format!("{}/-/ready", am.url)).is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "alertmanager not ready"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     while ours(&am).is_empty() {
         assert!(
             t0.elapsed() < Duration::from_secs(30),

@@ -10,30 +10,9 @@ use std::sync::Arc;
 
 use anomalyd::tickets::outbox::{self, Deliverer};
 use anomalyd::tickets::DeliveryKind;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use sinks_common::*;
 
 const SECRET: &str = "s3cr3t-webhook-key-7f1c";
-
-fn verify(req: &Request, secret: &str) -> bool {
-    let Some(sig) = req.header("x-anomalyd-signature") else {
-        return false;
-    };
-    let Some(hex) = sig.strip_prefix("sha256=") else {
-        return false;
-    };
-    let Ok(bytes) = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-    else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
-    mac.update(&req.body);
-    mac.verify_slice(&bytes).is_ok()
-}
 
 fn checking_receiver() -> Server {
     Server::start(Box::new(|req| {
@@ -45,7 +24,7 @@ fn checking_receiver() -> Server {
         {
             return (400, r#"{"error":"bad request shape"}"#.into());
         }
-        if !verify(req, SECRET) {
+        if !signed(req, SECRET) {
             return (401, r#"{"error":"bad signature"}"#.into());
         }
         (200, "{}".into())

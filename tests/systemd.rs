@@ -4,17 +4,23 @@
 
 use std::process::Command;
 
-fn unit_copy() -> (tempfile::TempDir, std::path::PathBuf) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/systemd/anomalyd.service"
-    ))
-    .unwrap();
-    // verify checks that ExecStart exists: point it at the binary under test.
-    let text = text.replace("/usr/local/bin/anomalyd", env!("CARGO_BIN_EXE_anomalyd"));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("anomalyd.service");
+/// The text of the shipped unit `systemd/<name>`.
+fn shipped(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/systemd/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// A copy of the shipped unit `name` in `dir`. verify checks that ExecStart exists:
+/// the copy points it at the binary under test.
+fn copy_unit(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let text = shipped(name).replace("/usr/local/bin/anomalyd", env!("CARGO_BIN_EXE_anomalyd"));
+    let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn unit_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = copy_unit(dir.path(), "anomalyd.service");
     (dir, path)
 }
 
@@ -28,6 +34,31 @@ fn analyze(args: &[&str]) -> Option<(bool, String)> {
             String::from_utf8_lossy(&out.stderr)
         ),
     ))
+}
+
+/// `systemd-analyze security`'s overall exposure score of `unit`, and its line.
+fn exposure(unit: &std::path::Path) -> (f64, String) {
+    let (_, out) = analyze(&[
+        "security",
+        "--offline=true",
+        "--no-pager",
+        unit.to_str().unwrap(),
+    ])
+    .expect("systemd-analyze");
+    let line = out
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no score in:\n{out}"));
+    let score: f64 = line
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (score, line.to_string())
 }
 
 #[test]
@@ -44,36 +75,13 @@ fn unit_verifies() {
 #[test]
 fn unit_exposure_is_at_most_2() {
     let (_dir, path) = unit_copy();
-    let (_, out) = analyze(&[
-        "security",
-        "--offline=true",
-        "--no-pager",
-        path.to_str().unwrap(),
-    ])
-    .expect("systemd-analyze");
-    let line = out
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score in:\n{out}"));
-    let score: f64 = line
-        .split(':')
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (score, line) = exposure(&path);
     assert!(score <= 2.0, "exposure {score} > 2.0:\n{line}");
 }
 
 #[test]
 fn unit_grants_only_cap_net_raw() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/systemd/anomalyd.service"
-    ))
-    .unwrap();
+    let text = shipped("anomalyd.service");
     let caps: Vec<&str> = text
         .lines()
         .filter(|l| {
@@ -103,18 +111,8 @@ fn unit_grants_only_cap_net_raw() {
 /// with ExecStart pointed at the binary under test.
 fn remediate_units() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let mut paths = Vec::new();
-    for name in ["anomalyd-remediate.service", "anomalyd-remediate.path"] {
-        let text =
-            std::fs::read_to_string(format!("{}/systemd/{name}", env!("CARGO_MANIFEST_DIR")))
-                .unwrap()
-                .replace("/usr/local/bin/anomalyd", env!("CARGO_BIN_EXE_anomalyd"));
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        paths.push(p);
-    }
-    let path = paths.pop().unwrap();
-    let service = paths.pop().unwrap();
+    let service = copy_unit(dir.path(), "anomalyd-remediate.service");
+    let path = copy_unit(dir.path(), "anomalyd-remediate.path");
     (dir, service, path)
 }
 
@@ -134,26 +132,7 @@ fn remediation_runner_is_root_but_fenced_and_the_daemon_only_queues() {
     // The runner must be root (fixes need it) but not wide open: measured 5.9 with
     // the shipped settings; an unhardened root service rates 9.6.
     let (_dir, service, _) = remediate_units();
-    let (_, out) = analyze(&[
-        "security",
-        "--offline=true",
-        "--no-pager",
-        service.to_str().unwrap(),
-    ])
-    .expect("systemd-analyze");
-    let line = out
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score in:\n{out}"));
-    let score: f64 = line
-        .split(':')
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (score, line) = exposure(&service);
     assert!(score <= 6.0, "runner exposure {score}:\n{line}");
     let text = std::fs::read_to_string(service).unwrap();
     assert!(text.contains("ExecStart=") && text.contains(" remediation serve "));
@@ -162,17 +141,9 @@ fn remediation_runner_is_root_but_fenced_and_the_daemon_only_queues() {
         "fixes need root"
     );
     // The daemon's side: a runtime directory for the spool, nothing more.
-    let daemon = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/systemd/anomalyd.service"
-    ))
-    .unwrap();
+    let daemon = shipped("anomalyd.service");
     assert!(daemon.lines().any(|l| l == "RuntimeDirectory=anomalyd"));
-    let path = std::fs::read_to_string(format!(
-        "{}/systemd/anomalyd-remediate.path",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let path = shipped("anomalyd-remediate.path");
     assert!(path
         .lines()
         .any(|l| l == "DirectoryNotEmpty=/run/anomalyd/remediate/requests"));

@@ -20,7 +20,7 @@ use anyhow::Context;
 
 use super::risk::{calibrate, RiskTracker};
 use super::RiskConfig;
-use crate::model::commands::smd_machines;
+use crate::model::commands::{read_labels, smd_machines};
 use crate::model::csv::read_table;
 use crate::model::eval::runs;
 use crate::model::{Model, Scorer, Spec};
@@ -98,20 +98,6 @@ pub fn lead_time(
         }
     }
     (warned, leads, false_warnings)
-}
-
-fn read_labels(path: &Path) -> anyhow::Result<Vec<bool>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| match l {
-            "0" => Ok(false),
-            "1" => Ok(true),
-            _ => anyhow::bail!("{}: label must be 0 or 1, got {l:?}", path.display()),
-        })
-        .collect()
 }
 
 /// One machine: train, calibrate, run, compare.

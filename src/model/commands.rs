@@ -143,7 +143,8 @@ pub fn smd_machines(data: &Path) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-fn read_labels(path: &Path) -> anyhow::Result<Vec<bool>> {
+/// An SMD label file: one `0` or `1` per row (a first CSV field, read as a number).
+pub(crate) fn read_labels(path: &Path) -> anyhow::Result<Vec<bool>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()

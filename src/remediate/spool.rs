@@ -104,17 +104,7 @@ impl Spool {
 }
 
 fn file_name(id: &str) -> String {
-    let safe: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{}.json", safe.trim_start_matches('.'))
+    format!("{}.json", crate::text::plain(id).trim_start_matches('.'))
 }
 
 fn json_files(dir: &Path) -> Vec<PathBuf> {

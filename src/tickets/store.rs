@@ -250,11 +250,21 @@ impl Store {
         }
     }
 
-    fn init_schema(&self) -> Result<(), StoreError> {
-        let tx = self
-            .conn
+    fn begin(&self) -> Result<Transaction<'_>, StoreError> {
+        self.conn
             .unchecked_transaction()
-            .map_err(self.err("cannot begin"))?;
+            .map_err(self.err("cannot begin"))
+    }
+
+    /// The stored row of ticket `id`, which must exist.
+    fn ticket_row(&self, conn: &Connection, id: &str) -> Result<Row, StoreError> {
+        load_row(conn, id)
+            .map_err(self.err("cannot read ticket"))?
+            .ok_or_else(|| StoreError::NoTicket(id.to_string()))
+    }
+
+    fn init_schema(&self) -> Result<(), StoreError> {
+        let tx = self.begin()?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS tickets (
@@ -351,10 +361,7 @@ impl Store {
         at_ms: i64,
     ) -> Result<(), StoreError> {
         let inc = change.incident();
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(self.err("cannot begin"))?;
+        let tx = self.begin()?;
         let existing = load_row(&tx, &inc.id).map_err(self.err("cannot read ticket"))?;
         let json = serde_json::to_string(inc).map_err(|source| StoreError::Json {
             id: inc.id.clone(),
@@ -390,21 +397,11 @@ impl Store {
             }
             (Change::Opened(_), Some(_)) => {
                 tx.execute(
-                    "UPDATE tickets SET status = 'open', title = ?2, label = ?3, severity = ?4,
-                         muted_by = ?5, updated_ms = ?6, resolved_ms = NULL, resolution = NULL,
-                         report = ?7, incident = ?8
+                    "UPDATE tickets SET status = 'open', resolved_ms = NULL, resolution = NULL
                      WHERE id = ?1",
-                    params![
-                        inc.id,
-                        inc.title,
-                        inc.label.as_str(),
-                        inc.severity.as_str(),
-                        muted_by,
-                        at_ms,
-                        report,
-                        json
-                    ],
+                    [&inc.id],
                 )
+                .and_then(|_| update_row(&tx, inc, &json, report, muted_by, at_ms))
                 .map_err(self.err("cannot reopen ticket"))?;
                 (
                     "reopened",
@@ -413,22 +410,8 @@ impl Store {
                 )
             }
             (Change::Updated { what, .. }, _) => {
-                tx.execute(
-                    "UPDATE tickets SET title = ?2, label = ?3, severity = ?4, updated_ms = ?5,
-                         report = ?6, incident = ?7, muted_by = ?8
-                     WHERE id = ?1",
-                    params![
-                        inc.id,
-                        inc.title,
-                        inc.label.as_str(),
-                        inc.severity.as_str(),
-                        at_ms,
-                        report,
-                        json,
-                        muted_by
-                    ],
-                )
-                .map_err(self.err("cannot update ticket"))?;
+                update_row(&tx, inc, &json, report, muted_by, at_ms)
+                    .map_err(self.err("cannot update ticket"))?;
                 ("updated", DeliveryKind::Update, what.clone())
             }
             (Change::Resolved(_), prev) => {
@@ -478,13 +461,8 @@ impl Store {
         summary: &str,
         detail: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(self.err("cannot begin"))?;
-        let row = load_row(&tx, ticket_id)
-            .map_err(self.err("cannot read ticket"))?
-            .ok_or_else(|| StoreError::NoTicket(ticket_id.to_string()))?;
+        let tx = self.begin()?;
+        let row = self.ticket_row(&tx, ticket_id)?;
         let event_id = insert_event(&tx, ticket_id, at_ms, kind, summary, detail)
             .map_err(self.err("cannot add event"))?;
         if kind == "action" {
@@ -552,13 +530,8 @@ impl Store {
         what: &'static str,
         update: impl FnOnce(&Transaction) -> rusqlite::Result<usize>,
     ) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(self.err("cannot begin"))?;
-        let row = load_row(&tx, id)
-            .map_err(self.err("cannot read ticket"))?
-            .ok_or_else(|| StoreError::NoTicket(id.to_string()))?;
+        let tx = self.begin()?;
+        let row = self.ticket_row(&tx, id)?;
         if row.status == Status::Resolved {
             return Err(StoreError::Resolved {
                 id: id.to_string(),
@@ -591,9 +564,7 @@ impl Store {
         summary: &str,
         at_ms: i64,
     ) -> Result<(), StoreError> {
-        let row = load_row(tx, ticket_id)
-            .map_err(self.err("cannot read ticket"))?
-            .ok_or_else(|| StoreError::NoTicket(ticket_id.to_string()))?;
+        let row = self.ticket_row(tx, ticket_id)?;
         let incident = row.incident()?;
         let delivery = Delivery {
             id: format!("{ticket_id}-{event_id}"),
@@ -613,13 +584,8 @@ impl Store {
 
     /// The muted ticket `id` is no longer silenced: unmute it and tell the sinks now.
     pub fn unmute(&self, id: &str, at_ms: i64) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(self.err("cannot begin"))?;
-        let row = load_row(&tx, id)
-            .map_err(self.err("cannot read ticket"))?
-            .ok_or_else(|| StoreError::NoTicket(id.to_string()))?;
+        let tx = self.begin()?;
+        let row = self.ticket_row(&tx, id)?;
         let Some(silence) = row.muted_by else {
             return Ok(());
         };
@@ -806,6 +772,32 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The incident's latest state (`json`), report and mute into its ticket's row.
+fn update_row(
+    conn: &Connection,
+    inc: &Incident,
+    json: &str,
+    report: &str,
+    muted_by: Option<&str>,
+    at_ms: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE tickets SET title = ?2, label = ?3, severity = ?4, updated_ms = ?5,
+             report = ?6, incident = ?7, muted_by = ?8
+         WHERE id = ?1",
+        params![
+            inc.id,
+            inc.title,
+            inc.label.as_str(),
+            inc.severity.as_str(),
+            at_ms,
+            report,
+            json,
+            muted_by
+        ],
+    )
 }
 
 fn next_seq_tx(tx: &Transaction) -> rusqlite::Result<i64> {

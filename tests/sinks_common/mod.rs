@@ -1,9 +1,9 @@
 //! Shared by the sink tests: a real HTTP/1.1 server on loopback (std TcpListener, one
 //! thread per connection) that records every request and answers through a handler,
-//! and helpers to build deliveries and sink configs.
+//! and helpers to build deliveries, sink configs and check webhook signatures.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +15,8 @@ use anomalyd::config::Reader;
 use anomalyd::incident::{Class, Incident, Label, Severity};
 use anomalyd::tickets::sinks::{parse_sinks, SinkConfig};
 use anomalyd::tickets::{Delivery, DeliveryKind};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -38,6 +40,34 @@ impl Request {
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
     }
+}
+
+/// The request carries `X-Anomalyd-Signature: sha256=<hex>`, the HMAC-SHA256 of its
+/// body with `secret`, computed here with the `hmac` crate independently of the sink.
+pub fn signed(req: &Request, secret: &str) -> bool {
+    let Some(sig) = req.header("x-anomalyd-signature") else {
+        return false;
+    };
+    let Some(hex) = sig.strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(bytes) = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+    else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(&req.body);
+    mac.verify_slice(&bytes).is_ok()
+}
+
+/// The distinct `X-Anomalyd-Delivery` ids of `reqs`.
+pub fn distinct_ids(reqs: &[Request]) -> BTreeSet<String> {
+    reqs.iter()
+        .map(|r| r.header("x-anomalyd-delivery").unwrap_or("").to_string())
+        .collect()
 }
 
 /// Answer: status, body (JSON or text).

@@ -17,7 +17,9 @@
 use serde_json::{json, Value};
 
 use super::http::Http;
-use super::{marker, Attempt, Secret, Sink, SinkConfig, SinkError, SinkState};
+use super::{
+    has_marker, issue_state, marker, Attempt, Secret, Sink, SinkConfig, SinkError, SinkState,
+};
 use crate::config::{Reader, Section};
 use crate::tickets::DeliveryKind;
 
@@ -43,11 +45,7 @@ pub(crate) fn parse(r: &mut Reader, s: &Section) -> GithubConfig {
         Some((o, n)) if ok(o) && ok(n) => {}
         _ => r.error(&s.path("repo"), format!("{repo:?} is not \"owner/name\"")),
     }
-    let labels = if s.get("labels").is_some() {
-        s.strings(r, "labels")
-    } else {
-        vec!["anomalyd".to_string()]
-    };
+    let labels = super::issue_labels(r, s);
     GithubConfig {
         api_url: super::url(r, s, "api_url", true, "https://api.github.com"),
         repo,
@@ -80,18 +78,12 @@ impl Github {
         what: &str,
     ) -> Result<Value, SinkError> {
         let url = format!("{}/repos/{}{path}", self.config.api_url, self.config.repo);
-        let bytes = body.map(|b| b.to_string().into_bytes());
-        let mut h = vec![
+        let h = [
             ("Accept", "application/vnd.github+json"),
             ("Authorization", self.auth.as_str()),
             ("X-GitHub-Api-Version", "2022-11-28"),
         ];
-        if bytes.is_some() {
-            h.push(("Content-Type", "application/json"));
-        }
-        self.http
-            .send(method, &url, &h, bytes.as_deref(), what)?
-            .json()
+        self.http.send_json(method, &url, &h, body, what)?.json()
     }
 
     fn comment(&self, n: &str, text: &str, mark: &str, look: bool) -> Result<(), SinkError> {
@@ -161,20 +153,6 @@ fn number(i: &Value) -> Result<String, SinkError> {
         .ok_or_else(|| SinkError::rejected("GitHub answered without an issue number"))
 }
 
-fn has_marker(list: &Value, mark: &str) -> bool {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["body"].as_str().is_some_and(|b| b.contains(mark)))
-}
-
-/// After a first step succeeded, a failure of the next one leaves the delivery half
-/// done: the retry must look before repeating the first step.
-fn half_done(mut e: SinkError) -> SinkError {
-    e.maybe_delivered = true;
-    e
-}
-
 impl Sink for Github {
     fn deliver(&mut self, a: &Attempt) -> Result<Option<SinkState>, SinkError> {
         let d = a.delivery;
@@ -188,7 +166,7 @@ impl Sink for Github {
                 }
                 let text = format!("Reopened as {}: {}\n\n{}", d.ticket_id, d.summary, d.body);
                 self.comment(&n, &text, &mark, a.in_doubt)
-                    .map_err(half_done)?;
+                    .map_err(SinkError::half_done)?;
                 (n, p.ticket_id.clone(), true)
             }
             (DeliveryKind::Update, Some(p)) => {
@@ -199,7 +177,7 @@ impl Sink for Github {
             (DeliveryKind::Resolve, Some(p)) => {
                 let n = p.external_ref.clone();
                 self.comment(&n, &d.summary, &mark, a.in_doubt)?;
-                self.set_state(&n, false).map_err(half_done)?;
+                self.set_state(&n, false).map_err(SinkError::half_done)?;
                 (n, p.ticket_id.clone(), false)
             }
             (DeliveryKind::Resolve, None) => return Ok(None),
@@ -207,14 +185,6 @@ impl Sink for Github {
                 (self.create(a, &mark)?, d.ticket_id.clone(), true)
             }
         };
-        Ok(Some(SinkState {
-            fingerprint: d.incident.fingerprint.clone(),
-            ticket_id: first_ticket,
-            external_ref: n,
-            open,
-            resolved_ms: (!open).then_some(d.at_ms),
-            last_sent_ms: a.now_ms,
-            data: Value::Null,
-        }))
+        Ok(Some(issue_state(a, n, first_ticket, open)))
     }
 }

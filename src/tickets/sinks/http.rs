@@ -88,6 +88,23 @@ impl Http {
             .unwrap_or_default();
         classify(what, status, body)
     }
+
+    /// [`send`](Http::send) with a JSON body (and its `Content-Type`) when there is one.
+    pub fn send_json(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Reply, SinkError> {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        let mut h = headers.to_vec();
+        if bytes.is_some() {
+            h.push(("Content-Type", "application/json"));
+        }
+        self.send(method, url, &h, bytes.as_deref(), what)
+    }
 }
 
 fn classify(what: &str, status: u16, body: String) -> Result<Reply, SinkError> {

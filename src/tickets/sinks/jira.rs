@@ -21,7 +21,10 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::http::Http;
-use super::{fingerprint_tag, Attempt, Secret, Sink, SinkConfig, SinkError, SinkState};
+use super::{
+    fingerprint_tag, has_marker, issue_state, Attempt, Secret, Sink, SinkConfig, SinkError,
+    SinkState,
+};
 use crate::config::{Reader, Section};
 use crate::tickets::DeliveryKind;
 
@@ -63,11 +66,7 @@ pub(crate) fn parse(r: &mut Reader, s: &Section) -> JiraConfig {
             format!("{project:?} is not a Jira project key"),
         );
     }
-    let labels = if s.get("labels").is_some() {
-        s.strings(r, "labels")
-    } else {
-        vec!["anomalyd".to_string()]
-    };
+    let labels = super::issue_labels(r, s);
     for (i, l) in labels.iter().enumerate() {
         if l.contains(char::is_whitespace) {
             r.error(
@@ -121,15 +120,11 @@ impl Jira {
         what: &str,
     ) -> Result<Value, SinkError> {
         let url = format!("{}/rest/api/2{path}", self.config.url);
-        let bytes = body.map(|b| b.to_string().into_bytes());
-        let mut h = vec![
+        let h = [
             ("Accept", "application/json"),
             ("Authorization", self.auth.as_str()),
         ];
-        if bytes.is_some() {
-            h.push(("Content-Type", "application/json"));
-        }
-        let reply = self.http.send(method, &url, &h, bytes.as_deref(), what)?;
+        let reply = self.http.send_json(method, &url, &h, body, what)?;
         // Transitions and some updates answer 204 No Content.
         if reply.body.trim().is_empty() {
             Ok(Value::Null)
@@ -146,12 +141,7 @@ impl Jira {
                 None,
                 "list comments",
             )?;
-            let found = list["comments"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["body"].as_str().is_some_and(|b| b.contains(mark)));
-            if found {
+            if has_marker(&list["comments"], mark) {
                 return Ok(());
             }
         }
@@ -259,11 +249,6 @@ impl Jira {
     }
 }
 
-fn half_done(mut e: SinkError) -> SinkError {
-    e.maybe_delivered = true;
-    e
-}
-
 /// Percent-encode a query parameter value (RFC 3986 unreserved characters kept).
 pub(crate) fn encode(s: &str) -> String {
     s.bytes()
@@ -290,7 +275,7 @@ impl Sink for Jira {
                 self.comment(&key, &text, &mark, a.in_doubt)?;
                 if !p.open && !self.config.reopen_transition.is_empty() {
                     self.transition(&key, &self.config.reopen_transition, false)
-                        .map_err(half_done)?;
+                        .map_err(SinkError::half_done)?;
                 }
                 (key, p.ticket_id.clone(), true)
             }
@@ -303,7 +288,7 @@ impl Sink for Jira {
                 let key = p.external_ref.clone();
                 self.comment(&key, &d.summary, &mark, a.in_doubt)?;
                 self.transition(&key, &self.config.resolve_transition, true)
-                    .map_err(half_done)?;
+                    .map_err(SinkError::half_done)?;
                 (key, p.ticket_id.clone(), false)
             }
             (DeliveryKind::Resolve, None) => return Ok(None),
@@ -311,14 +296,6 @@ impl Sink for Jira {
                 (self.create(a, &mark, &fp_label)?, d.ticket_id.clone(), true)
             }
         };
-        Ok(Some(SinkState {
-            fingerprint: d.incident.fingerprint.clone(),
-            ticket_id: first_ticket,
-            external_ref: key,
-            open,
-            resolved_ms: (!open).then_some(d.at_ms),
-            last_sent_ms: a.now_ms,
-            data: Value::Null,
-        }))
+        Ok(Some(issue_state(a, key, first_ticket, open)))
     }
 }

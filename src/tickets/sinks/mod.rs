@@ -160,6 +160,12 @@ impl SinkError {
             maybe_delivered: true,
         }
     }
+    /// After a first step succeeded, a failure of the next one leaves the delivery half
+    /// done: the retry must look before repeating the first step.
+    pub fn half_done(mut self) -> Self {
+        self.maybe_delivered = true;
+        self
+    }
 }
 
 impl fmt::Display for SinkError {
@@ -452,6 +458,43 @@ pub(crate) fn marker(d: &Delivery) -> String {
         "<!-- anomalyd delivery={} fingerprint={} -->",
         d.id, d.incident.fingerprint
     )
+}
+
+/// One of the items of the JSON list `list` (issues, comments) has `mark` in its body.
+pub(crate) fn has_marker(list: &serde_json::Value, mark: &str) -> bool {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["body"].as_str().is_some_and(|b| b.contains(mark)))
+}
+
+/// The `labels` of an issue tracker sink (GitHub, Jira); `[anomalyd]` when not set.
+pub(crate) fn issue_labels(r: &mut Reader, s: &Section) -> Vec<String> {
+    if s.get("labels").is_some() {
+        s.strings(r, "labels")
+    } else {
+        vec!["anomalyd".to_string()]
+    }
+}
+
+/// What an issue tracker sink (GitHub, Jira) remembers after delivering `a`: the
+/// issue `external_ref`, made for `first_ticket`, is now `open` or closed.
+pub(crate) fn issue_state(
+    a: &Attempt,
+    external_ref: String,
+    first_ticket: String,
+    open: bool,
+) -> SinkState {
+    let d = a.delivery;
+    SinkState {
+        fingerprint: d.incident.fingerprint.clone(),
+        ticket_id: first_ticket,
+        external_ref,
+        open,
+        resolved_ms: (!open).then_some(d.at_ms),
+        last_sent_ms: a.now_ms,
+        data: serde_json::Value::Null,
+    }
 }
 
 /// Short stable hash of a fingerprint, for labels that must be short and plain.

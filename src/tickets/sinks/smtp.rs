@@ -128,17 +128,7 @@ impl Smtp {
 
 /// `<id@anomalyd>` from a delivery id (kept to characters valid in a Message-ID).
 fn message_id(id: &str) -> String {
-    let clean: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("<{clean}@anomalyd>")
+    format!("<{}@anomalyd>", crate::text::plain(id))
 }
 
 impl Sink for Smtp {
