@@ -73,10 +73,11 @@ fn replay_of_100_bursts_gives_exactly_100_tickets() {
             .as_str()
             .unwrap()
             .starts_with("recovered: back to normal after"));
-        // Each burst is 4 min, then the smoothed score decays and 5 normal samples
-        // resolve it: well under the 100 min gap.
+        // A 4 min burst opens on its 2nd minute and resolves after 5 normal samples:
+        // 7 min. The ticket ends when the host is normal again, not when the
+        // smoothed score has decayed (that took over an hour).
         let d = t["duration_seconds"].as_f64().unwrap();
-        assert!((4.0 * 60.0..100.0 * 60.0).contains(&d), "{d}");
+        assert!((4.0 * 60.0..=10.0 * 60.0).contains(&d), "{d}");
     }
     assert!(ok(&["tickets", "list", "--open", "--state-dir", &state])
         .lines()

@@ -242,6 +242,7 @@ fn stream(model: &Arc<Model>, rows: &[Record], cfg: &RiskConfig) -> Stream {
         let ts = r.timestamp_ms.unwrap_or(i as i64 * 60_000);
         let score = scorer.score(r);
         s.x.push(traj.push(ts, score.value / model.threshold(), score.anomaly));
+        // What opens an incident in the engine (its N-of-M on the decision).
         let (opened, open) = deb.push(score.anomaly);
         if opened {
             s.opens.push(ts);

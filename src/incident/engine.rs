@@ -32,7 +32,12 @@ pub struct Signals {
 pub struct AnomalySignal {
     pub score: f64,
     pub threshold: f64,
+    /// The smoothed decision (`Score::anomaly`): what opens an incident.
     pub anomalous: bool,
+    /// The sample is anomalous on its own too (`Score::counts_for_incident`): what
+    /// keeps an open incident going. The smoothed score decays for dozens of samples
+    /// after a large spike; the incident must end when the host is normal again.
+    pub ongoing: bool,
     /// Top contributing features with value and baseline, largest first.
     pub causes: Vec<Cause>,
 }
@@ -70,6 +75,7 @@ impl AnomalySignal {
             score: score.value,
             threshold: model.threshold(),
             anomalous: score.anomaly,
+            ongoing: score.counts_for_incident(),
             causes,
         }
     }
@@ -140,7 +146,15 @@ struct Slot {
     /// The last `open_window` verdicts (anomaly and risk only).
     window: VecDeque<bool>,
     open: Option<Live>,
+    /// Anomaly only: resolved while the smoothed score is still above the threshold.
+    /// Until it drops to [`TAIL_END`] × threshold, only samples anomalous on their
+    /// own count, so the decaying average does not reopen what just ended.
+    tail: bool,
 }
+
+/// Where the smoothed score's tail after an anomaly incident ends, as a share of the
+/// threshold.
+const TAIL_END: f64 = 0.5;
 
 #[derive(Debug)]
 struct Live {
@@ -334,7 +348,24 @@ impl Engine {
                 eta: None,
                 score: a.score,
             };
-            self.step(SlotId::Anomaly, a.anomalous, true, ev, now_ms, &mut out);
+            let slot = &mut self.anomaly;
+            // Well below, not just below: a decaying average oscillates around the
+            // threshold for a while. Until then only samples anomalous on their own
+            // open (a real recurrence still does).
+            if a.score < TAIL_END * a.threshold {
+                slot.tail = false;
+            }
+            let was_open = slot.open.is_some();
+            let active = if was_open || slot.tail {
+                a.ongoing
+            } else {
+                a.anomalous
+            };
+            self.step(SlotId::Anomaly, active, true, ev, now_ms, &mut out);
+            // Resolved this tick with the average still high: the tail starts.
+            if was_open && self.anomaly.open.is_none() && a.anomalous {
+                self.anomaly.tail = true;
+            }
         }
         if let Some(p) = s.risk {
             let active = p >= self.config.risk_threshold;

@@ -124,6 +124,11 @@ pub struct Model {
     pub(crate) centroids: Vec<f64>,
     pub(crate) time_of_day: Option<TimeOfDay>,
     pub(crate) threshold: f64,
+    /// The same quantile of the training rows' unsmoothed scores: with it a sample
+    /// counts towards an incident only when it is anomalous on its own too
+    /// ([`Score::counts_for_incident`]). 0 in files from before it existed (then
+    /// the smoothed decision alone counts, as it did).
+    pub(crate) raw_threshold: f64,
     pub(crate) spec: Spec,
     pub(crate) window: TrainingWindow,
     pub(crate) created_ms: i64,
@@ -142,6 +147,10 @@ impl Model {
 
     pub fn threshold(&self) -> f64 {
         self.threshold
+    }
+
+    pub fn raw_threshold(&self) -> f64 {
+        self.raw_threshold
     }
 
     pub fn spec(&self) -> &Spec {

@@ -46,6 +46,8 @@ struct ModelFile {
     skipped_constant: Vec<String>,
     training_window: TrainingWindow,
     threshold: f64,
+    #[serde(default)]
+    raw_threshold: f64,
     spec: Spec,
     params: Params,
 }
@@ -71,6 +73,7 @@ impl Model {
             skipped_constant: self.skipped.clone(),
             training_window: self.window.clone(),
             threshold: self.threshold,
+            raw_threshold: self.raw_threshold,
             spec: self.spec.clone(),
             params: Params {
                 center: self.center.clone(),
@@ -187,6 +190,7 @@ impl Model {
             || !p.scale.iter().all(|s| s.is_finite() && *s > 0.0)
             || !p.centroids.iter().all(|c| finite(c))
             || f.threshold.is_nan()
+            || f.raw_threshold.is_nan()
         {
             return Err(corrupt("non-finite or non-positive parameters".to_string()));
         }
@@ -206,6 +210,7 @@ impl Model {
             centroids: p.centroids.concat(),
             time_of_day: p.time_of_day,
             threshold: f.threshold,
+            raw_threshold: f.raw_threshold,
             spec: f.spec,
             window: f.training_window,
             created_ms: f.created_unix_ms,

@@ -21,6 +21,10 @@ pub struct Score {
     pub value: f64,
     /// `value > model.threshold()`.
     pub anomaly: bool,
+    /// The sample's own score before smoothing (the sum of its raw terms).
+    pub raw: f64,
+    /// `raw > model.raw_threshold()`.
+    pub raw_anomaly: bool,
     /// (feature index in `model.schema()`, attribution), largest first, zeros left out.
     pub contributions: Vec<(usize, f64)>,
 }
@@ -29,6 +33,16 @@ impl Score {
     /// Index of the feature that contributes most, if any contributes.
     pub fn top_cause(&self) -> Option<usize> {
         self.contributions.first().map(|(i, _)| *i)
+    }
+
+    /// Whether this sample counts towards an incident: anomalous after smoothing
+    /// *and* on its own. The smoothed score alone decays for dozens of samples after
+    /// a large spike; an incident must end when the host is back to normal, not when
+    /// the average has forgotten the spike. (As a point-wise decision this loses on
+    /// SMD, whose labelled segments have normal-looking samples inside them, so
+    /// `anomaly` stays the smoothed decision.)
+    pub fn counts_for_incident(&self) -> bool {
+        self.anomaly && self.raw_anomaly
     }
 }
 
@@ -175,9 +189,12 @@ impl Scorer {
             .collect();
         contributions.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let value: f64 = contributions.iter().map(|(_, e)| e).sum();
+        let raw: f64 = self.terms.iter().sum();
         Score {
             value,
             anomaly: value > self.model.threshold,
+            raw,
+            raw_anomaly: raw > self.model.raw_threshold,
             contributions,
         }
     }

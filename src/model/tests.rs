@@ -409,3 +409,32 @@ fn expected_values_are_near_normal_and_in_feature_units() {
     let j = names.iter().position(|n| n == "cpu").expect("cpu");
     assert!(model.expected(&odd)[j] < 2.0);
 }
+
+#[test]
+fn raw_threshold_is_learnt_and_old_files_without_it_still_load() {
+    let (h, model) = trained(2000);
+    assert!(model.raw_threshold().is_finite() && model.raw_threshold() > 0.0);
+    // A spike is anomalous on its own; its smoothed tail later is not.
+    let mut scorer = model.scorer();
+    for r in &h[..100] {
+        scorer.score(r);
+    }
+    let mut spike = h[100].clone();
+    for (_, v) in &mut spike.values {
+        *v *= 50.0;
+    }
+    let s = scorer.score(&spike);
+    assert!(s.counts_for_incident(), "{s:?}");
+    let tail = scorer.score(&h[101]);
+    assert!(tail.anomaly && !tail.counts_for_incident(), "{tail:?}");
+    // A file written before the field existed: raw threshold 0, so the smoothed
+    // decision alone counts, as it did then.
+    let json = model.to_json();
+    let old = regex::Regex::new(r#""raw_threshold":\s*[^,]+,\s*"#)
+        .expect("regex")
+        .replace(&json, "")
+        .to_string();
+    assert!(!old.contains("raw_threshold"));
+    let loaded = Model::from_json(&old, std::path::Path::new("old.json")).expect("loads");
+    assert_eq!(loaded.raw_threshold(), 0.0);
+}

@@ -224,6 +224,7 @@ impl Model {
             centroids,
             time_of_day,
             threshold: f64::INFINITY,
+            raw_threshold: f64::INFINITY,
             spec: spec.clone(),
             window,
             created_ms: crate::sample::now_ms(),
@@ -233,15 +234,19 @@ impl Model {
         let shared = std::sync::Arc::new(model.clone());
         let mut scorer = Scorer::new(shared);
         let mut scores = Vec::with_capacity(n);
+        let mut raw = Vec::with_capacity(n);
         let step = (n / 100).max(1);
         for (i, r) in records.iter().enumerate() {
-            scores.push(scorer.score(r).value);
+            let s = scorer.score(r);
+            scores.push(s.value);
+            raw.push(s.raw);
             if i % step == 0 {
                 progress("threshold", i, n);
             }
         }
         progress("threshold", n, n);
         model.threshold = quantile(&mut scores, spec.threshold_quantile);
+        model.raw_threshold = quantile(&mut raw, spec.threshold_quantile);
         Ok(model)
     }
 }

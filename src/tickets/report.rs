@@ -487,6 +487,7 @@ mod tests {
                 score,
                 threshold: 8.0,
                 anomalous: score > 8.0,
+                ongoing: score > 8.0,
                 causes: inc.causes.clone(),
             }),
             ..Default::default()

@@ -39,6 +39,7 @@ fn anomaly_with(anomalous: bool, features: &[&str]) -> Signals {
             score: if anomalous { 20.0 } else { 1.0 },
             threshold: 10.0,
             anomalous,
+            ongoing: anomalous,
             causes: features
                 .iter()
                 .enumerate()
@@ -325,4 +326,58 @@ fn disabled_engine_is_silent() {
     });
     let mut t = 0;
     assert!(feed(&mut e, &mut t, "xxxxxx").is_empty());
+}
+
+/// One tick of a spike's aftermath: the smoothed decision (`anomalous`, score 20 over
+/// a threshold of 10, or `score` given) and whether the sample is anomalous itself.
+fn after(score: f64, ongoing: bool) -> Signals {
+    let mut s = anomaly(score > 10.0);
+    if let Some(a) = &mut s.anomaly {
+        a.score = score;
+        a.ongoing = ongoing;
+    }
+    s
+}
+
+#[test]
+fn an_incident_ends_with_its_samples_not_with_the_decaying_average() {
+    let mut e = engine(config());
+    let mut t = 0;
+    let mut tick = |e: &mut Engine, s: &Signals| {
+        t += MIN;
+        e.tick(t, s)
+    };
+    for _ in 0..3 {
+        tick(&mut e, &after(20.0, true));
+    }
+    assert_eq!(e.open().count(), 1);
+    // The host is normal again, the smoothed score still above the threshold: the
+    // incident resolves after `resolve_after` (4) such samples...
+    let mut changes = Vec::new();
+    for _ in 0..4 {
+        changes.extend(tick(&mut e, &after(15.0, false)));
+    }
+    assert!(matches!(&changes[..], [Change::Resolved(_)]), "{changes:?}");
+    // ...and the average, oscillating around the threshold as it decays, does not
+    // reopen it.
+    for score in [12.0, 9.0, 11.0, 8.0, 10.5, 10.5, 10.5, 7.0] {
+        assert!(tick(&mut e, &after(score, false)).is_empty());
+    }
+    // A real recurrence (samples anomalous themselves) opens again within the tail.
+    let mut again = Vec::new();
+    for _ in 0..3 {
+        again.extend(tick(&mut e, &after(11.0, true)));
+    }
+    assert!(matches!(&again[..], [Change::Opened(_)]), "{again:?}");
+    // Once the tail is over (score under half the threshold), the smoothed decision
+    // alone opens, as before.
+    for _ in 0..6 {
+        tick(&mut e, &after(1.0, false));
+    }
+    assert_eq!(e.open().count(), 0);
+    let mut third = Vec::new();
+    for _ in 0..3 {
+        third.extend(tick(&mut e, &after(20.0, false)));
+    }
+    assert!(matches!(&third[..], [Change::Opened(_)]), "{third:?}");
 }
