@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rand::Rng;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::sinks::{self, Attempt, Sink, SinkConfig, SinkState};
 use super::Delivery;
@@ -515,7 +515,9 @@ impl Deliverer {
         let result = self.sinks[i].sink.deliver(&a);
         match result {
             Ok(state) => {
-                let tx = self.conn.transaction()?;
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
                 tx.execute(
                     "UPDATE outbox SET delivered_ms = ?2, in_doubt = 0, last_error = NULL
                      WHERE seq = ?1",
@@ -587,7 +589,9 @@ impl Deliverer {
         }
         match self.sinks[i].sink.resend(&due, now_ms) {
             Ok(()) => {
-                let tx = self.conn.transaction()?;
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
                 for s in &due {
                     tx.execute(
                         "UPDATE sink_state SET last_sent_ms = ?3 WHERE sink = ?1 AND fingerprint = ?2",

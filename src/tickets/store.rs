@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::Serialize;
 
 use super::delivery::{Delivery, DeliveryKind};
@@ -250,9 +250,11 @@ impl Store {
         }
     }
 
+    /// A write transaction. IMMEDIATE takes the write lock at BEGIN, where the busy
+    /// timeout applies: a deferred one that reads first and then writes gets
+    /// SQLITE_BUSY at once when the outbox thread holds the lock (seen in CI).
     fn begin(&self) -> Result<Transaction<'_>, StoreError> {
-        self.conn
-            .unchecked_transaction()
+        Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(self.err("cannot begin"))
     }
 
