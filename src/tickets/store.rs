@@ -185,6 +185,10 @@ pub struct Store {
     path: PathBuf,
     /// Names of the configured sinks: each ticket change is queued once per sink.
     sinks: Vec<String>,
+    /// Random id of this database, drawn when it is created: the prefix of delivery
+    /// ids, so a wiped state directory (ticket numbers from 1 again) never re-uses an
+    /// id a receiver has already seen and would drop as a duplicate.
+    instance: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -223,12 +227,13 @@ impl Store {
             .map_err(err("cannot enable WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err("cannot set synchronous"))?;
-        let store = Store {
+        let mut store = Store {
             conn,
             path,
             sinks: Vec::new(),
+            instance: String::new(),
         };
-        store.init_schema()?;
+        store.instance = store.init_schema()?;
         Ok(store)
     }
 
@@ -265,7 +270,8 @@ impl Store {
             .ok_or_else(|| StoreError::NoTicket(id.to_string()))
     }
 
-    fn init_schema(&self) -> Result<(), StoreError> {
+    /// Create what is missing; returns the database's instance id.
+    fn init_schema(&self) -> Result<String, StoreError> {
         let tx = self.begin()?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -331,8 +337,20 @@ impl Store {
             }
             Some(_) => {}
         }
+        // 48 random bits (an INTEGER column; older databases get one on first open).
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?1)",
+            [rand::random::<u64>() as i64 & 0xffff_ffff_ffff],
+        )
+        .map_err(self.err("cannot write instance id"))?;
+        let instance: i64 = tx
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.err("cannot read instance id"))?;
         super::outbox::init_schema(&tx).map_err(self.err("cannot create outbox tables"))?;
-        tx.commit().map_err(self.err("cannot commit schema"))
+        tx.commit().map_err(self.err("cannot commit schema"))?;
+        Ok(format!("{instance:012x}"))
     }
 
     /// The sequence number the next new ticket gets.
@@ -555,8 +573,9 @@ impl Store {
         tx.commit().map_err(self.err("cannot commit"))
     }
 
-    /// Enqueue one delivery for the sinks inside `tx`. The id is the timeline event's,
-    /// so it is unique and the same on every read.
+    /// Enqueue one delivery for the sinks inside `tx`. The id is the database's
+    /// instance id and the timeline event's, so it is unique (across wiped state
+    /// directories too) and the same on every read.
     fn deliver(
         &self,
         tx: &Transaction,
@@ -569,7 +588,7 @@ impl Store {
         let row = self.ticket_row(tx, ticket_id)?;
         let incident = row.incident()?;
         let delivery = Delivery {
-            id: format!("{ticket_id}-{event_id}"),
+            id: format!("{}-{ticket_id}-{event_id}", self.instance),
             ticket_id: ticket_id.to_string(),
             kind,
             incident,

@@ -319,3 +319,17 @@ fn newer_schema_is_refused() {
     let e = Store::open_in(dir.path()).expect_err("refused");
     assert!(e.to_string().contains("schema version 99"), "{e}");
 }
+
+#[test]
+fn delivery_ids_differ_between_databases_and_persist_within_one() {
+    let ids = |dir: &std::path::Path| {
+        let store = Store::open(&dir.join("tickets.db")).expect("store");
+        store.instance.clone()
+    };
+    let a = tempfile::tempdir().expect("tmp");
+    let b = tempfile::tempdir().expect("tmp");
+    let first = ids(a.path());
+    assert_eq!(first.len(), 12);
+    assert_eq!(ids(a.path()), first, "reopening keeps the instance id");
+    assert_ne!(ids(b.path()), first, "a new database draws a new one");
+}
