@@ -45,7 +45,21 @@ pub struct AnomalySignal {
 impl AnomalySignal {
     /// The model's verdict on `record` with its `top` causes (those with at least 5%
     /// of the score), each with its value now and the model's expectation for it.
+    ///
+    /// On a normal sample (the usual tick) the causes are left empty: the engine only
+    /// reads evidence from anomalous samples, and the baselines cost a second pass
+    /// over the model on the sampling path.
     pub fn from_score(model: &Model, score: &Score, record: &Record, top: usize) -> AnomalySignal {
+        let mut signal = AnomalySignal {
+            score: score.value,
+            threshold: model.threshold(),
+            anomalous: score.anomaly,
+            ongoing: score.counts_for_incident(),
+            causes: Vec::new(),
+        };
+        if !signal.anomalous {
+            return signal;
+        }
         let names = model.schema();
         let expected = model.expected(record);
         // Metrics with a negligible share are noise, not causes (the first always counts).
@@ -71,13 +85,8 @@ impl AnomalySignal {
                 }
             })
             .collect();
-        AnomalySignal {
-            score: score.value,
-            threshold: model.threshold(),
-            anomalous: score.anomaly,
-            ongoing: score.counts_for_incident(),
-            causes,
-        }
+        signal.causes = causes;
+        signal
     }
 }
 
