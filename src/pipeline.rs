@@ -703,15 +703,14 @@ fn forecast_signals(outlook: &Outlook) -> Vec<ForecastSignal> {
 
 /// The headroom series an ETA was fitted on, named like the feature it comes from.
 fn forecast_feature(t: &forecast::Eta) -> String {
+    let fs = [
+        ("mountpoint", t.resource.as_str()),
+        ("device", t.device.as_str()),
+        ("fstype", t.fstype.as_str()),
+    ];
     match t.kind {
-        forecast::Kind::Bytes => format!(
-            "filesystem_available_bytes{{mountpoint=\"{}\",device=\"{}\",fstype=\"{}\"}}",
-            t.resource, t.device, t.fstype
-        ),
-        forecast::Kind::Inodes => format!(
-            "filesystem_inodes_free{{mountpoint=\"{}\",device=\"{}\",fstype=\"{}\"}}",
-            t.resource, t.device, t.fstype
-        ),
+        forecast::Kind::Bytes => crate::sample::series_name("filesystem_available_bytes", fs),
+        forecast::Kind::Inodes => crate::sample::series_name("filesystem_inodes_free", fs),
         forecast::Kind::Memory => "memory_available_bytes".to_string(),
         forecast::Kind::Swap => "swap_free_bytes".to_string(),
     }

@@ -174,13 +174,20 @@ impl Sample {
 /// Feature name of a point: `name` or `name{a="x",b="y"}`, the same string the model
 /// schema stores and Prometheus would show.
 pub fn feature_name(p: &Point) -> String {
-    if p.labels.is_empty() {
-        return p.name.to_string();
+    series_name(p.name, p.labels.iter().map(|(k, v)| (*k, v.as_str())))
+}
+
+/// `name` or `name{a="x",b="y"}` from a name and its label pairs: how every series
+/// is named outside the exporter (features, forecasts, ticket causes).
+pub fn series_name<'a>(name: &str, labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut labels = labels.into_iter().peekable();
+    if labels.peek().is_none() {
+        return name.to_string();
     }
-    let mut s = String::with_capacity(p.name.len() + 24);
-    s.push_str(p.name);
+    let mut s = String::with_capacity(name.len() + 24);
+    s.push_str(name);
     s.push('{');
-    for (i, (k, v)) in p.labels.iter().enumerate() {
+    for (i, (k, v)) in labels.enumerate() {
         if i > 0 {
             s.push(',');
         }
@@ -191,6 +198,31 @@ pub fn feature_name(p: &Point) -> String {
     }
     s.push('}');
     s
+}
+
+/// The value of label `key` in a name written by [`series_name`] (or in its
+/// `{...}` part alone); `None` when the name has no such label.
+pub fn label_value<'a>(series: &'a str, key: &str) -> Option<&'a str> {
+    let labels = &series[series.find('{')?..];
+    let pat = format!("{key}=\"");
+    let mut rest = labels;
+    while let Some(i) = rest.find(&pat) {
+        // Only at the start of a pair, not inside another label's value.
+        let before = rest[..i].chars().last();
+        let start = i + pat.len();
+        if matches!(before, Some('{') | Some(',')) {
+            let v = &rest[start..];
+            let end = v
+                .find("\",")
+                .into_iter()
+                .chain(v.rfind("\"}"))
+                .min()
+                .unwrap_or(v.len());
+            return Some(&v[..end]);
+        }
+        rest = &rest[start..];
+    }
+    None
 }
 
 /// Milliseconds since the Unix epoch, now.

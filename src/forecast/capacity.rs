@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use super::trend::{self, Buckets, Criteria, Fit};
 use super::{Eta, ForecastConfig, ForecastEvent, Kind, Outlook, Severity, State};
-use crate::sample::Record;
+use crate::sample::{label_value, Record};
 use crate::store::History;
 
 const FS_BYTES: &str = "filesystem_available_bytes";
@@ -49,29 +49,6 @@ fn classify(name: &str) -> Option<(Kind, &str)> {
     Some((kind, labels))
 }
 
-/// Value of `key` in a `{k="v",...}` label string (as `feature_name` writes it).
-fn label<'a>(labels: &'a str, key: &str) -> &'a str {
-    let pat = format!("{key}=\"");
-    let mut rest = labels;
-    while let Some(i) = rest.find(&pat) {
-        // Only at the start of a pair, not inside another label's value.
-        let before = rest[..i].chars().last();
-        let start = i + pat.len();
-        if matches!(before, None | Some('{') | Some(',')) {
-            let v = &rest[start..];
-            let end = v
-                .find("\",")
-                .into_iter()
-                .chain(v.rfind("\"}"))
-                .min()
-                .unwrap_or(v.len());
-            return &v[..end];
-        }
-        rest = &rest[start..];
-    }
-    ""
-}
-
 struct Track {
     kind: Kind,
     resource: String,
@@ -88,9 +65,9 @@ impl Track {
     fn new(kind: Kind, labels: &str, cfg: &ForecastConfig) -> Track {
         let (resource, device, fstype) = match kind {
             Kind::Bytes | Kind::Inodes => (
-                label(labels, "mountpoint").to_string(),
-                label(labels, "device").to_string(),
-                label(labels, "fstype").to_string(),
+                label_value(labels, "mountpoint").unwrap_or("").to_string(),
+                label_value(labels, "device").unwrap_or("").to_string(),
+                label_value(labels, "fstype").unwrap_or("").to_string(),
             ),
             Kind::Memory => ("memory".to_string(), String::new(), String::new()),
             Kind::Swap => ("swap".to_string(), String::new(), String::new()),
@@ -367,11 +344,11 @@ mod tests {
     fn labels_parse() {
         let (k, l) = classify(ROOT).expect("filesystem");
         assert_eq!(k, Kind::Bytes);
-        assert_eq!(label(l, "mountpoint"), "/");
-        assert_eq!(label(l, "device"), "/dev/sda1");
-        assert_eq!(label(l, "fstype"), "ext4");
+        assert_eq!(label_value(l, "mountpoint").unwrap_or(""), "/");
+        assert_eq!(label_value(l, "device").unwrap_or(""), "/dev/sda1");
+        assert_eq!(label_value(l, "fstype").unwrap_or(""), "ext4");
         assert_eq!(
-            label(r#"{device="x",mountpoint="/a,b"}"#, "mountpoint"),
+            label_value(r#"{device="x",mountpoint="/a,b"}"#, "mountpoint").unwrap_or(""),
             "/a,b"
         );
         assert!(classify("memory_used_bytes").is_none());

@@ -32,18 +32,10 @@ pub fn label_of_feature(feature: &str) -> Label {
 /// The resource a feature is about: the value of its `mountpoint`, `device`,
 /// `interface` or `target` label, if it has one.
 pub fn resource_of_feature(feature: &str) -> Option<String> {
-    let (_, labels) = feature.split_once('{')?;
-    let labels = labels.strip_suffix('}')?;
-    for key in ["mountpoint", "device", "interface", "target"] {
-        let needle = format!("{key}=\"");
-        if let Some(start) = labels.find(&needle) {
-            let rest = &labels[start + needle.len()..];
-            if let Some(end) = rest.find('"') {
-                return Some(rest[..end].to_string());
-            }
-        }
-    }
-    None
+    ["mountpoint", "device", "interface", "target"]
+        .iter()
+        .find_map(|key| crate::sample::label_value(feature, key))
+        .map(str::to_string)
 }
 
 /// The label with the largest share of the causes' contributions (ties: the first
