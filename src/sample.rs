@@ -156,13 +156,13 @@ impl Sample {
         });
     }
 
-    /// First gauge value with this name whose labels contain all of `labels`.
+    /// First gauge or counter value with this name whose labels contain all of `labels`.
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.points
             .iter()
             .find(|p| {
                 p.name == name
-                    && p.kind == Kind::Gauge
+                    && p.kind != Kind::Histogram
                     && labels
                         .iter()
                         .all(|(k, v)| p.labels.iter().any(|(pk, pv)| pk == k && pv == v))

@@ -331,6 +331,12 @@ fn daemon_serves_tickets_api() {
         ),
         Some(0.0)
     );
+    // Counters since this daemon started: the replayed incidents are not its own.
+    assert!(m.contains("# TYPE anomalyd_incidents_opened_total counter"));
+    assert_eq!(
+        common::metric(&m, "anomalyd_incidents_opened_total{label=\"storage\"}"),
+        Some(0.0)
+    );
     d.stop();
 }
 

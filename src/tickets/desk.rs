@@ -37,6 +37,11 @@ pub struct Desk {
     /// Samples that open an incident (the debounce window): not part of its "before".
     debounce_rows: usize,
     failing: bool,
+    /// Incidents opened and resolved since the daemon started, per label: counters,
+    /// so `increase()` over any window counts incidents even when one opens and
+    /// resolves between two scrapes (the `incidents_open` gauge misses those).
+    opened: HashMap<Label, u64>,
+    resolved: HashMap<Label, u64>,
 }
 
 impl Desk {
@@ -66,6 +71,8 @@ impl Desk {
             contexts: HashMap::new(),
             debounce_rows: config.incidents.open_window,
             failing: false,
+            opened: HashMap::new(),
+            resolved: HashMap::new(),
         })
     }
 
@@ -118,6 +125,11 @@ impl Desk {
 
     fn record(&mut self, c: &Change, signals: &Signals, now_ms: i64) {
         let inc = c.incident();
+        match c {
+            Change::Opened(i) => *self.opened.entry(i.label).or_default() += 1,
+            Change::Resolved(i) => *self.resolved.entry(i.label).or_default() += 1,
+            Change::Updated { .. } => {}
+        }
         let muted_by = match c {
             Change::Opened(i) => {
                 let m = self.silence_for(i, now_ms).map(|s| s.id.clone());
@@ -210,8 +222,23 @@ impl Desk {
         }
     }
 
-    /// `incidents_open{label,severity}` and `incidents_muted`.
+    /// `incidents_open{label,severity}`, `incidents_muted` and the
+    /// `incidents_{opened,resolved}_total{label}` counters.
     pub fn export(&self, sample: &mut Sample) {
+        for l in Label::ALL {
+            sample.counter(
+                "incidents_opened_total",
+                "Incidents opened (or reopened) since the daemon started, by label",
+                &[("label", l.as_str())],
+                self.opened.get(l).copied().unwrap_or(0) as f64,
+            );
+            sample.counter(
+                "incidents_resolved_total",
+                "Incidents resolved since the daemon started, by label",
+                &[("label", l.as_str())],
+                self.resolved.get(l).copied().unwrap_or(0) as f64,
+            );
+        }
         let mut counts: HashMap<(Label, Severity), usize> = HashMap::new();
         for i in self.engine.open() {
             *counts.entry((i.label, i.severity)).or_default() += 1;
@@ -246,5 +273,66 @@ fn log_change(c: &Change, muted_by: Option<&str>) {
             tracing::info!(ticket = %i.id, severity = %i.severity, "incident updated: {what}")
         }
         Change::Resolved(_) => tracing::info!(ticket = %i.id, "incident resolved: {}", i.title),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::incident::{ForecastLevel, ForecastSignal};
+
+    fn fill(eta: f64) -> Signals {
+        Signals {
+            forecasts: vec![ForecastSignal {
+                resource: "/data".into(),
+                kind: "bytes".into(),
+                level: ForecastLevel::Critical,
+                eta_seconds: eta,
+                causes: Vec::new(),
+            }],
+            ..Signals::default()
+        }
+    }
+
+    fn counter(desk: &Desk, name: &str, label: &str) -> Option<f64> {
+        let mut s = Sample::new(0);
+        desk.export(&mut s);
+        s.get(name, &[("label", label)])
+    }
+
+    #[test]
+    fn counts_opened_and_resolved_incidents_per_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut desk = Desk::open(&Config::default(), dir.path(), 0).unwrap();
+        let record = Record {
+            timestamp_ms: Some(0),
+            values: Vec::new(),
+        };
+        assert_eq!(
+            counter(&desk, "incidents_opened_total", "storage"),
+            Some(0.0)
+        );
+        // Two separate fills, each opening and then resolving one storage incident.
+        let mut t = 0;
+        for _ in 0..2 {
+            for _ in 0..3 {
+                t += 1000;
+                desk.tick(t, &record, &fill(600.0));
+            }
+            for _ in 0..30 {
+                t += 1000;
+                desk.tick(t, &record, &Signals::default());
+            }
+        }
+        assert_eq!(
+            counter(&desk, "incidents_opened_total", "storage"),
+            Some(2.0)
+        );
+        assert_eq!(
+            counter(&desk, "incidents_resolved_total", "storage"),
+            Some(2.0)
+        );
+        assert_eq!(counter(&desk, "incidents_opened_total", "cpu"), Some(0.0));
     }
 }
