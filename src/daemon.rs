@@ -105,7 +105,7 @@ pub async fn run(
     let mut pipeline = Pipeline::open(&config, &state_dir)?;
     // External ticket sinks: their own thread, so a slow or dead sink never holds up
     // sampling; the outbox in tickets.db keeps what they have not acknowledged.
-    let deliverer = start_deliverer(&config, &state_dir)?;
+    let mut deliverer = start_deliverer(&config, &state_dir)?;
 
     let listener = http::bind(config.listen)
         .await
@@ -147,7 +147,7 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = hup.recv() => {
                 match load_config(config_path.as_deref(), &overrides) {
-                    Ok(new) => {
+                    Ok(mut new) => {
                         if new.listen != config.listen || new.state_dir != config.state_dir || new.web_config_file != config.web_config_file || new.history != config.history {
                             tracing::warn!("listen, state_dir, web_config_file and history changes take effect on restart");
                         }
@@ -157,7 +157,7 @@ pub async fn run(
                             health.interval_ms.store(new.interval.as_millis() as i64, Ordering::Relaxed);
                         }
                         if new.tickets.sinks != config.tickets.sinks {
-                            tracing::warn!("tickets.sinks changes take effect on restart");
+                            deliverer = reload_deliverer(deliverer, &mut new, &config, &state_dir).await;
                         }
                         pipeline.reconfigure(&new);
                         crate::logging::set_level(&new.log_level);
@@ -235,6 +235,51 @@ fn start_deliverer(
         d.spawn(Duration::from_secs(1))
             .context("starting the outbox thread")?,
     ))
+}
+
+/// SIGHUP with changed `tickets.sinks`: build the new sinks first (their secrets are
+/// read again, so this is also how a rotated token is picked up); only if that works
+/// stop the old delivery thread and start the new one. If it fails, the running sinks
+/// stay and `new` keeps their configuration, so the ticket store queues deliveries
+/// only for sinks that exist. Rows queued for a sink that was removed stay in the
+/// outbox (`outbox_pending{sink}` shows them) and go out if it comes back.
+async fn reload_deliverer(
+    old: Option<crate::tickets::outbox::DelivererHandle>,
+    new: &mut Config,
+    running: &Config,
+    state_dir: &Path,
+) -> Option<crate::tickets::outbox::DelivererHandle> {
+    let fresh = if new.tickets.sinks.is_empty() {
+        Ok(None)
+    } else {
+        crate::tickets::outbox::Deliverer::open(&state_dir.join("tickets.db"), &new.tickets.sinks)
+            .map(Some)
+    };
+    match fresh {
+        Ok(fresh) => {
+            if let Some(d) = old {
+                // The in-flight request gets a moment, as at shutdown.
+                let _ = tokio::task::spawn_blocking(move || d.stop(Duration::from_secs(2))).await;
+            }
+            let names: Vec<&str> = new.tickets.sinks.iter().map(|s| s.name.as_str()).collect();
+            tracing::info!(sinks = %names.join(","), "ticket sinks reloaded");
+            // Nothing is lost if the thread cannot start: the rows wait in the outbox.
+            fresh.and_then(|d| match d.spawn(Duration::from_secs(1)) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::error!(
+                        "cannot start the outbox thread; deliveries wait until a restart: {e}"
+                    );
+                    None
+                }
+            })
+        }
+        Err(e) => {
+            tracing::error!("tickets.sinks not reloaded, keeping the running sinks: {e}");
+            new.tickets.sinks = running.tickets.sinks.clone();
+            old
+        }
+    }
 }
 
 fn new_ticker(interval: Duration) -> tokio::time::Interval {

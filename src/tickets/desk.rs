@@ -80,6 +80,7 @@ impl Desk {
         self.engine.reconfigure(config.incidents.clone());
         self.debounce_rows = config.incidents.open_window;
         self.config_silences = config.incidents.silences.clone();
+        self.store.set_sinks(config.tickets.sink_names());
     }
 
     pub fn store(&self) -> &Store {
@@ -334,5 +335,29 @@ mod tests {
             Some(2.0)
         );
         assert_eq!(counter(&desk, "incidents_opened_total", "cpu"), Some(0.0));
+    }
+
+    #[test]
+    fn a_reload_changes_which_sinks_get_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut desk = Desk::open(&Config::default(), dir.path(), 0).unwrap();
+        let record = Record {
+            timestamp_ms: Some(0),
+            values: Vec::new(),
+        };
+        desk.tick(1000, &record, &fill(600.0));
+        let config = crate::config::parse(
+            "tickets:\n  sinks:\n  - name: hook\n    type: webhook\n    url: http://127.0.0.1:9/t\n",
+        )
+        .unwrap();
+        desk.reconfigure(&config);
+        for t in 2..40 {
+            desk.tick(t * 1000, &record, &Signals::default());
+        }
+        let conn = rusqlite::Connection::open(dir.path().join("tickets.db")).unwrap();
+        let rows = crate::tickets::outbox::rows(&conn).unwrap();
+        // Nothing was queued for the open (no sinks then); the resolve goes to the hook.
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].sink, "hook");
     }
 }

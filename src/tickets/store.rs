@@ -247,6 +247,11 @@ impl Store {
         self
     }
 
+    /// Change the sinks on reload; changes from now on are queued for these.
+    pub fn set_sinks(&mut self, names: Vec<String>) {
+        self.sinks = names;
+    }
+
     fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Sql {
             path: self.path.clone(),
