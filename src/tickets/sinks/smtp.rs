@@ -13,7 +13,7 @@
 
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use serde_json::json;
 
@@ -30,6 +30,7 @@ pub(crate) const KEYS: &[&str] = &[
     "user",
     "password_file",
     "password_env",
+    "ca_file",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +44,9 @@ pub struct SmtpConfig {
     pub to: Vec<String>,
     pub user: String,
     pub password: Option<Secret>,
+    /// PEM certificates trusted for this server besides the public roots: a relay
+    /// with a certificate from a private CA (or self-signed) needs it.
+    pub ca: Option<Vec<u8>>,
 }
 
 pub(crate) fn parse(r: &mut Reader, s: &Section) -> SmtpConfig {
@@ -74,6 +78,24 @@ pub(crate) fn parse(r: &mut Reader, s: &Section) -> SmtpConfig {
     if user.is_empty() && password.is_some() {
         r.error(&s.path("user"), "a password needs a user");
     }
+    // Read at load, like the secrets: a missing file is a config error with its path,
+    // and a reload picks up a renewed certificate.
+    let ca = s
+        .opt_path(r, "ca_file")
+        .and_then(|p| match std::fs::read(&p) {
+            Ok(_) if tls == "none" => {
+                r.error(&s.path("ca_file"), "needs tls: starttls or tls");
+                None
+            }
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                r.error(
+                    &s.path("ca_file"),
+                    format!("cannot read {}: {e}", p.display()),
+                );
+                None
+            }
+        });
     SmtpConfig {
         host,
         port,
@@ -82,6 +104,7 @@ pub(crate) fn parse(r: &mut Reader, s: &Section) -> SmtpConfig {
         to,
         user,
         password,
+        ca,
     }
 }
 
@@ -97,7 +120,12 @@ impl Smtp {
         let tls = match s.tls.as_str() {
             "none" => Tls::None,
             mode => {
-                let p = TlsParameters::new(s.host.clone()).map_err(|e| format!("TLS: {e}"))?;
+                let mut b = TlsParameters::builder(s.host.clone());
+                if let Some(pem) = &s.ca {
+                    let cert = Certificate::from_pem(pem).map_err(|e| format!("ca_file: {e}"))?;
+                    b = b.add_root_certificate(cert);
+                }
+                let p = b.build_rustls().map_err(|e| format!("TLS: {e}"))?;
                 if mode == "tls" {
                     Tls::Wrapper(p)
                 } else {
