@@ -1,9 +1,12 @@
 //! The remediation engine with real scripts: guards under a burst of incidents,
 //! the breaker surviving a restart and the CLI re-enabling it, dry runs, incident
-//! data reaching scripts only as environment values, verification and escalation.
+//! data reaching scripts only as environment values, verification and escalation;
+//! the spool to the privileged runner, for runs and for diagnoses (the runner, as
+//! root, sees other users' processes; the hardened daemon would not).
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use anomalyd::pipeline::Mode;
 use anomalyd::remediate::executor::RunResult;
 use anomalyd::remediate::runner::Runner;
 use anomalyd::remediate::{Engine, Event};
+use anomalyd::tickets::{Desk, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_anomalyd");
 
@@ -409,7 +413,8 @@ fn spool_requests_name_rules_and_the_runner_trusts_nothing_else() {
     let spool = s.path("spool");
     let fix = s.script("fix", "/usr/bin/env");
     let c = s.config(&format!(
-        "  spool_dir: {}\n  rules:\n    - name: fix\n      command: [{fix}]\n      cooldown: 0s\n",
+        "  spool_dir: {}\n  diagnose: {{enabled: false}}\n  rules:\n    - name: fix\n      \
+         command: [{fix}]\n      cooldown: 0s\n",
         spool.display()
     ));
     let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
@@ -433,6 +438,9 @@ fn spool_requests_name_rules_and_the_runner_trusts_nothing_else() {
     let name = requests[0].file_name().unwrap();
     std::os::unix::fs::symlink(&victim, spool.join("results").join(name)).unwrap();
     let mut forged: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(forged["kind"], "run", "{text}");
+    // As a daemon from before diagnose requests wrote it: no kind, still a run.
+    forged.as_object_mut().unwrap().remove("kind");
     forged["id"] = "forged".into();
     forged["env"] = serde_json::json!([["LD_PRELOAD", "/tmp/evil.so"], ["ANOMALYD_LABEL", "cpu"]]);
     std::fs::write(spool.join("requests/forged.json"), forged.to_string()).unwrap();
@@ -522,4 +530,303 @@ fn every_new_incident_gets_a_diagnosis_from_proc() {
     );
     assert!(dirs[0]["bytes"].as_u64().unwrap() >= 4 << 20);
     assert!(d.summary.starts_with("diagnosis: top CPU"), "{}", d.summary);
+}
+
+fn spool_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn serve(s: &Setup, config: &str) -> std::process::Output {
+    let out = Command::new(BIN)
+        .args(["remediation", "serve", "--config"])
+        .arg(s.path(config))
+        .arg("--state-dir")
+        .arg(s.path("runner-state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    out
+}
+
+/// A storage incident on `/dev/shm` (a tmpfs mount point on Debian and in
+/// containers), where the test puts a directory big enough to top the list.
+struct Shm(PathBuf);
+
+impl Shm {
+    fn new() -> Shm {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            mounts
+                .lines()
+                .any(|l| l.split(' ').nth(4) == Some("/dev/shm")),
+            "this test needs /dev/shm to be a mount point"
+        );
+        let dir = PathBuf::from(format!("/dev/shm/anomalyd-diag-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("deeper")).unwrap();
+        std::fs::write(dir.join("deeper/blob"), vec![7u8; 8 << 20]).unwrap();
+        Shm(dir)
+    }
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A CPU-bound process owned by `nobody`: another user's process, which the
+/// hardened daemon (`ProtectProc=invisible`) cannot see.
+struct Foreign(std::process::Child);
+
+impl Foreign {
+    fn start() -> Foreign {
+        let nobody = anomalyd::remediate::resolve_user("nobody").unwrap();
+        let child = Command::new("/bin/sh")
+            .args(["-c", "while :; do :; done"])
+            .uid(nobody.uid)
+            .gid(nobody.gid)
+            .spawn()
+            .unwrap();
+        Foreign(child)
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn with_a_spool_the_root_runner_diagnoses_and_the_ticket_timeline_gets_it() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to start another user's process and serve as root");
+        return;
+    }
+    let s = Setup::new();
+    let spool = s.path("spool");
+    let shm = Shm::new();
+    let foreign = Foreign::start();
+    let foreign_pid = foreign.0.id() as i64;
+    let nobody = anomalyd::remediate::resolve_user("nobody").unwrap();
+    let c = s.config(&format!(
+        "  spool_dir: {}\n  diagnose: {{enabled: true, top: 100}}\n",
+        spool.display()
+    ));
+    // The ticket exists (the desk opened it); the desk picks it up as the daemon
+    // does after a restart, and remediation's events reach it through the hook.
+    let inc = incident(1, "/dev/shm");
+    let store = Store::open_in(&c.state_dir).unwrap();
+    store
+        .apply(&Change::Opened(inc.clone()), "report", None, 1000)
+        .unwrap();
+    let mut desk = Desk::open(&c, &c.state_dir, 1000).unwrap();
+    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
+        .unwrap()
+        .unwrap();
+    anomalyd::remediate::hook::step(&mut e, &mut desk, &[Change::Opened(inc)], 1000);
+
+    // The daemon asked instead of looking: one diagnose request, no diagnosis of
+    // its own even after longer than an in-process one takes.
+    let requests = spool_files(&spool.join("requests"));
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let req: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&requests[0]).unwrap()).unwrap();
+    assert_eq!(req["kind"], "diagnose", "{req}");
+    assert_eq!(req["ticket_id"], "INC-1");
+    assert_eq!(req["label"], "storage");
+    assert_eq!(req["resource"], "/dev/shm");
+    assert!(
+        req.get("rule").is_none() && req.get("env").is_none(),
+        "{req}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    anomalyd::remediate::hook::step(&mut e, &mut desk, &[], 1500);
+    let kinds = |store: &Store| -> Vec<String> {
+        store
+            .timeline("INC-1")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    };
+    assert!(!kinds(&store).contains(&"diagnose".to_string()));
+
+    // The runner unit, as root.
+    serve(&s, "anomalyd.yaml");
+    assert!(spool_files(&spool.join("requests")).is_empty());
+    assert_eq!(spool_files(&spool.join("results")).len(), 1);
+    anomalyd::remediate::hook::step(&mut e, &mut desk, &[], 2000);
+    drop(foreign);
+
+    let timeline = store.timeline("INC-1").unwrap();
+    let d: Vec<_> = timeline.iter().filter(|e| e.kind == "diagnose").collect();
+    assert_eq!(d.len(), 1, "{timeline:?}");
+    let d = d[0];
+    assert!(d.summary.starts_with("diagnosis: top CPU"), "{}", d.summary);
+    assert!(
+        d.summary.contains("; largest directories "),
+        "{}",
+        d.summary
+    );
+    let top_cpu = d.detail["top_cpu"].as_array().unwrap();
+    let theirs = top_cpu
+        .iter()
+        .find(|p| p["pid"] == foreign_pid)
+        .unwrap_or_else(|| panic!("nobody's busy loop is not in the diagnosis: {top_cpu:?}"));
+    assert_eq!(theirs["uid"], nobody.uid as i64, "{theirs}");
+    assert!(theirs["cpu_percent"].as_f64().unwrap() > 20.0, "{theirs}");
+    assert!(!d.detail["top_open_files"].as_array().unwrap().is_empty());
+    let dirs = d.detail["largest_directories"].as_array().unwrap();
+    let ours = shm.0.to_str().unwrap();
+    let big = dirs
+        .iter()
+        .find(|x| x["path"] == ours)
+        .unwrap_or_else(|| panic!("{ours} not among the largest directories: {dirs:?}"));
+    assert!(big["bytes"].as_u64().unwrap() >= 8 << 20, "{big}");
+    // Picked up once: the result file is gone and nothing more arrives.
+    assert!(spool_files(&spool.join("results")).is_empty());
+    assert!(e.poll(3000).is_empty());
+}
+
+#[test]
+fn malformed_or_unanswered_diagnose_requests_lose_nothing_else() {
+    let s = Setup::new();
+    let spool = s.path("spool");
+    let c = s.config(&format!(
+        "  spool_dir: {}\n  diagnose: {{enabled: true, top: 5}}\n",
+        spool.display()
+    ));
+    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
+        .unwrap()
+        .unwrap();
+    // No runner: the engine does not wait, and after the wait gives the request up.
+    e.on_change(&Change::Opened(incident(1, "/var")), 1000);
+    assert_eq!(spool_files(&spool.join("requests")).len(), 1);
+    assert!(e.poll(1000).is_empty());
+    let wait = anomalyd::remediate::engine::DIAGNOSE_WAIT_MS;
+    assert!(e.poll(1000 + wait).is_empty());
+    assert_eq!(spool_files(&spool.join("requests")).len(), 1);
+    assert!(e.poll(1001 + wait).is_empty());
+    assert!(
+        spool_files(&spool.join("requests")).is_empty(),
+        "a diagnosis nobody took is withdrawn"
+    );
+
+    // Forged diagnose requests: they name the kind but break the rules.
+    let plain = s.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    std::fs::write(plain.join("f"), vec![1u8; 1 << 20]).unwrap();
+    let req = |id: &str, label: &str, resource: serde_json::Value| {
+        serde_json::json!({
+            "kind": "diagnose", "id": id, "ticket_id": "INC-7", "label": label,
+            "resource": resource, "requested_ms": 5,
+        })
+    };
+    let write = |name: &str, v: &serde_json::Value| {
+        std::fs::write(spool.join("requests").join(name), v.to_string()).unwrap()
+    };
+    write("relative.json", &req("r1", "storage", "SECRET-etc".into()));
+    write(
+        "dotdot.json",
+        &req("r2", "storage", "/var/../SECRET".into()),
+    );
+    write(
+        "label.json",
+        &req("r3", "SECRET-label", serde_json::Value::Null),
+    );
+    write("cpu.json", &req("r4", "cpu", "/SECRET-not-storage".into()));
+    let mut bad_ticket = req("r5", "cpu", serde_json::Value::Null);
+    bad_ticket["ticket_id"] = "INC-1\nSECRET forged log line".into();
+    write("ticket.json", &bad_ticket);
+    // Well formed, but the directory is not a mount point: processes only.
+    let canonical = plain.canonicalize().unwrap();
+    write(
+        "plain.json",
+        &req("r6", "storage", canonical.to_str().unwrap().into()),
+    );
+    let out = serve(&s, "anomalyd.yaml");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        log.matches("dropped malformed remediation request").count(),
+        5,
+        "{log}"
+    );
+    assert!(!log.contains("SECRET"), "the log echoes a request: {log}");
+    assert!(spool_files(&spool.join("requests")).is_empty());
+    let results = spool_files(&spool.join("results"));
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].ends_with("r6.json"), "{results:?}");
+    let ev = e.poll(2000);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (ev[0].kind, ev[0].ticket_id.as_str()),
+        ("diagnose", "INC-7")
+    );
+    assert!(!ev[0].detail["top_cpu"].as_array().unwrap().is_empty());
+    assert!(
+        ev[0].detail.get("largest_directories").is_none(),
+        "{:?}",
+        ev[0]
+    );
+    let notes = ev[0].detail["notes"].to_string();
+    assert!(notes.contains("is not a mount point"), "{notes}");
+
+    // A runner whose own configuration disables diagnoses says so and answers nothing.
+    std::fs::write(
+        s.path("runner-off.yaml"),
+        format!(
+            "state_dir: {}\nremediation:\n  spool_dir: {}\n  diagnose: {{enabled: false}}\n",
+            s.path("state").display(),
+            spool.display()
+        ),
+    )
+    .unwrap();
+    write("off.json", &req("r7", "cpu", serde_json::Value::Null));
+    let out = serve(&s, "runner-off.yaml");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("diagnose.enabled is false"), "{log}");
+    assert!(spool_files(&spool.join("requests")).is_empty());
+    assert!(spool_files(&spool.join("results")).is_empty());
+}
+
+#[test]
+fn the_runner_diagnoses_before_it_runs_a_fix_queued_with_it() {
+    // The evidence must show the state the fix is about to change.
+    let s = Setup::new();
+    let spool = s.path("spool");
+    let fix = s.script("fix", "exit 0");
+    let c = s.config(&format!(
+        "  spool_dir: {}\n  diagnose: {{enabled: true, top: 3}}\n  rules:\n    - name: clear\n      \
+         command: [{fix}]\n",
+        spool.display()
+    ));
+    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
+        .unwrap()
+        .unwrap();
+    // The run's file name sorts first ("INC-1-clear-..." < "INC-1-diagnosis-..."),
+    // so the order must come from the kind.
+    e.on_change(&Change::Opened(incident(1, "/var")), 1000);
+    let names: Vec<String> = spool_files(&spool.join("requests"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    serve(&s, "anomalyd.yaml");
+    let ev = e.poll(2000);
+    let diag = ev.iter().find(|e| e.kind == "diagnose").unwrap();
+    let run = ev.iter().find(|e| e.kind == "action").unwrap();
+    assert_eq!(run.detail["result"], "ok", "{run:?}");
+    let started = run.detail["started_ms"].as_i64().unwrap();
+    assert!(
+        diag.at_ms <= started,
+        "diagnosed at {} after the fix started at {started}",
+        diag.at_ms
+    );
 }

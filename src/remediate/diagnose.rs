@@ -5,13 +5,19 @@
 //! files and the largest directories under the affected mount point. The directory
 //! walk stays on one filesystem, never follows symbolic links, and stops at a time
 //! and entry budget (saying so), so a huge tree cannot make a diagnosis hang.
+//!
+//! It runs in the daemon ([`Scope::Daemon`]), or, with a spool directory, in the
+//! root runner unit ([`Scope::Runner`]): the hardened daemon cannot see other
+//! users' processes, root can. The runner walks only a directory that is a mount
+//! point named by its real path, so a request cannot make root list an arbitrary
+//! directory for the daemon.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::incident::{Incident, Label};
 
@@ -21,7 +27,7 @@ const CPU_INTERVAL: Duration = Duration::from_millis(500);
 const WALK_TIME: Duration = Duration::from_secs(5);
 const WALK_ENTRIES: usize = 500_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Proc {
     pub pid: i32,
     pub command: String,
@@ -32,23 +38,23 @@ pub struct Proc {
     pub open_files: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DirSize {
     pub path: String,
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
     pub at_ms: i64,
     pub top_cpu: Vec<Proc>,
     pub top_memory: Vec<Proc>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_open_files: Vec<Proc>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub largest_directories: Vec<DirSize>,
     /// What could not be looked at, and limits that were hit.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 
@@ -83,12 +89,49 @@ fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / 1048576.0)
 }
 
-/// Look at the host now, for `incident`.
-pub fn diagnose(incident: &Incident, top: usize) -> Diagnosis {
-    diagnose_at(Path::new("/proc"), incident, top, CPU_INTERVAL)
+/// Where a diagnosis runs, which decides the directories it may walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// In the daemon: the incident's mount point; the daemon's own rights are the limit.
+    Daemon,
+    /// In the root runner, for a spool request: only a current mount point named by
+    /// its canonical path (no symlink, no `..`), so a forged request cannot make root
+    /// list the directories under, say, `/root`.
+    Runner,
 }
 
-pub fn diagnose_at(proc_root: &Path, incident: &Incident, top: usize, cpu: Duration) -> Diagnosis {
+/// Look at the host now, for `incident` (in the daemon).
+pub fn diagnose(incident: &Incident, top: usize) -> Diagnosis {
+    diagnose_at(
+        Path::new("/proc"),
+        incident.label,
+        incident.resource.as_deref(),
+        Scope::Daemon,
+        top,
+        CPU_INTERVAL,
+    )
+}
+
+/// Look at the host now, in the runner, for a validated spool request.
+pub fn diagnose_request(label: Label, resource: Option<&str>, top: usize) -> Diagnosis {
+    diagnose_at(
+        Path::new("/proc"),
+        label,
+        resource,
+        Scope::Runner,
+        top,
+        CPU_INTERVAL,
+    )
+}
+
+pub fn diagnose_at(
+    proc_root: &Path,
+    label: Label,
+    resource: Option<&str>,
+    scope: Scope,
+    top: usize,
+    cpu: Duration,
+) -> Diagnosis {
     let mut notes = Vec::new();
     let before = cpu_ticks(proc_root);
     std::thread::sleep(cpu);
@@ -117,7 +160,7 @@ pub fn diagnose_at(proc_root: &Path, incident: &Incident, top: usize, cpu: Durat
         largest_directories: Vec::new(),
         notes,
     };
-    if incident.label == Label::Storage {
+    if label == Label::Storage {
         let mut files: Vec<Proc> = procs
             .into_iter()
             .filter_map(|mut p| {
@@ -128,18 +171,74 @@ pub fn diagnose_at(proc_root: &Path, incident: &Incident, top: usize, cpu: Durat
         files.sort_by_key(|p| std::cmp::Reverse(p.open_files));
         files.truncate(top);
         d.top_open_files = files;
-        match incident.resource.as_deref() {
-            Some(mount) if mount.starts_with('/') => {
-                let (dirs, note) = largest_dirs(Path::new(mount), top, WALK_TIME, WALK_ENTRIES);
-                d.largest_directories = dirs;
-                d.notes.extend(note);
-            }
+        match resource {
+            Some(mount) if mount.starts_with('/') => match walk_refused(proc_root, mount, scope) {
+                Some(why) => d.notes.push(why),
+                None => {
+                    let (dirs, note) = largest_dirs(Path::new(mount), top, WALK_TIME, WALK_ENTRIES);
+                    d.largest_directories = dirs;
+                    d.notes.extend(note);
+                }
+            },
             _ => d
                 .notes
                 .push("no mount point in the incident: directory sizes skipped".into()),
         }
     }
     d
+}
+
+/// Why the runner will not walk `mount`, if it will not.
+fn walk_refused(proc_root: &Path, mount: &str, scope: Scope) -> Option<String> {
+    if scope == Scope::Daemon {
+        return None;
+    }
+    let path = Path::new(mount);
+    let real = std::fs::canonicalize(path).ok();
+    if real.as_deref().and_then(Path::to_str) != Some(mount) {
+        return Some(format!(
+            "{mount} is not a canonical path (symlink or missing): directory sizes skipped"
+        ));
+    }
+    let mountinfo = std::fs::read_to_string(proc_root.join("self/mountinfo")).unwrap_or_default();
+    if !mount_points(&mountinfo).iter().any(|m| m == mount) {
+        return Some(format!(
+            "{mount} is not a mount point: directory sizes skipped (the runner walks mount points only)"
+        ));
+    }
+    None
+}
+
+/// The mount points in /proc/self/mountinfo (5th field, octal escapes undone).
+fn mount_points(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_octal)
+        .collect()
+}
+
+/// `\040` -> ' ' etc., as the kernel escapes space, tab, newline and backslash.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(d)) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn pids(proc_root: &Path) -> Vec<i32> {
@@ -291,5 +390,80 @@ mod tests {
         assert!(!v.iter().any(|x| x.path.contains("link")));
         let (_, note) = largest_dirs(d.path(), 10, Duration::from_secs(5), 2);
         assert!(note.unwrap().contains("lower bounds"));
+    }
+
+    #[test]
+    fn mount_points_are_read_from_mountinfo_with_escapes_undone() {
+        let text = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
+                    27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+                    65 44 0:39 / /mnt/my\\040disk rw,relatime shared:1 - tmpfs t rw\n";
+        assert_eq!(mount_points(text), ["/proc", "/", "/mnt/my disk"]);
+        assert_eq!(unescape_octal("a\\134b\\011c\\9"), "a\\b\tc\\9");
+    }
+
+    #[test]
+    fn the_runner_walks_mount_points_only_and_the_daemon_any_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().canonicalize().unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/f"), vec![1u8; 1 << 16]).unwrap();
+        let proc_root = dir.join("proc");
+        std::fs::create_dir_all(proc_root.join("self")).unwrap();
+        let mount = dir.to_str().unwrap().to_string();
+        let run = |scope| {
+            diagnose_at(
+                &proc_root,
+                Label::Storage,
+                Some(&mount),
+                scope,
+                5,
+                Duration::ZERO,
+            )
+        };
+        assert!(!run(Scope::Daemon).largest_directories.is_empty());
+        let refused = run(Scope::Runner);
+        assert!(refused.largest_directories.is_empty());
+        assert!(
+            refused
+                .notes
+                .iter()
+                .any(|n| n.contains("is not a mount point")),
+            "{:?}",
+            refused.notes
+        );
+        std::fs::write(
+            proc_root.join("self/mountinfo"),
+            format!("65 44 0:39 / {mount} rw - tmpfs t rw\n"),
+        )
+        .unwrap();
+        let walked = run(Scope::Runner);
+        assert!(
+            walked
+                .largest_directories
+                .iter()
+                .any(|x| x.path.ends_with("/sub")),
+            "{walked:?}"
+        );
+        // The same mount point reached through a symlink is refused.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        std::fs::write(
+            proc_root.join("self/mountinfo"),
+            format!("65 44 0:39 / {} rw - tmpfs t rw\n", link.display()),
+        )
+        .unwrap();
+        let via_link = diagnose_at(
+            &proc_root,
+            Label::Storage,
+            link.to_str(),
+            Scope::Runner,
+            5,
+            Duration::ZERO,
+        );
+        assert!(via_link.largest_directories.is_empty());
+        assert!(via_link
+            .notes
+            .iter()
+            .any(|n| n.contains("not a canonical path")));
     }
 }

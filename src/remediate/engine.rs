@@ -10,20 +10,24 @@
 //! Live, runs and diagnoses happen on worker threads (a hung script never delays a
 //! tick) or in the privileged runner unit through the spool directory; in replay
 //! they run inline so results are deterministic. Either way the results come back
-//! through [`Engine::poll`] as [`Event`]s for the ticket store.
+//! through [`Engine::poll`] as [`Event`]s for the ticket store. With a spool the
+//! diagnosis, too, is the runner's: the hardened daemon cannot see other users'
+//! processes. The engine never waits for the runner: a diagnosis that has not come
+//! back after [`DIAGNOSE_WAIT_MS`] is withdrawn with a warning, and the ticket goes
+//! without one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::mpsc;
 
-use crate::incident::{Change, Incident};
+use crate::incident::{Change, Incident, Label};
 use crate::pipeline::Mode;
 use crate::sample::Sample;
 
 use super::diagnose::{self, Diagnosis};
 use super::executor::{Executor, Request, RunRecord, RunResult};
 use super::runner::Runner;
-use super::spool::Spool;
+use super::spool::{DiagnoseRequest, Finished, Spool};
 use super::{Match, RemediationConfig};
 
 /// One entry for a ticket's timeline.
@@ -57,6 +61,12 @@ enum Diagnoser {
         tx: mpsc::SyncSender<(String, Incident)>,
         rx: mpsc::Receiver<(String, Diagnosis)>,
     },
+    /// The root runner diagnoses; answers come back with the run records.
+    Spool {
+        spool: Spool,
+        /// Request id -> (ticket id, when it was queued).
+        waiting: HashMap<String, (String, i64)>,
+    },
 }
 
 struct Verify {
@@ -86,6 +96,10 @@ pub struct Engine {
 /// (and recorded as skipped), never blocking a tick.
 const QUEUE: usize = 64;
 
+/// How long a diagnosis request may wait for the runner before it is withdrawn
+/// (evidence taken much later than the incident opened would mislead).
+pub const DIAGNOSE_WAIT_MS: i64 = 10 * 60 * 1000;
+
 impl Engine {
     /// `None` when remediation is disabled.
     pub fn open(
@@ -107,9 +121,13 @@ impl Engine {
             }
         };
         // Replay reads a recorded series: this host's processes are not evidence.
-        let diagnoser = match (config.diagnose.enabled, mode, &backend) {
-            (false, _, _) | (_, Mode::Replay, _) | (_, _, Backend::Spool(_)) => Diagnoser::Off,
-            (true, Mode::Live, _) => spawn_diagnoser(config.diagnose.top)?,
+        let diagnoser = match (config.diagnose.enabled, mode, &config.spool_dir) {
+            (false, _, _) | (_, Mode::Replay, _) => Diagnoser::Off,
+            (true, Mode::Live, Some(dir)) => Diagnoser::Spool {
+                spool: Spool::at(dir),
+                waiting: HashMap::new(),
+            },
+            (true, Mode::Live, None) => spawn_diagnoser(config.diagnose.top)?,
         };
         let tripped = config
             .rules
@@ -187,7 +205,7 @@ impl Engine {
         let i = change.incident();
         match change {
             Change::Opened(_) => {
-                self.diagnose(i);
+                self.diagnose(i, now_ms);
                 self.trigger(i, now_ms);
             }
             Change::Updated { .. } => self.trigger(i, now_ms),
@@ -208,6 +226,7 @@ impl Engine {
     /// Finished runs and diagnoses, and verify windows that ran out, as events.
     pub fn poll(&mut self, now_ms: i64) -> Vec<Event> {
         let mut records = Vec::new();
+        let mut diagnoses = Vec::new();
         match &mut self.backend {
             Backend::Inline(_) => {}
             Backend::Worker { rx, retired, .. } => {
@@ -220,16 +239,55 @@ impl Engine {
                     }
                 });
             }
-            Backend::Spool(s) => records.extend(s.results()),
+            Backend::Spool(s) => {
+                for f in s.results() {
+                    match f {
+                        Finished::Run(r) => records.push(r),
+                        Finished::Diagnosis(d) => diagnoses.push(d),
+                    }
+                }
+            }
         }
         for r in records {
             self.record(r, now_ms);
         }
-        if let Diagnoser::Worker { rx, .. } = &self.diagnoser {
-            let done: Vec<_> = rx.try_iter().collect();
-            for (ticket, d) in done {
-                self.out.push(diagnosis_event(&ticket, d));
+        match &mut self.diagnoser {
+            Diagnoser::Off => {}
+            Diagnoser::Worker { rx, .. } => {
+                let done: Vec<_> = rx.try_iter().collect();
+                for (ticket, d) in done {
+                    self.out.push(diagnosis_event(&ticket, d));
+                }
             }
+            Diagnoser::Spool { spool, waiting } => {
+                for d in &diagnoses {
+                    waiting.remove(&d.id);
+                }
+                waiting.retain(|id, (ticket, queued_ms)| {
+                    if now_ms - *queued_ms <= DIAGNOSE_WAIT_MS {
+                        return true;
+                    }
+                    let after = crate::tickets::store::fmt_duration_ms(now_ms - *queued_ms);
+                    if spool.withdraw(id) {
+                        tracing::warn!(
+                            ticket = %ticket,
+                            "no diagnosis: the remediation runner did not take the request \
+                             in {after}; withdrawn (is anomalyd-remediate.path enabled?)"
+                        );
+                    } else {
+                        tracing::warn!(
+                            ticket = %ticket,
+                            "no diagnosis from the remediation runner after {after}; \
+                             a late one is still attached"
+                        );
+                    }
+                    false
+                });
+            }
+        }
+        // Also answers to requests a previous daemon queued.
+        for d in diagnoses {
+            self.out.push(diagnosis_event(&d.ticket_id, d.diagnosis));
         }
         let (expired, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.verifying)
             .into_iter()
@@ -265,12 +323,41 @@ impl Engine {
         std::mem::take(&mut self.out)
     }
 
-    fn diagnose(&mut self, i: &Incident) {
-        match &self.diagnoser {
+    fn diagnose(&mut self, i: &Incident, now_ms: i64) {
+        match &mut self.diagnoser {
             Diagnoser::Off => {}
             Diagnoser::Worker { tx, .. } => {
                 if tx.try_send((i.id.clone(), i.clone())).is_err() {
                     tracing::warn!(incident = %i.id, "diagnosis queue full; skipped");
+                }
+            }
+            Diagnoser::Spool { spool, waiting } => {
+                self.seq += 1;
+                let mut req = DiagnoseRequest {
+                    id: format!("{}-diagnosis-{now_ms}-{}", i.id, self.seq),
+                    ticket_id: i.id.clone(),
+                    label: i.label,
+                    // The runner takes a resource only as a storage incident's mount point.
+                    resource: i
+                        .resource
+                        .clone()
+                        .filter(|r| i.label == Label::Storage && r.starts_with('/')),
+                    requested_ms: now_ms,
+                };
+                // A mount point the runner would refuse (odd spelling, control
+                // characters): still diagnose the processes.
+                if req.validate().is_err() {
+                    req.resource = None;
+                }
+                if let Err(why) = req.validate() {
+                    tracing::warn!(incident = %i.id, "cannot ask for a diagnosis: {why}");
+                    return;
+                }
+                match spool.submit_diagnose(&req) {
+                    Ok(()) => {
+                        waiting.insert(req.id, (i.id.clone(), now_ms));
+                    }
+                    Err(e) => tracing::warn!(incident = %i.id, "cannot queue a diagnosis: {e}"),
                 }
             }
         }

@@ -8,9 +8,15 @@
 //!   restart does not reset them.
 //! - `executor`: one request (rule name + incident as `ANOMALYD_*`) through the
 //!   guards and the runner, to one [`executor::RunRecord`].
+//! - `diagnose`: the built-in diagnosis (top processes, open files, largest
+//!   directories) for every new incident.
+//! - `spool`: the directory between the hardened daemon and the root runner unit:
+//!   rule-run and diagnose requests out, run records and diagnoses back.
 //! - `engine`: incident changes -> requests (inline in replay, a worker thread live,
 //!   or the privileged runner unit through `spool`), run records, verification and
-//!   `diagnose` results -> ticket timeline [`engine::Event`]s and metrics.
+//!   `diagnose` results -> ticket timeline [`engine::Event`]s and metrics. With a
+//!   spool, diagnoses too are the runner's: the hardened daemon cannot see other
+//!   users' processes.
 
 pub mod cli;
 mod config;
