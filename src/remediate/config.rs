@@ -25,7 +25,7 @@ pub struct RemediationConfig {
     pub defaults: Guards,
     pub diagnose: DiagnoseConfig,
     /// Hand runs to the privileged runner unit through this directory instead of
-    /// running them inside the daemon (see docs/remediation.md).
+    /// running them inside the daemon (see the README, "Remediation").
     pub spool_dir: Option<PathBuf>,
     pub rules: Vec<Rule>,
 }

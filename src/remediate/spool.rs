@@ -21,7 +21,7 @@
 //! echoing its content.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -228,7 +228,7 @@ impl Spool {
                         crate::text::plain(&path.file_name().unwrap_or_default().to_string_lossy())
                     ),
                     Ok(Queued::Run(req)) => {
-                        let rec = exec.execute(&req, crate::sample::now_ms());
+                        let rec = fit_run(exec.execute(&req, crate::sample::now_ms()));
                         self.answer(&rec.id, Kind::Run, &rec);
                     }
                     Ok(Queued::Diagnose(req)) => {
@@ -260,7 +260,7 @@ impl Spool {
 
     fn answer<T: Serialize>(&self, id: &str, kind: Kind, body: &T) {
         let text = serde_json::to_vec(&Tagged { kind, body }).unwrap_or_default();
-        if let Err(e) = write_new(&self.results, &file_name(id), &text, 0o644) {
+        if let Err(e) = write_new(&self.results, &file_name(id), &text, 0o600) {
             tracing::warn!("cannot write remediation result: {e}");
         }
     }
@@ -289,6 +289,33 @@ fn parse_result(bytes: &[u8]) -> std::io::Result<Finished> {
         Kind::Run => Finished::Run(serde_json::from_slice(bytes)?),
         Kind::Diagnose => Finished::Diagnosis(serde_json::from_slice(bytes)?),
     })
+}
+
+/// Keep a run record within what the daemon reads back: `output_cap` may be far
+/// larger than a result file, so the kept output is cut (its end kept: the last
+/// lines say how a script ended) and marked truncated; the byte count stays true.
+fn fit_run(mut rec: RunRecord) -> RunRecord {
+    let size = |r: &RunRecord| serde_json::to_vec(r).map(|v| v.len()).unwrap_or(usize::MAX);
+    let limit = (MAX_REQUEST - 1024) as usize;
+    let Some(full) = rec.outcome.as_ref().map(|o| o.output.clone()) else {
+        return rec;
+    };
+    let mut cut = 0;
+    // JSON escaping makes some bytes longer, so cut by the excess until it fits.
+    while size(&rec) > limit && cut < full.len() {
+        cut = (cut + size(&rec) - limit + 64).min(full.len());
+        while !full.is_char_boundary(cut) {
+            cut += 1;
+        }
+        if let Some(o) = &mut rec.outcome {
+            o.output = format!(
+                "[... {cut} bytes cut to fit the spool ...]\n{}",
+                &full[cut..]
+            );
+            o.truncated = true;
+        }
+    }
+    rec
 }
 
 /// Keep a diagnosis within what the daemon reads back: directory names are the
@@ -357,6 +384,16 @@ fn write_new(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(|e| with_path(e, &tmp))?;
+    // Owner-only, and owned by whoever owns the directory: results carry root's view
+    // of processes and directories, for the daemon's user alone to read.
+    let owner = std::fs::metadata(dir).map_err(|e| with_path(e, dir))?;
+    if owner.uid() != f.metadata()?.uid()
+        && std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid())).is_err()
+    {
+        // Without CAP_CHOWN the reader could not open an owner-only file: a result
+        // it can read beats one that is lost.
+        f.set_permissions(std::fs::Permissions::from_mode(mode | 0o044))?;
+    }
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, dir.join(name)).map_err(|e| with_path(e, dir))
@@ -536,5 +573,62 @@ mod tests {
         assert!(f.largest_directories.len() > 10 && f.largest_directories.len() < 100);
         assert!(f.notes[0].contains("shortened"));
         assert_eq!(f.largest_directories[0], dir(0));
+    }
+
+    #[test]
+    fn a_large_output_is_cut_to_fit_and_keeps_its_end() {
+        let mut output = "x".repeat(1 << 20);
+        output.push_str("\"quoted\" é last line\n");
+        let rec = RunRecord {
+            id: "INC-1-fix-1000-1".into(),
+            rule: "fix".into(),
+            ticket_id: "INC-1".into(),
+            resource: String::new(),
+            command: vec!["/bin/true".into()],
+            result: RunResult::Ok,
+            reason: None,
+            outcome: Some(crate::remediate::runner::Outcome {
+                status: crate::remediate::runner::Status::Exited { code: 0 },
+                duration_ms: 5,
+                output,
+                output_bytes: (1 << 20) + 24,
+                truncated: false,
+            }),
+            started_ms: 2000,
+            tripped: false,
+        };
+        let fitted = fit_run(rec);
+        assert!(serde_json::to_vec(&fitted).unwrap().len() as u64 <= MAX_REQUEST - 1024);
+        let o = fitted.outcome.clone().unwrap();
+        assert!(o.truncated);
+        assert_eq!(o.output_bytes, (1 << 20) + 24);
+        assert!(o.output.starts_with("[... "), "{}", &o.output[..40]);
+        assert!(o.output.ends_with("\"quoted\" é last line\n"));
+        // And a result that size is read back by the daemon.
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        spool.answer(&fitted.id, Kind::Run, &fitted);
+        assert!(
+            matches!(spool.results().as_slice(), [Finished::Run(r)] if r.id == "INC-1-fix-1000-1")
+        );
+    }
+
+    #[test]
+    fn results_are_owner_only_and_owned_by_the_directorys_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let results = dir.path().join("results");
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            // The daemon's user owns the spool; the runner is root.
+            std::os::unix::fs::chown(&results, Some(65534), Some(65534)).unwrap();
+        }
+        write_new(&results, "r.json", b"{}", 0o600).unwrap();
+        let meta = std::fs::metadata(results.join("r.json")).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        if as_root {
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        }
+        drop(spool);
     }
 }
