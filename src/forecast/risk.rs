@@ -3,7 +3,9 @@
 //! **Features** (all in time units, so 1 s live samples and 1 min history rows mean
 //! the same): the score/threshold ratio now (capped at 5), its fast (horizon/30) and
 //! slow (horizon/6) exponential averages and their difference (is it climbing?), and
-//! the time-decayed share of anomalous samples (horizon/3).
+//! the time-decayed share of anomalous samples (horizon/3). The score itself is
+//! smoothed in time as well (per training row interval, see `model::score`), so the
+//! ratio the calibration saw on minute rows is the one live 1 s samples give.
 //!
 //! **Target**: "an incident opens within the horizon", with an incident opening
 //! exactly as the incident engine debounces it: `anomalous` of the last `of` samples
@@ -538,6 +540,58 @@ mod tests {
         let x = solve([[2.0, 1.0], [1.0, 3.0]], [3.0, 5.0]).expect("regular");
         assert!((x[0] - 0.8).abs() < 1e-12 && (x[1] - 1.4).abs() < 1e-12);
         assert!(solve([[1.0, 2.0], [2.0, 4.0]], [1.0, 2.0]).is_none());
+    }
+
+    /// A model of two days of minute rows, and ten minutes of a moderate anomaly after
+    /// an hour of normal rows, every `step_ms`: the last trajectory features.
+    fn features_after_anomaly(step_ms: i64) -> [f64; FEATURES] {
+        let t0 = 1_700_000_000_000i64;
+        let mut z = crate::model::tests::Noise::new(5);
+        let row = |ts: i64, cpu: f64, mem: f64| Record {
+            timestamp_ms: Some(ts),
+            values: vec![("cpu".into(), cpu), ("mem".into(), mem)],
+        };
+        let rows: Vec<Record> = (0..2880)
+            .map(|i| {
+                row(
+                    t0 + i * 60_000,
+                    20.0 + 3.0 * z.next(),
+                    20.0 + 3.0 * z.next(),
+                )
+            })
+            .collect();
+        let spec = crate::model::Spec::default();
+        let model = Arc::new(Model::train(&rows, &spec).expect("trains"));
+        let mut scorer = Scorer::new(Arc::clone(&model));
+        let mut traj = Trajectory::new(Duration::from_secs(1800));
+        let mut push = |r: &Record| {
+            let s = scorer.score(r);
+            let ts = r.timestamp_ms.expect("timed");
+            traj.push(ts, s.value / model.threshold(), s.anomaly)
+        };
+        for r in &rows[2820..] {
+            push(r);
+        }
+        let start = t0 + 2879 * 60_000;
+        let mut x = [0.0; FEATURES];
+        for k in 1..=(600_000 / step_ms) {
+            x = push(&row(start + k * step_ms, 24.0, 20.0));
+        }
+        x
+    }
+
+    #[test]
+    fn score_features_agree_at_one_second_and_one_minute() {
+        let (s, m) = (features_after_anomaly(1000), features_after_anomaly(60_000));
+        // The smoothed score after ten minutes is the same however often it was
+        // sampled (per-sample smoothing had the 1 s score at its plateau, about 1.4×
+        // higher, within a minute).
+        assert!((s[0] - m[0]).abs() <= 1e-6 * m[0], "{s:?} {m:?}");
+        assert!(
+            m[0] > 1.0 && m[0] < RATIO_CAP,
+            "the anomaly crossed the threshold, below the cap: {m:?}"
+        );
+        assert!((s[2] - m[2]).abs() < 0.15 * m[2], "{s:?} {m:?}");
     }
 
     #[test]

@@ -48,6 +48,10 @@ struct ModelFile {
     threshold: f64,
     #[serde(default)]
     raw_threshold: f64,
+    /// Typical spacing of the training rows (ms), the time `spec.smoothing_alpha`
+    /// applies to; absent in files from before it existed (smoothing per sample).
+    #[serde(default)]
+    row_interval_ms: Option<f64>,
     spec: Spec,
     params: Params,
 }
@@ -74,6 +78,7 @@ impl Model {
             training_window: self.window.clone(),
             threshold: self.threshold,
             raw_threshold: self.raw_threshold,
+            row_interval_ms: self.row_interval_ms,
             spec: self.spec.clone(),
             params: Params {
                 center: self.center.clone(),
@@ -194,6 +199,11 @@ impl Model {
         {
             return Err(corrupt("non-finite or non-positive parameters".to_string()));
         }
+        if let Some(iv) = f.row_interval_ms {
+            if !(iv.is_finite() && iv > 0.0) {
+                return Err(corrupt(format!("row_interval_ms: {iv} must be > 0")));
+            }
+        }
         if let Some(t) = &p.time_of_day {
             if t.bins == 0 || t.baseline.len() != t.bins * d || !finite(&t.baseline) {
                 return Err(corrupt(
@@ -213,6 +223,7 @@ impl Model {
             raw_threshold: f.raw_threshold,
             spec: f.spec,
             window: f.training_window,
+            row_interval_ms: f.row_interval_ms,
             created_ms: f.created_unix_ms,
         })
     }

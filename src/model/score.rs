@@ -6,11 +6,18 @@
 //! t_j = min((z_j - c_j)^2, z_cap^2) (0 when the value is missing). The [`Scorer`] keeps
 //! an exponentially weighted average e_j of each t_j, and the score is sum_j e_j — so the
 //! per-feature attributions e_j add up to the score exactly, and an anomaly has to last a
-//! few samples (as real incidents do) to cross the threshold.
+//! while (as real incidents do) to cross the threshold.
+//!
+//! The average is in *time*, not in samples: the weight α of the spec is per training
+//! row interval Δ (the daemon trains on one row a minute, and scores a sample a
+//! second), and a sample dt after the previous one weighs α_eff = 1 − (1 − α)^(dt/Δ).
+//! So live scores are smoothed over the same minutes as the training scores the
+//! threshold was taken from, whatever the sampling interval; a long gap weighs ≈ 1 and
+//! forgets the old state by itself. Without timestamps (SMD, a CSV without a time
+//! column, a model file from before Δ was recorded) α is per sample, as it always was.
 
 use std::sync::Arc;
 
-use super::train::day_bin;
 use super::Model;
 use crate::sample::Record;
 
@@ -52,10 +59,7 @@ impl Model {
         self.schema.vector_into(record, x);
         let d = x.len();
         let baseline = match (&self.time_of_day, record.timestamp_ms) {
-            (Some(t), Some(ts)) => {
-                let b = day_bin(ts, t.bins);
-                Some(&t.baseline[b * d..(b + 1) * d])
-            }
+            (Some(t), Some(ts)) => Some(t.baseline_at(ts)),
             _ => None,
         };
         for j in 0..d {
@@ -118,10 +122,7 @@ impl Model {
             }
         }
         let baseline = match (&self.time_of_day, record.timestamp_ms) {
-            (Some(t), Some(ts)) => {
-                let b = day_bin(ts, t.bins);
-                Some(&t.baseline[b * d..(b + 1) * d])
-            }
+            (Some(t), Some(ts)) => Some(t.baseline_at(ts)),
             _ => None,
         };
         let cen = &self.centroids[best * d..(best + 1) * d];
@@ -140,10 +141,40 @@ impl Model {
 #[derive(Debug, Clone)]
 pub struct Scorer {
     model: Arc<Model>,
+    /// Per feature, the weighted sum of its terms; divided by `weight` it is the
+    /// average e_j.
     state: Vec<f64>,
-    started: bool,
+    /// Total weight of the samples in `state`: 1 except while a time-weighted average
+    /// is young (see [`Scorer::score`]).
+    weight: f64,
+    start: Start,
+    /// Timestamp of the previous sample, when it had one.
+    last_ms: Option<i64>,
     x: Vec<f64>,
     terms: Vec<f64>,
+}
+
+/// Where the average is in its start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Start {
+    Empty,
+    OneSample,
+    Running,
+}
+
+/// The weight of a sample `dt_ms` after the previous one, when the spec's `alpha` is
+/// the weight of one `row_interval_ms`: 1 − (1 − α)^(dt/Δ), so that n samples Δ/n
+/// apart move the average exactly as far as one sample Δ later.
+pub fn time_alpha(alpha: f64, dt_ms: f64, row_interval_ms: f64) -> f64 {
+    let rows = dt_ms / row_interval_ms;
+    if rows == 1.0 {
+        // Evenly spaced rows (training on its own rows): exactly the per-sample
+        // weight; the formula below can be an ulp off it.
+        return alpha;
+    }
+    // -expm1(rows · ln(1 − α)): accurate for the tiny weights of frequent samples,
+    // where 1 − (1 − α)^rows would cancel.
+    -(rows * (-alpha).ln_1p()).exp_m1()
 }
 
 impl Scorer {
@@ -152,7 +183,9 @@ impl Scorer {
         Scorer {
             model,
             state: vec![0.0; d],
-            started: false,
+            weight: 1.0,
+            start: Start::Empty,
+            last_ms: None,
             x: vec![0.0; d],
             terms: vec![0.0; d],
         }
@@ -162,30 +195,73 @@ impl Scorer {
         &self.model
     }
 
-    /// Forget the smoothing state (e.g. after a long gap in sampling).
+    /// Forget the smoothing state. (A long gap between timestamped samples needs no
+    /// reset when the model knows its row interval: the weight of the next sample is
+    /// then close to 1.)
     pub fn reset(&mut self) {
-        self.started = false;
+        self.start = Start::Empty;
+        self.weight = 1.0;
+        self.last_ms = None;
         self.state.fill(0.0);
     }
 
+    /// The smoothing weight of a sample at `ts_ms`: in time when the model knows its
+    /// training rows' spacing and both this and the previous sample have timestamps
+    /// with time between them ([`time_alpha`]); otherwise the spec's per-sample weight.
+    /// A clock stepped back (dt ≤ 0) also gets the per-sample weight: how much time
+    /// passed is unknown, and one row is the unit the weight was chosen for. The next
+    /// sample is then timed from the stepped-back clock. The flag says whether the
+    /// weight is in time.
+    fn alpha(&self, ts_ms: Option<i64>) -> (f64, bool) {
+        let a = self.model.spec.smoothing_alpha;
+        match (self.model.row_interval_ms, ts_ms, self.last_ms) {
+            (Some(interval), Some(ts), Some(last)) if ts > last => {
+                (time_alpha(a, (ts - last) as f64, interval), true)
+            }
+            _ => (a, false),
+        }
+    }
+
     /// Score the next sample of the stream.
+    ///
+    /// The first sample starts the average. Per sample it seeds it, as it always did
+    /// (it fades within ~20 samples). In time that would hold one sample for the whole
+    /// smoothing time — ten minutes of 1 s samples after every start or retraining —
+    /// so there the first sample weighs as much as the second, and the average starts
+    /// as the plain mean of the samples so far, becoming the EWMA as time passes
+    /// (`weight` → 1).
     pub fn score(&mut self, record: &Record) -> Score {
         self.model.terms_into(record, &mut self.x, &mut self.terms);
-        let a = self.model.spec.smoothing_alpha;
-        if self.started {
-            for (e, t) in self.state.iter_mut().zip(&self.terms) {
-                *e += a * (t - *e);
+        let (a, timed) = self.alpha(record.timestamp_ms);
+        self.last_ms = record.timestamp_ms;
+        match self.start {
+            Start::Empty => {
+                self.state.copy_from_slice(&self.terms);
+                self.weight = 1.0;
+                self.start = Start::OneSample;
             }
-        } else {
-            self.state.copy_from_slice(&self.terms);
-            self.started = true;
+            Start::OneSample | Start::Running => {
+                if self.start == Start::OneSample && timed {
+                    for e in &mut self.state {
+                        *e *= a;
+                    }
+                    self.weight = a;
+                }
+                self.start = Start::Running;
+                for (e, t) in self.state.iter_mut().zip(&self.terms) {
+                    *e += a * (t - *e);
+                }
+                // Stays exactly 1 per sample, so those scores are unchanged.
+                self.weight += a * (1.0 - self.weight);
+            }
         }
+        let scale = 1.0 / self.weight;
         let mut contributions: Vec<(usize, f64)> = self
             .state
             .iter()
             .enumerate()
             .filter(|(_, e)| **e > 0.0)
-            .map(|(j, e)| (j, *e))
+            .map(|(j, e)| (j, *e * scale))
             .collect();
         contributions.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let value: f64 = contributions.iter().map(|(_, e)| e).sum();
@@ -196,6 +272,207 @@ impl Scorer {
             raw,
             raw_anomaly: raw > self.model.raw_threshold,
             contributions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::Noise;
+    use crate::model::Spec;
+
+    const T0: i64 = 1_700_000_000_000;
+    const MINUTE: i64 = 60_000;
+
+    fn row(ts: Option<i64>, cpu: f64, mem: f64, disk: f64) -> Record {
+        Record {
+            timestamp_ms: ts,
+            values: vec![
+                ("cpu".into(), cpu),
+                ("mem".into(), mem),
+                ("disk".into(), disk),
+            ],
+        }
+    }
+
+    /// `n` quiet minute rows (1.4 days for 2000: no time-of-day baseline, so a
+    /// record scores the same whatever its time).
+    fn minute_rows(n: usize) -> Vec<Record> {
+        let mut z = Noise::new(11);
+        (0..n)
+            .map(|i| {
+                row(
+                    Some(T0 + i as i64 * MINUTE),
+                    20.0 + 3.0 * z.next(),
+                    60.0 + z.next(),
+                    10.0 + 2.0 * z.next(),
+                )
+            })
+            .collect()
+    }
+
+    fn model_on_minutes() -> (Vec<Record>, Arc<Model>) {
+        let h = minute_rows(2000);
+        let m = Model::train(&h, &Spec::default()).expect("trains");
+        assert_eq!(m.row_interval_ms(), Some(MINUTE as f64));
+        assert!(m.time_of_day.is_none());
+        (h, Arc::new(m))
+    }
+
+    /// The same model, smoothing per sample (as a file without the interval loads).
+    fn per_sample(model: &Model) -> Arc<Model> {
+        let mut m = model.clone();
+        m.row_interval_ms = None;
+        Arc::new(m)
+    }
+
+    /// A constant, moderate anomaly (cpu 24 where it is 20 ± 3: raw score about twice
+    /// the threshold, so the average needs a few rows to get there) every `step_ms`
+    /// after `warm`;
+    /// the number of samples until the smoothed score crosses the threshold.
+    fn samples_to_cross(model: &Arc<Model>, warm: &[Record], step_ms: i64) -> usize {
+        let mut s = model.scorer();
+        let warmed = warm.iter().map(|r| s.score(r)).last().expect("warm-up");
+        assert!(!warmed.anomaly, "anomalous before the anomaly: {warmed:?}");
+        let last = warm.last().and_then(|r| r.timestamp_ms).expect("timed");
+        (1..100_000)
+            .find(|&k| {
+                let r = row(Some(last + k as i64 * step_ms), 24.0, 60.0, 10.0);
+                s.score(&r).anomaly
+            })
+            .expect("crosses")
+    }
+
+    #[test]
+    fn time_alpha_is_per_row_interval() {
+        assert_eq!(time_alpha(0.1, 60_000.0, 60_000.0), 0.1);
+        // 60 one-second steps forget as much as one minute step.
+        let a = time_alpha(0.1, 1000.0, 60_000.0);
+        assert!((a - (1.0 - 0.9f64.powf(1.0 / 60.0))).abs() < 1e-15, "{a}");
+        assert!(((1.0 - a).powi(60) - 0.9).abs() < 1e-12);
+        // Two minutes at once weigh as two one-minute steps.
+        let two = time_alpha(0.1, 120_000.0, 60_000.0);
+        assert!((two - 0.19).abs() < 1e-12, "{two}");
+        // A day's gap forgets nearly everything; alpha 1 stays 1.
+        assert!(time_alpha(0.1, 86_400_000.0, 60_000.0) > 1.0 - 1e-12);
+        assert_eq!(time_alpha(1.0, 1000.0, 60_000.0), 1.0);
+    }
+
+    #[test]
+    fn minute_rows_score_as_they_did_per_sample() {
+        let (h, model) = model_on_minutes();
+        let old = per_sample(&model);
+        let fresh = minute_rows(2600).split_off(2000);
+        let (mut a, mut b) = (model.scorer(), old.scorer());
+        for (i, r) in h.iter().chain(&fresh).enumerate() {
+            let (x, y) = (a.score(r), b.score(r));
+            // Only the start differs (the first row seeds the per-sample average, and
+            // weighs one row in time); 0.9^k of it is left after k rows.
+            let tol = if i < 300 {
+                0.9f64.powi(i as i32)
+            } else {
+                1e-12
+            };
+            assert!(
+                (x.value - y.value).abs() <= tol * y.value,
+                "row {i}: {x:?} {y:?}"
+            );
+            if i >= 300 {
+                assert_eq!(x.anomaly, y.anomaly, "row {i}");
+                assert_eq!(x.top_cause(), y.top_cause(), "row {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_sample_does_not_hold_a_time_average() {
+        let (h, model) = model_on_minutes();
+        let spike = row(Some(T0), 30.0, 60.0, 10.0);
+        // Normal rows, one second apart after a spiky first sample.
+        let quiet: Vec<Record> = h[1000..1060]
+            .iter()
+            .enumerate()
+            .map(|(k, r)| Record {
+                timestamp_ms: Some(T0 + (k as i64 + 1) * 1000),
+                values: r.values.clone(),
+            })
+            .collect();
+        let mut s = model.scorer();
+        let first = s.score(&spike);
+        assert!(first.anomaly, "{first:?}");
+        let scores: Vec<Score> = quiet.iter().map(|r| s.score(r)).collect();
+        let last = scores.last().expect("scored");
+        // A minute later the spike is one sample of 61 in the average, not the seed
+        // of a ten-minute average.
+        let mean = (first.raw + scores.iter().map(|x| x.raw).sum::<f64>()) / 61.0;
+        assert!((last.value - mean).abs() < 0.1 * mean, "{last:?} vs {mean}");
+        assert!(!last.anomaly, "{last:?} threshold {}", model.threshold());
+        // Per sample the first sample seeds the average, as it always did.
+        let mut p = per_sample(&model).scorer();
+        p.score(&spike);
+        let second = p.score(&quiet[0]);
+        let seeded = 0.9 * first.raw + 0.1 * scores[0].raw;
+        assert!((second.value - seeded).abs() < 1e-9 * seeded, "{second:?}");
+    }
+
+    #[test]
+    fn one_second_samples_take_sixty_times_as_many_to_cross() {
+        let (h, model) = model_on_minutes();
+        let warm = &h[1000..1100];
+        let by_minute = samples_to_cross(&model, warm, MINUTE);
+        let by_second = samples_to_cross(&model, warm, 1000);
+        assert!(
+            by_minute >= 3,
+            "the anomaly must take a few rows: {by_minute}"
+        );
+        // The same crossing time, seen at 60× the rate.
+        assert!(
+            60 * (by_minute - 1) < by_second && by_second <= 60 * by_minute,
+            "{by_minute} minutes vs {by_second} seconds"
+        );
+        // A model without the interval (an old file) smooths per sample: 1 s samples
+        // cross as fast as minute rows did.
+        let old = per_sample(&model);
+        assert_eq!(samples_to_cross(&old, warm, 1000), by_minute);
+    }
+
+    #[test]
+    fn a_long_gap_forgets_and_a_clock_step_back_weighs_one_row() {
+        let (h, model) = model_on_minutes();
+        let mut s = model.scorer();
+        for r in &h[..100] {
+            s.score(r);
+        }
+        let last = h[99].timestamp_ms.expect("timed");
+        for k in 1..=20 {
+            s.score(&row(Some(last + k * MINUTE), 80.0, 60.0, 10.0));
+        }
+        // A normal row a day later: the average is (nearly) the row's own terms.
+        let later = s.score(&row(Some(last + 86_400_000), 20.0, 60.0, 10.0));
+        assert!(
+            (later.value - later.raw).abs() <= 1e-9 * later.raw.max(1.0),
+            "{later:?}"
+        );
+        // Stepping back: the per-sample weight, like a model without the interval.
+        let mut t = per_sample(&model).scorer();
+        let mut u = model.scorer();
+        let first = row(Some(T0 + 10 * MINUTE), 80.0, 60.0, 10.0);
+        let back = row(Some(T0), 20.0, 60.0, 10.0);
+        assert_eq!(t.score(&first), u.score(&first));
+        assert_eq!(t.score(&back), u.score(&back));
+        // Then timed from the stepped-back clock: one minute on is one row.
+        let next = row(Some(T0 + MINUTE), 20.0, 60.0, 10.0);
+        assert_eq!(t.score(&next), u.score(&next));
+        // Records without timestamps are per sample too.
+        let mut v = model.scorer();
+        let mut w = per_sample(&model).scorer();
+        for r in &h[..50] {
+            let r = Record {
+                timestamp_ms: None,
+                values: r.values.clone(),
+            };
+            assert_eq!(v.score(&r), w.score(&r));
         }
     }
 }

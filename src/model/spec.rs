@@ -30,7 +30,10 @@ pub struct Spec {
     /// cannot drown every other cause.
     pub z_cap: f64,
     /// Weight of the newest sample in the exponentially weighted moving average of the
-    /// per-feature terms (1.0 = no smoothing). Per sample, not per second.
+    /// per-feature terms (1.0 = no smoothing), per training-row interval: when the
+    /// training rows had timestamps, a sample dt after the previous one weighs
+    /// 1 − (1 − α)^(dt / interval), so the smoothing spans the same time live as in
+    /// training. Without timestamps, per sample.
     pub smoothing_alpha: f64,
     /// The decision threshold is this quantile of the (smoothed) training scores.
     pub threshold_quantile: f64,
@@ -38,7 +41,8 @@ pub struct Spec {
     pub time_of_day: TimeOfDaySpec,
 }
 
-/// When and how the model learns a per-time-of-day baseline (UTC).
+/// When and how the model learns a per-time-of-day baseline (on the host's local wall
+/// clock, see [`super::clock`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeOfDaySpec {

@@ -438,3 +438,66 @@ fn raw_threshold_is_learnt_and_old_files_without_it_still_load() {
     let loaded = Model::from_json(&old, std::path::Path::new("old.json")).expect("loads");
     assert_eq!(loaded.raw_threshold(), 0.0);
 }
+
+#[test]
+fn row_interval_and_clock_persist_and_old_files_smooth_per_sample_in_utc() {
+    let h = backup_host(4, true);
+    let model = Arc::new(Model::train(&h, &Spec::default()).expect("trains"));
+    assert_eq!(model.row_interval_ms(), Some(60_000.0));
+    assert_eq!(model.time_of_day_clock(), Some(Clock::Local));
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("model.json");
+    model.save(&p).expect("save");
+    let back = Model::load(&p).expect("load");
+    assert_eq!(back.row_interval_ms(), Some(60_000.0));
+    assert_eq!(back.time_of_day_clock(), Some(Clock::Local));
+    let text = std::fs::read_to_string(&p).expect("read");
+    assert!(text.contains("\"row_interval_ms\": 60000.0"), "{text:.400}");
+    assert!(text.contains("\"clock\": \"local\""));
+
+    // A file from before either field: per-sample smoothing, UTC bins.
+    let old_text = regex::Regex::new(r#"\s*"(row_interval_ms|clock)":\s*[^,]+,"#)
+        .expect("regex")
+        .replace_all(&text, "")
+        .to_string();
+    assert!(!old_text.contains("row_interval_ms") && !old_text.contains("clock"));
+    let old = Arc::new(Model::from_json(&old_text, Path::new("old.json")).expect("loads"));
+    assert_eq!(old.row_interval_ms(), None);
+    assert_eq!(old.time_of_day_clock(), Some(Clock::Utc));
+    let mut expected = (*model).clone();
+    expected.row_interval_ms = None;
+    if let Some(t) = &mut expected.time_of_day {
+        t.clock = Clock::Utc;
+    }
+    let expected = Arc::new(expected);
+    // One-second samples (the live interval) score exactly as per-sample did.
+    let (mut a, mut b) = (old.scorer(), expected.scorer());
+    let mut c = model.scorer();
+    let mut differs = false;
+    for (i, r) in h[3000..3300].iter().enumerate() {
+        let mut r = r.clone();
+        r.timestamp_ms = Some(h[3000].timestamp_ms.expect("timed") + i as i64 * 1000);
+        let (x, y) = (a.score(&r), b.score(&r));
+        assert!(
+            (x.value - y.value).abs() <= 1e-9 * x.value.max(1.0),
+            "{x:?} {y:?}"
+        );
+        differs |= (c.score(&r).value - x.value).abs() > 1e-6 * x.value.max(1.0);
+    }
+    assert!(
+        differs,
+        "time-based smoothing changes 1 s scores of a minute model"
+    );
+
+    // Out-of-range values are refused.
+    for bad in ["0.0", "-60000.0"] {
+        let t = text.replace(
+            "\"row_interval_ms\": 60000.0",
+            &format!("\"row_interval_ms\": {bad}"),
+        );
+        let e = load_text(&t).expect_err("bad interval");
+        assert!(e.to_string().contains("row_interval_ms"), "{e}");
+    }
+    let t = text.replace("\"clock\": \"local\"", "\"clock\": \"gmt\"");
+    assert!(matches!(load_text(&t), Err(LoadError::Corrupt { .. })));
+}

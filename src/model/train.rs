@@ -1,12 +1,15 @@
-//! Training: scale every feature, learn an optional time-of-day baseline, fit k-means
-//! centroids (linfa) on what is left, then run the real [`Scorer`] over the training rows
-//! and take a high quantile of those scores as the decision threshold. No labels are
-//! ever involved.
+//! Training: scale every feature, learn an optional time-of-day baseline (on the host's
+//! local wall clock), fit k-means centroids (linfa) on what is left, then run the real
+//! [`Scorer`] over the training rows and take a high quantile of those scores as the
+//! decision threshold. The rows' typical spacing is recorded, so that live samples at
+//! another interval are smoothed over the same time as the training rows were. No
+//! labels are ever involved.
 
 use linfa::prelude::*;
 use linfa_clustering::KMeans;
 use ndarray::Array2;
 
+use super::clock::Clock;
 use super::features::Schema;
 use super::score::Scorer;
 use super::spec::Spec;
@@ -32,10 +35,26 @@ pub type Progress<'a> = &'a mut dyn FnMut(&'static str, usize, usize);
 
 const MS_PER_DAY: i64 = 86_400_000;
 
-/// Time-of-day bin of a timestamp (UTC), `bins` equal bins per day.
-pub(crate) fn day_bin(ts_ms: i64, bins: usize) -> usize {
-    let in_day = ts_ms.rem_euclid(MS_PER_DAY);
-    ((in_day as i128 * bins as i128) / MS_PER_DAY as i128) as usize
+/// The clock new models bin the time of day on (see [`super::clock`]).
+const TRAINING_CLOCK: Clock = Clock::Local;
+
+/// The typical spacing of `records` in ms: the median of the positive gaps between
+/// consecutive timestamps. The median, because history has holes (the daemon was
+/// stopped) and clock steps that say nothing about the sampling interval. `None`
+/// without two consecutive timestamped rows.
+pub(crate) fn row_interval_ms(records: &[Record]) -> Option<f64> {
+    let mut gaps: Vec<f64> = records
+        .windows(2)
+        .filter_map(|w| match (w[0].timestamp_ms, w[1].timestamp_ms) {
+            (Some(a), Some(b)) if b > a => Some((b - a) as f64),
+            _ => None,
+        })
+        .collect();
+    if gaps.is_empty() {
+        None
+    } else {
+        Some(quantile(&mut gaps, 0.5))
+    }
 }
 
 /// Per-feature statistics over the finite values of one column.
@@ -153,11 +172,17 @@ impl Model {
         };
         let time_of_day = if tod.bins > 0 && stamps.len() * 10 >= n * 9 && span_days >= tod.min_days
         {
+            let bin_of: Vec<Option<usize>> = records
+                .iter()
+                .map(|r| {
+                    r.timestamp_ms
+                        .map(|ts| TRAINING_CLOCK.day_bin(ts, tod.bins))
+                })
+                .collect();
             let mut sum = vec![0.0; tod.bins * d];
             let mut cnt = vec![0usize; tod.bins * d];
-            for (r, zr) in records.iter().zip(&z) {
-                if let Some(ts) = r.timestamp_ms {
-                    let b = day_bin(ts, tod.bins);
+            for (bin, zr) in bin_of.iter().zip(&z) {
+                if let Some(b) = *bin {
                     for (k, v) in zr.iter().enumerate() {
                         if v.is_finite() {
                             sum[b * d + k] += v;
@@ -177,9 +202,8 @@ impl Model {
                     }
                 })
                 .collect();
-            for (r, zr) in records.iter().zip(z.iter_mut()) {
-                if let Some(ts) = r.timestamp_ms {
-                    let b = day_bin(ts, tod.bins);
+            for (bin, zr) in bin_of.iter().zip(z.iter_mut()) {
+                if let Some(b) = *bin {
                     for (k, v) in zr.iter_mut().enumerate() {
                         *v -= baseline[b * d + k];
                     }
@@ -187,6 +211,7 @@ impl Model {
             }
             Some(TimeOfDay {
                 bins: tod.bins,
+                clock: TRAINING_CLOCK,
                 baseline,
             })
         } else {
@@ -227,10 +252,12 @@ impl Model {
             raw_threshold: f64::INFINITY,
             spec: spec.clone(),
             window,
+            row_interval_ms: row_interval_ms(records),
             created_ms: crate::sample::now_ms(),
         };
 
-        // 5. Threshold: the same scorer the daemon runs, over the training rows.
+        // 5. Threshold: the same scorer the daemon runs, over the training rows (so
+        //    with the same time-based smoothing, now that the row interval is known).
         let shared = std::sync::Arc::new(model.clone());
         let mut scorer = Scorer::new(shared);
         let mut scores = Vec::with_capacity(n);
@@ -255,12 +282,53 @@ impl Model {
 mod tests {
     use super::*;
 
+    fn at(ts: Option<i64>) -> Record {
+        Record {
+            timestamp_ms: ts,
+            values: vec![("a".into(), 1.0)],
+        }
+    }
+
     #[test]
-    fn day_bins() {
-        assert_eq!(day_bin(0, 48), 0);
-        assert_eq!(day_bin(MS_PER_DAY - 1, 48), 47);
-        assert_eq!(day_bin(2 * 3_600_000 + 15 * 60_000, 48), 4);
-        assert_eq!(day_bin(-1, 24), 23);
+    fn row_interval_is_the_median_positive_gap() {
+        // Minute rows with a one-day hole, a clock step back and a duplicate.
+        let mut ts: Vec<i64> = (0..10).map(|i| i * 60_000).collect();
+        ts.push(ts[9] + MS_PER_DAY);
+        ts.push(ts[10] - 30_000);
+        ts.push(ts[11]);
+        ts.push(ts[12] + 61_000);
+        let rows: Vec<Record> = ts.iter().map(|t| at(Some(*t))).collect();
+        assert_eq!(row_interval_ms(&rows), Some(60_000.0));
+        // Without timestamps, or with none consecutive: no interval (per sample).
+        assert_eq!(row_interval_ms(&[at(None), at(None), at(None)]), None);
+        assert_eq!(
+            row_interval_ms(&[at(Some(0)), at(None), at(Some(1000))]),
+            None
+        );
+        assert_eq!(row_interval_ms(&[at(Some(5)), at(Some(5))]), None);
+    }
+
+    #[test]
+    fn training_records_the_interval_and_the_local_clock() {
+        let rows: Vec<Record> = (0..4 * 1440)
+            .map(|i| Record {
+                timestamp_ms: Some(1_700_000_000_000 + i * 60_000),
+                values: vec![("a".into(), (i % 7) as f64), ("b".into(), (i % 11) as f64)],
+            })
+            .collect();
+        let m = Model::train(&rows, &Spec::default()).expect("trains");
+        assert_eq!(m.row_interval_ms(), Some(60_000.0));
+        assert_eq!(m.time_of_day_clock(), Some(Clock::Local));
+        let untimed: Vec<Record> = rows
+            .iter()
+            .map(|r| Record {
+                timestamp_ms: None,
+                values: r.values.clone(),
+            })
+            .collect();
+        let m = Model::train(&untimed, &Spec::default()).expect("trains");
+        assert_eq!(m.row_interval_ms(), None);
+        assert_eq!(m.time_of_day_clock(), None);
     }
 
     #[test]
