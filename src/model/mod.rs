@@ -58,6 +58,21 @@
 //!   halves does worse (F1 0.274, AUPRC 0.464; `anomalyd eval smd --spec` with that
 //!   set, 3 min) than the shipped set. The injected faults are easier than SMD's real
 //!   ones, so this procedure was not adopted; the script stays for the next attempt.
+//!
+//! # Where the F1 goes, and what did not get it back
+//! On 6 of the 14 machines the best threshold lies above the *maximum* training
+//! score (2-3x it): their test halves drift away from their train halves in ways
+//! labelled normal (a metric growing for weeks, a lasting change after an incident,
+//! a quantised metric whose one step is 9 training standard deviations, a variance
+//! five times larger). Any threshold from the train half flags most of those test
+//! halves (precision 0.01-0.05 on machine-1-5, 1-8, 2-8). Thirteen remedies were
+//! measured (`benches/explore/s3/`, table in `benches/explore/README.md`): online
+//! drift of the residuals, rolling-median baselines, quantum-aware scale floors,
+//! score normalisation by its recent level, held-out thresholds, 1-NN, GMM, PCA
+//! ensembles, rank transforms, first differences, top-k sums, and the daemon's own
+//! daily retraining replayed over the test half. None beat this method by more than
+//! 0.03 F1 without losing AUPRC; a drift that is "the new normal" and a labelled
+//! anomaly of 800-3161 rows look the same without labels.
 
 pub mod clock;
 pub mod commands;
