@@ -507,11 +507,8 @@ mod tests {
         assert!(parse_request(&bytes).is_err());
     }
 
-    #[test]
-    fn results_of_old_runners_are_run_records_and_diagnoses_come_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        let rec = RunRecord {
+    fn record(outcome: Option<crate::remediate::runner::Outcome>) -> RunRecord {
+        RunRecord {
             id: "INC-1-fix-1000-1".into(),
             rule: "fix".into(),
             ticket_id: "INC-1".into(),
@@ -519,10 +516,17 @@ mod tests {
             command: vec!["/bin/true".into()],
             result: RunResult::Ok,
             reason: None,
-            outcome: None,
+            outcome,
             started_ms: 2000,
             tripped: false,
-        };
+        }
+    }
+
+    #[test]
+    fn results_of_old_runners_are_run_records_and_diagnoses_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let rec = record(None);
         // Written as a runner before diagnose requests did: no kind.
         std::fs::write(
             dir.path().join("results/old.json"),
@@ -579,24 +583,13 @@ mod tests {
     fn a_large_output_is_cut_to_fit_and_keeps_its_end() {
         let mut output = "x".repeat(1 << 20);
         output.push_str("\"quoted\" é last line\n");
-        let rec = RunRecord {
-            id: "INC-1-fix-1000-1".into(),
-            rule: "fix".into(),
-            ticket_id: "INC-1".into(),
-            resource: String::new(),
-            command: vec!["/bin/true".into()],
-            result: RunResult::Ok,
-            reason: None,
-            outcome: Some(crate::remediate::runner::Outcome {
-                status: crate::remediate::runner::Status::Exited { code: 0 },
-                duration_ms: 5,
-                output,
-                output_bytes: (1 << 20) + 24,
-                truncated: false,
-            }),
-            started_ms: 2000,
-            tripped: false,
-        };
+        let rec = record(Some(crate::remediate::runner::Outcome {
+            status: crate::remediate::runner::Status::Exited { code: 0 },
+            duration_ms: 5,
+            output,
+            output_bytes: (1 << 20) + 24,
+            truncated: false,
+        }));
         let fitted = fit_run(rec);
         assert!(serde_json::to_vec(&fitted).unwrap().len() as u64 <= MAX_REQUEST - 1024);
         let o = fitted.outcome.clone().unwrap();

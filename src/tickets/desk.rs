@@ -302,14 +302,20 @@ mod tests {
         s.get(name, &[("label", label)])
     }
 
-    #[test]
-    fn counts_opened_and_resolved_incidents_per_label() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut desk = Desk::open(&Config::default(), dir.path(), 0).unwrap();
+    /// A desk on a new store with default config, and an empty record to tick with.
+    fn fresh(dir: &Path) -> (Desk, Record) {
+        let desk = Desk::open(&Config::default(), dir, 0).unwrap();
         let record = Record {
             timestamp_ms: Some(0),
             values: Vec::new(),
         };
+        (desk, record)
+    }
+
+    #[test]
+    fn counts_opened_and_resolved_incidents_per_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut desk, record) = fresh(dir.path());
         assert_eq!(
             counter(&desk, "incidents_opened_total", "storage"),
             Some(0.0)
@@ -340,11 +346,7 @@ mod tests {
     #[test]
     fn a_reload_changes_which_sinks_get_deliveries() {
         let dir = tempfile::tempdir().unwrap();
-        let mut desk = Desk::open(&Config::default(), dir.path(), 0).unwrap();
-        let record = Record {
-            timestamp_ms: Some(0),
-            values: Vec::new(),
-        };
+        let (mut desk, record) = fresh(dir.path());
         desk.tick(1000, &record, &fill(600.0));
         let config = crate::config::parse(
             "tickets:\n  sinks:\n  - name: hook\n    type: webhook\n    url: http://127.0.0.1:9/t\n",
