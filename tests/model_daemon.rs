@@ -144,6 +144,8 @@ fn train_score_and_replay_commands() {
         model.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
+    // Rows a minute apart: live samples will be weighed against a minute.
+    assert!(err.contains("smoothing per 60 s"), "{err}");
     let (ok, out, err) = anomalyd(&[
         "score",
         "--model",

@@ -69,11 +69,20 @@ pub fn train(input: &Path, out: &Path, spec: &Spec, log: &mut dyn Write) -> anyh
         .with_context(|| format!("writing {}", out.display()))?;
     writeln!(
         log,
-        "trained on {} rows, {} features ({} constant skipped), time of day: {}, threshold {:.4}, in {:.1}s -> {}",
+        "trained on {} rows, {} features ({} constant skipped), time of day: {}, smoothing per {}, threshold {:.4}, in {:.1}s -> {}",
         table.records.len(),
         model.schema().len(),
         model.skipped().len(),
-        if model.uses_time_of_day() { "yes" } else { "no" },
+        match model.time_of_day_clock() {
+            Some(super::clock::Clock::Local) => "yes (local clock)",
+            Some(super::clock::Clock::Utc) => "yes (UTC)",
+            None => "no",
+        },
+        // What live scoring will weigh as one row: the EWMA runs in time when known.
+        match model.row_interval_ms() {
+            Some(ms) => format!("{} s", ms / 1000.0),
+            None => "row".to_string(),
+        },
         model.threshold(),
         t0.elapsed().as_secs_f64(),
         out.display()
