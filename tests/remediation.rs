@@ -830,3 +830,39 @@ fn the_runner_diagnoses_before_it_runs_a_fix_queued_with_it() {
         diag.at_ms
     );
 }
+
+#[test]
+fn a_run_request_the_runner_never_takes_is_withdrawn_and_recorded_as_skipped() {
+    let s = Setup::new();
+    let spool = s.path("spool");
+    let fix = s.script("fix", "exit 0");
+    let c = s.config(&format!(
+        "  spool_dir: {}\n  diagnose: {{enabled: false}}\n  rules:\n    - name: fix\n      \
+         match: {{label: storage}}\n      command: [{fix}]\n",
+        spool.display()
+    ));
+    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
+        .unwrap()
+        .unwrap();
+    e.on_change(&Change::Opened(incident(1, "/var")), 1000);
+    assert_eq!(spool_files(&spool.join("requests")).len(), 1);
+    let wait = anomalyd::remediate::engine::RUN_WAIT_MS;
+    // The engine never waits on the runner; within the wait nothing is said.
+    assert!(e.poll(1000).is_empty());
+    assert!(e.poll(1000 + wait).is_empty());
+    assert_eq!(spool_files(&spool.join("requests")).len(), 1);
+    // After it, the request is taken back and the ticket says why nothing ran.
+    let ev = e.poll(1001 + wait);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].ticket_id, "INC-1");
+    assert!(ev[0].summary.contains("skipped"), "{}", ev[0].summary);
+    assert!(
+        ev[0].summary.contains("did not take the request"),
+        "{}",
+        ev[0].summary
+    );
+    assert!(spool_files(&spool.join("requests")).is_empty());
+    assert_eq!(count(&e, "fix", RunResult::Skipped), 1);
+    // Said once.
+    assert!(e.poll(2001 + wait).is_empty());
+}

@@ -14,7 +14,8 @@
 //! diagnosis, too, is the runner's: the hardened daemon cannot see other users'
 //! processes. The engine never waits for the runner: a diagnosis that has not come
 //! back after [`DIAGNOSE_WAIT_MS`] is withdrawn with a warning, and the ticket goes
-//! without one.
+//! without one; a fix the runner has not taken after [`RUN_WAIT_MS`] is withdrawn
+//! too and recorded on the ticket as skipped, with the reason.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -52,7 +53,11 @@ enum Backend {
         /// Workers of earlier configurations, still finishing their queues.
         retired: Vec<mpsc::Receiver<RunRecord>>,
     },
-    Spool(Spool),
+    Spool {
+        spool: Spool,
+        /// Queued run requests the runner has not answered yet, by id.
+        waiting: HashMap<String, Request>,
+    },
 }
 
 enum Diagnoser {
@@ -100,6 +105,57 @@ const QUEUE: usize = 64;
 /// (evidence taken much later than the incident opened would mislead).
 pub const DIAGNOSE_WAIT_MS: i64 = 10 * 60 * 1000;
 
+/// How long a run request may wait for the runner to *take* it. A fix run long
+/// after its incident opened acts on a situation nobody checked it against, so it
+/// is withdrawn and recorded as skipped; a run the runner has already started is
+/// left to finish, and its late result is still recorded.
+pub const RUN_WAIT_MS: i64 = 10 * 60 * 1000;
+
+/// Run requests still unanswered after [`RUN_WAIT_MS`]: withdrawn ones come back as
+/// skipped records (so the ticket says why nothing ran); ones the runner took are
+/// only warned about once.
+fn unanswered_runs(
+    spool: &Spool,
+    waiting: &mut HashMap<String, Request>,
+    now_ms: i64,
+) -> Vec<RunRecord> {
+    let mut out = Vec::new();
+    waiting.retain(|id, req| {
+        if now_ms - req.requested_ms <= RUN_WAIT_MS {
+            return true;
+        }
+        let after = crate::tickets::store::fmt_duration_ms(now_ms - req.requested_ms);
+        if spool.withdraw(id) {
+            tracing::warn!(
+                ticket = %req.ticket_id, rule = %req.rule,
+                "the remediation runner did not take the run request in {after}; withdrawn \
+                 (is anomalyd-remediate.path enabled?)"
+            );
+            out.push(RunRecord {
+                id: req.id.clone(),
+                rule: req.rule.clone(),
+                ticket_id: req.ticket_id.clone(),
+                resource: req.resource.clone(),
+                command: Vec::new(),
+                result: RunResult::Skipped,
+                reason: Some(format!(
+                    "the remediation runner did not take the request in {after}; withdrawn"
+                )),
+                outcome: None,
+                started_ms: now_ms,
+                tripped: false,
+            });
+        } else {
+            tracing::warn!(
+                ticket = %req.ticket_id, rule = %req.rule,
+                "no result from the remediation runner after {after}; a late one is still recorded"
+            );
+        }
+        false
+    });
+    out
+}
+
 impl Engine {
     /// `None` when remediation is disabled.
     pub fn open(
@@ -111,7 +167,10 @@ impl Engine {
             return Ok(None);
         }
         let backend = match (&config.spool_dir, mode) {
-            (Some(dir), Mode::Live) => Backend::Spool(Spool::open(dir)?),
+            (Some(dir), Mode::Live) => Backend::Spool {
+                spool: Spool::open(dir)?,
+                waiting: HashMap::new(),
+            },
             _ => {
                 let exec = Executor::new(config.clone(), Runner::current()?, state_dir);
                 match mode {
@@ -160,7 +219,7 @@ impl Engine {
                     return self;
                 }
             },
-            b @ Backend::Spool(_) => b,
+            b @ Backend::Spool { .. } => b,
         };
         self
     }
@@ -239,13 +298,17 @@ impl Engine {
                     }
                 });
             }
-            Backend::Spool(s) => {
-                for f in s.results() {
+            Backend::Spool { spool, waiting } => {
+                for f in spool.results() {
                     match f {
-                        Finished::Run(r) => records.push(r),
+                        Finished::Run(r) => {
+                            waiting.remove(&r.id);
+                            records.push(r);
+                        }
                         Finished::Diagnosis(d) => diagnoses.push(d),
                     }
                 }
+                records.extend(unanswered_runs(spool, waiting, now_ms));
             }
         }
         for r in records {
@@ -394,7 +457,13 @@ impl Engine {
                     .try_send(req.clone())
                     .err()
                     .map(|_| "the remediation queue is full".to_string()),
-                Backend::Spool(s) => s.submit(&req).err().map(|e| e.to_string()),
+                Backend::Spool { spool, waiting } => match spool.submit(&req) {
+                    Ok(()) => {
+                        waiting.insert(req.id.clone(), req.clone());
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
+                },
             };
             if let Some(why) = refused {
                 let rec = RunRecord {
