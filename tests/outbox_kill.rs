@@ -20,10 +20,7 @@ mod sinks_common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use anomalyd::incident::Change;
-use anomalyd::sample::now_ms;
 use anomalyd::tickets::outbox;
-use anomalyd::tickets::Store;
 use common::Daemon;
 use sinks_common::*;
 
@@ -55,18 +52,10 @@ fn kill_9_mid_delivery_loses_nothing_and_duplicates_nothing() {
 
     // 100 tickets through the real store path (one transaction each, deliveries queued
     // in it), before any daemon runs.
-    {
-        let store = Store::open(&state.join("tickets.db"))
-            .unwrap()
-            .with_sinks(vec!["hook".into()]);
-        for i in 1..=100 {
-            let t = now_ms();
-            let inc = incident(&format!("INC-{i}"), &format!("web-1/anomaly/fp{i}"), t);
-            store
-                .apply(&Change::Opened(inc), "report", None, t)
-                .unwrap();
-        }
-    }
+    let tickets: Vec<(String, String)> = (1..=100)
+        .map(|i| (format!("INC-{i}"), format!("web-1/anomaly/fp{i}")))
+        .collect();
+    open_tickets(&state.join("tickets.db"), &["hook"], &tickets);
 
     let args = [
         "--config",

@@ -417,9 +417,7 @@ fn spool_requests_name_rules_and_the_runner_trusts_nothing_else() {
          command: [{fix}]\n      cooldown: 0s\n",
         spool.display()
     ));
-    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
-        .unwrap()
-        .unwrap();
+    let mut e = s.engine(&c, Mode::Live);
     e.on_change(&Change::Opened(incident(1, "/var")), 1000);
     let requests: Vec<PathBuf> = std::fs::read_dir(spool.join("requests"))
         .unwrap()
@@ -495,9 +493,7 @@ fn every_new_incident_gets_a_diagnosis_from_proc() {
     std::fs::create_dir_all(mount.join("big/deeper")).unwrap();
     std::fs::write(mount.join("big/deeper/blob"), vec![7u8; 4 << 20]).unwrap();
     let c = s.config("  diagnose: {enabled: true, top: 5}\n");
-    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
-        .unwrap()
-        .unwrap();
+    let mut e = s.engine(&c, Mode::Live);
     e.on_change(&Change::Opened(incident(1, mount.to_str().unwrap())), 1000);
     let mut ev = Vec::new();
     for _ in 0..200 {
@@ -627,9 +623,7 @@ fn with_a_spool_the_root_runner_diagnoses_and_the_ticket_timeline_gets_it() {
         .apply(&Change::Opened(inc.clone()), "report", None, 1000)
         .unwrap();
     let mut desk = Desk::open(&c, &c.state_dir, 1000).unwrap();
-    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
-        .unwrap()
-        .unwrap();
+    let mut e = s.engine(&c, Mode::Live);
     anomalyd::remediate::hook::step(&mut e, &mut desk, &[Change::Opened(inc)], 1000);
 
     // The daemon asked instead of looking: one diagnose request, no diagnosis of
@@ -703,9 +697,7 @@ fn malformed_or_unanswered_diagnose_requests_lose_nothing_else() {
         "  spool_dir: {}\n  diagnose: {{enabled: true, top: 5}}\n",
         spool.display()
     ));
-    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
-        .unwrap()
-        .unwrap();
+    let mut e = s.engine(&c, Mode::Live);
     // No runner: the engine does not wait, and after the wait gives the request up.
     e.on_change(&Change::Opened(incident(1, "/var")), 1000);
     assert_eq!(spool_files(&spool.join("requests")).len(), 1);
@@ -807,9 +799,7 @@ fn the_runner_diagnoses_before_it_runs_a_fix_queued_with_it() {
          command: [{fix}]\n",
         spool.display()
     ));
-    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
-        .unwrap()
-        .unwrap();
+    let mut e = s.engine(&c, Mode::Live);
     // The run's file name sorts first ("INC-1-clear-..." < "INC-1-diagnosis-..."),
     // so the order must come from the kind.
     e.on_change(&Change::Opened(incident(1, "/var")), 1000);
@@ -841,9 +831,7 @@ fn a_run_request_the_runner_never_takes_is_withdrawn_and_recorded_as_skipped() {
          match: {{label: storage}}\n      command: [{fix}]\n",
         spool.display()
     ));
-    let mut e = Engine::open(&c.remediation, &c.state_dir, Mode::Live)
-        .unwrap()
-        .unwrap();
+    let mut e = s.engine(&c, Mode::Live);
     e.on_change(&Change::Opened(incident(1, "/var")), 1000);
     assert_eq!(spool_files(&spool.join("requests")).len(), 1);
     let wait = anomalyd::remediate::engine::RUN_WAIT_MS;

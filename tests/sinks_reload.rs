@@ -11,9 +11,6 @@ mod sinks_common;
 use std::path::Path;
 use std::time::Duration;
 
-use anomalyd::incident::Change;
-use anomalyd::sample::now_ms;
-use anomalyd::tickets::Store;
 use common::Daemon;
 use sinks_common::*;
 
@@ -51,17 +48,12 @@ fn write_config(path: &Path, sinks: &str) {
     .unwrap();
 }
 
-/// Open one ticket through the real store, queued for `sinks` (what the daemon's
-/// desk does for a new incident).
 fn open_ticket(db: &Path, id: &str, sinks: &[&str]) {
-    let store = Store::open(db)
-        .unwrap()
-        .with_sinks(sinks.iter().map(|s| s.to_string()).collect());
-    let t = now_ms();
-    let inc = incident(id, &format!("web-1/forecast/bytes/{id}"), t);
-    store
-        .apply(&Change::Opened(inc), "report", None, t)
-        .unwrap();
+    open_tickets(
+        db,
+        sinks,
+        &[(id.into(), format!("web-1/forecast/bytes/{id}"))],
+    );
 }
 
 fn opens_of(rx: &Server, ticket: &str) -> Vec<Request> {

@@ -276,3 +276,22 @@ pub fn enqueue(db: &std::path::Path, sink: &str, ds: &[Delivery]) {
         tx.commit().expect("commit");
     }
 }
+
+/// Open tickets `(id, fingerprint)` through the real ticket store, queued for
+/// `sinks` (what the daemon's desk does for new incidents), one transaction each.
+pub fn open_tickets(db: &std::path::Path, sinks: &[&str], tickets: &[(String, String)]) {
+    let store = anomalyd::tickets::Store::open(db)
+        .expect("open the ticket store")
+        .with_sinks(sinks.iter().map(|s| s.to_string()).collect());
+    for (id, fp) in tickets {
+        let t = anomalyd::sample::now_ms();
+        store
+            .apply(
+                &anomalyd::incident::Change::Opened(incident(id, fp, t)),
+                "report",
+                None,
+                t,
+            )
+            .expect("apply");
+    }
+}
