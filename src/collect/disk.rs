@@ -295,6 +295,16 @@ fn select_mounts(text: &str, config: &DiskConfig) -> Vec<Mount> {
         .collect()
 }
 
+/// Every mount point of a mount table (`/proc/self/mounts` format), escapes undone,
+/// in table order: what the remediation runner checks a path against.
+pub(crate) fn mount_points(mounts: &str) -> Vec<String> {
+    mounts
+        .lines()
+        .filter_map(parse_mount)
+        .map(|m| m.mount_point)
+        .collect()
+}
+
 fn parse_mount(line: &str) -> Option<Mount> {
     let mut fields = line.split_whitespace();
     let device = unescape(fields.next()?);
@@ -632,6 +642,10 @@ mod tests {
     #[test]
     fn mount_escapes_are_undone() {
         assert_eq!(unescape(r"/mnt/a\040b\011c\134d\012"), "/mnt/a b\tc\\d\n");
+        let table = "proc /proc proc rw,relatime 0 0\n\
+                     /dev/vda / ext4 rw,relatime 0 0\n\
+                     t /mnt/my\\040disk tmpfs rw,relatime 0 0\n";
+        assert_eq!(mount_points(table), ["/proc", "/", "/mnt/my disk"]);
         assert_eq!(unescape(r"/odd\09\777\"), r"/odd\09\777\");
     }
 

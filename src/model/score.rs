@@ -195,16 +195,6 @@ impl Scorer {
         &self.model
     }
 
-    /// Forget the smoothing state. (A long gap between timestamped samples needs no
-    /// reset when the model knows its row interval: the weight of the next sample is
-    /// then close to 1.)
-    pub fn reset(&mut self) {
-        self.start = Start::Empty;
-        self.weight = 1.0;
-        self.last_ms = None;
-        self.state.fill(0.0);
-    }
-
     /// The smoothing weight of a sample at `ts_ms`: in time when the model knows its
     /// training rows' spacing and both this and the previous sample have timestamps
     /// with time between them ([`time_alpha`]); otherwise the spec's per-sample weight.

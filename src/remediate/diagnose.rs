@@ -200,45 +200,16 @@ fn walk_refused(proc_root: &Path, mount: &str, scope: Scope) -> Option<String> {
             "{mount} is not a canonical path (symlink or missing): directory sizes skipped"
         ));
     }
-    let mountinfo = std::fs::read_to_string(proc_root.join("self/mountinfo")).unwrap_or_default();
-    if !mount_points(&mountinfo).iter().any(|m| m == mount) {
+    let mounts = std::fs::read_to_string(proc_root.join("self/mounts")).unwrap_or_default();
+    if !crate::collect::disk::mount_points(&mounts)
+        .iter()
+        .any(|m| m == mount)
+    {
         return Some(format!(
             "{mount} is not a mount point: directory sizes skipped (the runner walks mount points only)"
         ));
     }
     None
-}
-
-/// The mount points in /proc/self/mountinfo (5th field, octal escapes undone).
-fn mount_points(mountinfo: &str) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_octal)
-        .collect()
-}
-
-/// `\040` -> ' ' etc., as the kernel escapes space, tab, newline and backslash.
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], oct) {
-            (b'\\', Some(d)) => {
-                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn pids(proc_root: &Path) -> Vec<i32> {
@@ -393,15 +364,6 @@ mod tests {
     }
 
     #[test]
-    fn mount_points_are_read_from_mountinfo_with_escapes_undone() {
-        let text = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
-                    27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
-                    65 44 0:39 / /mnt/my\\040disk rw,relatime shared:1 - tmpfs t rw\n";
-        assert_eq!(mount_points(text), ["/proc", "/", "/mnt/my disk"]);
-        assert_eq!(unescape_octal("a\\134b\\011c\\9"), "a\\b\tc\\9");
-    }
-
-    #[test]
     fn the_runner_walks_mount_points_only_and_the_daemon_any_directory() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().canonicalize().unwrap();
@@ -432,8 +394,8 @@ mod tests {
             refused.notes
         );
         std::fs::write(
-            proc_root.join("self/mountinfo"),
-            format!("65 44 0:39 / {mount} rw - tmpfs t rw\n"),
+            proc_root.join("self/mounts"),
+            format!("t {mount} tmpfs rw 0 0\n"),
         )
         .unwrap();
         let walked = run(Scope::Runner);
@@ -448,8 +410,8 @@ mod tests {
         let link = dir.join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
         std::fs::write(
-            proc_root.join("self/mountinfo"),
-            format!("65 44 0:39 / {} rw - tmpfs t rw\n", link.display()),
+            proc_root.join("self/mounts"),
+            format!("t {} tmpfs rw 0 0\n", link.display()),
         )
         .unwrap();
         let via_link = diagnose_at(

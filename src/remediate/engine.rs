@@ -55,8 +55,8 @@ enum Backend {
     },
     Spool {
         spool: Spool,
-        /// Queued run requests the runner has not answered yet, by id.
-        waiting: HashMap<String, Request>,
+        /// Queued run requests the runner has not answered yet.
+        waiting: Waiting<Request>,
     },
 }
 
@@ -69,8 +69,8 @@ enum Diagnoser {
     /// The root runner diagnoses; answers come back with the run records.
     Spool {
         spool: Spool,
-        /// Request id -> (ticket id, when it was queued).
-        waiting: HashMap<String, (String, i64)>,
+        /// Ticket ids of the diagnoses the runner has not answered yet.
+        waiting: Waiting<String>,
     },
 }
 
@@ -111,48 +111,80 @@ pub const DIAGNOSE_WAIT_MS: i64 = 10 * 60 * 1000;
 /// left to finish, and its late result is still recorded.
 pub const RUN_WAIT_MS: i64 = 10 * 60 * 1000;
 
+/// Spool requests the runner has not answered yet, by request id, with what the
+/// engine needs when one is overdue and when it was queued.
+struct Waiting<T> {
+    items: HashMap<String, (T, i64)>,
+}
+
+impl<T> Waiting<T> {
+    fn new() -> Self {
+        Waiting {
+            items: HashMap::new(),
+        }
+    }
+
+    fn queued(&mut self, id: String, item: T, now_ms: i64) {
+        self.items.insert(id, (item, now_ms));
+    }
+
+    fn answered(&mut self, id: &str) {
+        self.items.remove(id);
+    }
+
+    /// Requests queued more than `wait_ms` ago, forgotten here, each with how long it
+    /// waited and whether it was taken back from the spool (false: the runner had
+    /// already taken it, and a late answer is still handled).
+    fn overdue(&mut self, spool: &Spool, wait_ms: i64, now_ms: i64) -> Vec<(T, String, bool)> {
+        let late: Vec<String> = self
+            .items
+            .iter()
+            .filter(|(_, (_, at))| now_ms - *at > wait_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        late.into_iter()
+            .filter_map(|id| {
+                let (item, at) = self.items.remove(&id)?;
+                let after = crate::tickets::store::fmt_duration_ms(now_ms - at);
+                Some((item, after, spool.withdraw(&id)))
+            })
+            .collect()
+    }
+}
+
 /// Run requests still unanswered after [`RUN_WAIT_MS`]: withdrawn ones come back as
 /// skipped records (so the ticket says why nothing ran); ones the runner took are
-/// only warned about once.
-fn unanswered_runs(
-    spool: &Spool,
-    waiting: &mut HashMap<String, Request>,
-    now_ms: i64,
-) -> Vec<RunRecord> {
+/// only warned about.
+fn unanswered_runs(spool: &Spool, waiting: &mut Waiting<Request>, now_ms: i64) -> Vec<RunRecord> {
     let mut out = Vec::new();
-    waiting.retain(|id, req| {
-        if now_ms - req.requested_ms <= RUN_WAIT_MS {
-            return true;
-        }
-        let after = crate::tickets::store::fmt_duration_ms(now_ms - req.requested_ms);
-        if spool.withdraw(id) {
-            tracing::warn!(
-                ticket = %req.ticket_id, rule = %req.rule,
-                "the remediation runner did not take the run request in {after}; withdrawn \
-                 (is anomalyd-remediate.path enabled?)"
-            );
-            out.push(RunRecord {
-                id: req.id.clone(),
-                rule: req.rule.clone(),
-                ticket_id: req.ticket_id.clone(),
-                resource: req.resource.clone(),
-                command: Vec::new(),
-                result: RunResult::Skipped,
-                reason: Some(format!(
-                    "the remediation runner did not take the request in {after}; withdrawn"
-                )),
-                outcome: None,
-                started_ms: now_ms,
-                tripped: false,
-            });
-        } else {
+    for (req, after, withdrawn) in waiting.overdue(spool, RUN_WAIT_MS, now_ms) {
+        if !withdrawn {
             tracing::warn!(
                 ticket = %req.ticket_id, rule = %req.rule,
                 "no result from the remediation runner after {after}; a late one is still recorded"
             );
+            continue;
         }
-        false
-    });
+        tracing::warn!(
+            ticket = %req.ticket_id, rule = %req.rule,
+            "the remediation runner did not take the run request in {after}; withdrawn \
+             (is anomalyd-remediate.path enabled?)"
+        );
+        out.push(RunRecord {
+            id: req.id,
+            rule: req.rule,
+            ticket_id: req.ticket_id,
+            resource: req.resource,
+            command: Vec::new(),
+            result: RunResult::Skipped,
+            reason: Some(format!(
+                "the remediation runner did not take the request in {after}; withdrawn"
+            )),
+            outcome: None,
+            started_ms: now_ms,
+            tripped: false,
+        });
+    }
     out
 }
 
@@ -169,7 +201,7 @@ impl Engine {
         let backend = match (&config.spool_dir, mode) {
             (Some(dir), Mode::Live) => Backend::Spool {
                 spool: Spool::open(dir)?,
-                waiting: HashMap::new(),
+                waiting: Waiting::new(),
             },
             _ => {
                 let exec = Executor::new(config.clone(), Runner::current()?, state_dir);
@@ -184,7 +216,7 @@ impl Engine {
             (false, _, _) | (_, Mode::Replay, _) => Diagnoser::Off,
             (true, Mode::Live, Some(dir)) => Diagnoser::Spool {
                 spool: Spool::at(dir),
-                waiting: HashMap::new(),
+                waiting: Waiting::new(),
             },
             (true, Mode::Live, None) => spawn_diagnoser(config.diagnose.top)?,
         };
@@ -302,7 +334,7 @@ impl Engine {
                 for f in spool.results() {
                     match f {
                         Finished::Run(r) => {
-                            waiting.remove(&r.id);
+                            waiting.answered(&r.id);
                             records.push(r);
                         }
                         Finished::Diagnosis(d) => diagnoses.push(d),
@@ -324,14 +356,10 @@ impl Engine {
             }
             Diagnoser::Spool { spool, waiting } => {
                 for d in &diagnoses {
-                    waiting.remove(&d.id);
+                    waiting.answered(&d.id);
                 }
-                waiting.retain(|id, (ticket, queued_ms)| {
-                    if now_ms - *queued_ms <= DIAGNOSE_WAIT_MS {
-                        return true;
-                    }
-                    let after = crate::tickets::store::fmt_duration_ms(now_ms - *queued_ms);
-                    if spool.withdraw(id) {
+                for (ticket, after, withdrawn) in waiting.overdue(spool, DIAGNOSE_WAIT_MS, now_ms) {
+                    if withdrawn {
                         tracing::warn!(
                             ticket = %ticket,
                             "no diagnosis: the remediation runner did not take the request \
@@ -344,8 +372,7 @@ impl Engine {
                              a late one is still attached"
                         );
                     }
-                    false
-                });
+                }
             }
         }
         // Also answers to requests a previous daemon queued.
@@ -418,7 +445,7 @@ impl Engine {
                 }
                 match spool.submit_diagnose(&req) {
                     Ok(()) => {
-                        waiting.insert(req.id, (i.id.clone(), now_ms));
+                        waiting.queued(req.id, i.id.clone(), now_ms);
                     }
                     Err(e) => tracing::warn!(incident = %i.id, "cannot queue a diagnosis: {e}"),
                 }
@@ -459,7 +486,7 @@ impl Engine {
                     .map(|_| "the remediation queue is full".to_string()),
                 Backend::Spool { spool, waiting } => match spool.submit(&req) {
                     Ok(()) => {
-                        waiting.insert(req.id.clone(), req.clone());
+                        waiting.queued(req.id.clone(), req.clone(), now_ms);
                         None
                     }
                     Err(e) => Some(e.to_string()),

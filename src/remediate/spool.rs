@@ -295,15 +295,17 @@ fn parse_result(bytes: &[u8]) -> std::io::Result<Finished> {
 /// larger than a result file, so the kept output is cut (its end kept: the last
 /// lines say how a script ended) and marked truncated; the byte count stays true.
 fn fit_run(mut rec: RunRecord) -> RunRecord {
-    let size = |r: &RunRecord| serde_json::to_vec(r).map(|v| v.len()).unwrap_or(usize::MAX);
-    let limit = (MAX_REQUEST - 1024) as usize;
     let Some(full) = rec.outcome.as_ref().map(|o| o.output.clone()) else {
         return rec;
     };
     let mut cut = 0;
     // JSON escaping makes some bytes longer, so cut by the excess until it fits.
-    while size(&rec) > limit && cut < full.len() {
-        cut = (cut + size(&rec) - limit + 64).min(full.len());
+    loop {
+        let over = excess(&rec);
+        if over == 0 || cut >= full.len() {
+            return rec;
+        }
+        cut = (cut + over + 64).min(full.len());
         while !full.is_char_boundary(cut) {
             cut += 1;
         }
@@ -315,21 +317,24 @@ fn fit_run(mut rec: RunRecord) -> RunRecord {
             o.truncated = true;
         }
     }
-    rec
 }
 
 /// Keep a diagnosis within what the daemon reads back: directory names are the
 /// only unbounded part (up to 4 KiB each), so drop the smallest until it fits.
 fn fit(mut d: Diagnosis) -> Diagnosis {
-    let too_big = |d: &Diagnosis| {
-        serde_json::to_vec(d).map(|v| v.len()).unwrap_or(usize::MAX) as u64 > MAX_REQUEST - 1024
-    };
-    if too_big(&d) {
-        while too_big(&d) && d.largest_directories.pop().is_some() {}
+    if excess(&d) > 0 {
+        while excess(&d) > 0 && d.largest_directories.pop().is_some() {}
         d.notes
             .push("directory list shortened to fit the result size limit".into());
     }
     d
+}
+
+/// How many bytes `v`'s JSON is over what the daemon reads back as a result (with
+/// room for the kind tag); 0 when it fits.
+fn excess<T: Serialize>(v: &T) -> usize {
+    let len = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    len.saturating_sub((MAX_REQUEST - 1024) as usize)
 }
 
 /// Ids become file names and log fields: letters, digits, `-`, `_`, `.`, not
