@@ -20,7 +20,7 @@
 //! becomes one ticket `INC-<n>` in `DIR/tickets.db`, with one `Open` delivery (and one
 //! `Resolve`). `tests/common/bursts.rs` writes such a CSV and config
 //! (`bursts::write(dir, n, extra_yaml)`, e.g. with a `tickets:` section naming the
-//! sinks), and `tests/tickets.rs` checks it gives exactly `n` (100 in about a second).
+//! sinks), and `tests/it/tickets.rs` checks it gives exactly `n` (100 in about a second).
 
 pub mod classify;
 pub mod engine;

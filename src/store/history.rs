@@ -232,7 +232,7 @@ impl History {
         // anything already handed to the kernel, so every committed append survives and the
         // file is never corrupt. Only an OS crash or power loss can roll back the last
         // transactions — still to a consistent state — which is an acceptable price for a
-        // metrics history to avoid an fsync per second. (tests/history_crash.rs kills a
+        // metrics history to avoid an fsync per second. (tests/it/history_crash.rs kills a
         // writer with SIGKILL and checks this.)
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))

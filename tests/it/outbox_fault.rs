@@ -6,16 +6,14 @@
 //! every outbox row ends delivered. (The same with a `kill -9` of a real daemon is in
 //! tests/outbox_kill.rs.)
 
-mod sinks_common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::common::sinks::*;
 use anomalyd::incident::Change;
 use anomalyd::sample::now_ms;
 use anomalyd::tickets::outbox::{self, Deliverer};
 use anomalyd::tickets::Store;
-use sinks_common::*;
 
 const SECRET: &str = "fault-test-secret-93b2";
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use super::free_port;
 use anomalyd::config::Reader;
 use anomalyd::incident::{Class, Incident, Label, Severity};
 use anomalyd::tickets::sinks::{parse_sinks, SinkConfig};
@@ -211,12 +212,6 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, handler: &Handler) {
             return;
         }
     }
-}
-
-/// A port nobody listens on (for "the sink is down").
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 pub fn incident(id: &str, fp: &str, at_ms: i64) -> Incident {

@@ -3,15 +3,13 @@
 //! auth/Accept/API-version headers, exact JSON body keys); anything else gets a 4xx,
 //! which fails the delivery and so the test.
 
-mod sinks_common;
-
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use crate::common::sinks::*;
 use anomalyd::tickets::outbox::Deliverer;
 use anomalyd::tickets::DeliveryKind;
 use serde_json::{json, Value};
-use sinks_common::*;
 
 const TOKEN: &str = "ghp_testtoken0123456789";
 

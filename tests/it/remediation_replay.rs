@@ -3,12 +3,11 @@
 //! incident clears, and the ticket's timeline shows the run and its verified outcome.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::bursts;
+use crate::common;
+use crate::common::bursts;
 
 #[test]
 fn replayed_storage_incident_runs_the_cleanup_and_verifies_it() {

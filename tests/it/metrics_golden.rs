@@ -1,7 +1,7 @@
 //! The /metrics text of a fixture host, compared with a checked-in golden file
 //! (node_exporter's end-to-end idea). Two fixture snapshots one second apart give the
 //! rates. After an intended change, regenerate with
-//! `UPDATE_GOLDEN=1 cargo test --test metrics_golden` and review the diff.
+//! `UPDATE_GOLDEN=1 cargo test --test it metrics_golden` and review the diff.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};

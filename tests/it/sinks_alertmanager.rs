@@ -4,17 +4,15 @@
 //! while firing, follows a severity change, and is gone from the active list once
 //! resolved.
 
-mod sinks_common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::sinks::*;
 use anomalyd::incident::Severity;
 use anomalyd::sample::now_ms;
 use anomalyd::tickets::outbox::Deliverer;
 use anomalyd::tickets::DeliveryKind;
 use serde_json::Value;
-use sinks_common::*;
 
 const BIN: &str = "/usr/bin/prometheus-alertmanager";
 

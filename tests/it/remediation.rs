@@ -14,18 +14,12 @@ use std::time::Duration;
 use anomalyd::incident::{Cause, Change, Class, Incident, Label, Severity};
 use anomalyd::pipeline::Mode;
 use anomalyd::remediate::executor::RunResult;
-use anomalyd::remediate::runner::Runner;
 use anomalyd::remediate::{Engine, Event};
 use anomalyd::tickets::{Desk, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_anomalyd");
 
-fn runner() -> Runner {
-    Runner {
-        supervisor: PathBuf::from(BIN),
-        grace: Duration::from_millis(500),
-    }
-}
+use crate::common::runner;
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -601,8 +595,7 @@ impl Drop for Foreign {
 
 #[test]
 fn with_a_spool_the_root_runner_diagnoses_and_the_ticket_timeline_gets_it() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to start another user's process and serve as root");
+    if !crate::common::needs_root("starting another user's process and serving as root need root") {
         return;
     }
     let s = Setup::new();

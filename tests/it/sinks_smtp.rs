@@ -2,15 +2,13 @@
 //! tests/run.sh), started here on loopback with its Maildir handler, so each accepted
 //! mail lands as a file we read back.
 
-mod sinks_common;
-
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::sinks::*;
 use anomalyd::tickets::outbox::Deliverer;
 use anomalyd::tickets::DeliveryKind;
-use sinks_common::*;
 
 struct Smtpd(Child);
 

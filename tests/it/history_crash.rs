@@ -3,7 +3,7 @@
 //! moments, several times, then checks the file is intact and holds every row the child
 //! reported as committed, with no gaps.
 //!
-//! The child is this test binary re-executed with `--exact child_appender` and an
+//! The child is this test binary re-executed with `--exact history_crash::child_appender` and an
 //! environment variable naming the database, the usual way to get a second process
 //! without a helper binary.
 #![allow(clippy::unwrap_used)]
@@ -82,7 +82,7 @@ fn kill_9_mid_write_keeps_every_committed_row() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "child_appender",
+                "history_crash::child_appender",
                 "--nocapture",
                 "--test-threads=1",
             ])

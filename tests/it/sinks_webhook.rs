@@ -2,15 +2,13 @@
 //! signature (computed here with the `hmac` crate, independently of the sink's code)
 //! and answers 401 to anything unsigned or wrongly signed.
 
-mod sinks_common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use crate::common::sinks::*;
 use anomalyd::tickets::outbox::{self, Deliverer};
 use anomalyd::tickets::DeliveryKind;
-use sinks_common::*;
 
 const SECRET: &str = "s3cr3t-webhook-key-7f1c";
 

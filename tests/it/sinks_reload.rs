@@ -5,14 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod sinks_common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::Daemon;
-use sinks_common::*;
+use crate::common::sinks::*;
+use crate::common::Daemon;
 
 const OLD: &str = "old-secret-3f9a1c";
 const NEW: &str = "new-secret-b27e40";

@@ -6,18 +6,13 @@
 //! from the state directory's history.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{metric, Daemon};
-
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
+use crate::common;
+use crate::common::{metric, Daemon};
 
 /// A tmpfs mounted on a fresh directory, unmounted on drop (also on panic).
 struct Tmpfs {
@@ -106,8 +101,7 @@ fn memory_event(body: &str) -> bool {
 
 #[test]
 fn tmpfs_fill_is_forecast_in_time_and_a_burst_is_not() {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting tmpfs needs root");
+    if !common::needs_root("mounting tmpfs needs root") {
         return;
     }
     let fill = Tmpfs::mount("64m");
@@ -286,8 +280,7 @@ fn tmpfs_fill_is_forecast_in_time_and_a_burst_is_not() {
 
 #[test]
 fn steady_allocation_is_forecast_and_clears_when_freed() {
-    if !is_root() {
-        eprintln!("SKIPPED: this test runs with the suite's root privileges only");
+    if !common::needs_root("this test runs with the suite's root privileges only") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -3,16 +3,15 @@
 //! and `silence` commands work on them; the daemon serves them on /api/v1/tickets.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use common::{bursts, Daemon};
+use crate::common;
+use crate::common::{bursts, Daemon};
 
 fn anomalyd(args: &[&str]) -> Output {
-    let out = Command::new(common::bin()).args(args).output().unwrap();
+    let out = common::anomalyd(args);
     eprintln!(
         "$ anomalyd {}\n{}{}",
         args.join(" "),

@@ -4,10 +4,12 @@
 //! drops below them made detection worse.
 //!
 //! The data lives outside the repository (`../shared/datasets/smd` from the crate
-//! root, or `$ANOMALYD_SMD`); without it the tests print a message and pass.
+//! root, or `$ANOMALYD_SMD`); without it the tests are skipped visibly, except in CI
+//! (`CI=true`), where a missing dataset or `pointwise.py` fails them: a quality gate
+//! that passes because it did not run is no gate.
 //!
 //! `smd_full_eval` (ignored) runs all machines and prints the table:
-//! `cargo test --release --test smd_quality -- --ignored --nocapture`.
+//! `cargo test --profile ci --test it smd_quality -- --ignored --nocapture`.
 
 use std::path::PathBuf;
 
@@ -23,7 +25,7 @@ fn smd_dir() -> Option<PathBuf> {
     if dir.join("train").is_dir() {
         Some(dir)
     } else {
-        eprintln!("SMD not found at {}; skipping", dir.display());
+        crate::common::skip(&format!("SMD not found at {}", dir.display()));
         None
     }
 }
@@ -72,10 +74,10 @@ fn check_against_pointwise_py(
 ) {
     let script = data.join("../../tools/pointwise.py");
     if !script.is_file() {
-        eprintln!(
-            "{} not found; skipping the agreement check",
+        crate::common::skip(&format!(
+            "{} not found: no agreement check",
             script.display()
-        );
+        ));
         return;
     }
     let json = scores.join("pointwise.json");
@@ -93,7 +95,9 @@ fn check_against_pointwise_py(
     match cmd.output() {
         Ok(o) if o.status.success() => {}
         other => {
-            eprintln!("pointwise.py did not run ({other:?}); skipping the agreement check");
+            crate::common::skip(&format!(
+                "pointwise.py did not run ({other:?}): no agreement check"
+            ));
             return;
         }
     }

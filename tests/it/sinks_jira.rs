@@ -3,16 +3,14 @@
 //! API v2 (basic auth, Accept, exact body shapes of create / comment / transition);
 //! anything else gets a 4xx, which fails the delivery and so the test.
 
-mod sinks_common;
-
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use crate::common::sinks::*;
 use anomalyd::tickets::outbox::Deliverer;
 use anomalyd::tickets::DeliveryKind;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use sinks_common::*;
 
 const USER: &str = "bot@example.com";
 const TOKEN: &str = "jira-api-token-77aa";

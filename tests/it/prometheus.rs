@@ -3,21 +3,11 @@
 //! it until `up == 1`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http_get, Daemon};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::common::{free_port, http_get, Daemon};
 
 fn start_daemon(dir: &std::path::Path) -> Daemon {
     let d = Daemon::start(

@@ -4,13 +4,11 @@
 //! commands (`train`, `score`, `replay`) on a CSV file.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{metric, Daemon};
+use crate::common;
+use crate::common::{metric, Daemon};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -120,7 +118,7 @@ fn series(path: &Path, rows: usize, spike_at: usize) {
 }
 
 fn anomalyd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(common::bin()).args(args).output().unwrap();
+    let out = common::anomalyd(args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).to_string(),

@@ -2,12 +2,11 @@
 //! through a real sd_notify socket, reloaded and stopped with real signals.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use common::{metric, Daemon};
+use crate::common;
+use crate::common::{metric, Daemon};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

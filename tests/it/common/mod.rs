@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests: start the real binary, find its port,
-//! speak enough HTTP/1.1 to scrape it.
+//! speak enough HTTP/1.1 to scrape it, build incidents, skip visibly.
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod bursts;
+pub mod sinks;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -168,4 +169,60 @@ pub fn metric(body: &str, prefix: &str) -> Option<f64> {
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// A loopback port nobody listens on right now (for "the sink is down", or a port to
+/// hand to a server the test starts).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Run `anomalyd ARGS` to completion.
+pub fn anomalyd(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+/// The runner with our own binary as its supervisor, as the daemon builds it.
+pub fn runner() -> anomalyd::remediate::runner::Runner {
+    anomalyd::remediate::runner::Runner {
+        supervisor: bin(),
+        grace: Duration::from_millis(500),
+    }
+}
+
+/// Whether CI is running us (`CI=true`): there a test may not skip, it fails.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// True when running as root. Otherwise the test is skipped, visibly (see [`skip`]).
+pub fn needs_root(why: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    skip(why);
+    false
+}
+
+/// Say that the calling test is skipped, and why. The line is written to stderr
+/// directly, past libtest's output capture (which only takes `print!`/`eprint!`), and
+/// appended to `target/tmp/skipped-tests`, which `tests/run.sh` counts. In CI
+/// (`CI=true`) nothing may be skipped: it panics instead.
+pub fn skip(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed test")
+        .to_string();
+    assert!(!in_ci(), "{test}: cannot be skipped in CI: {why}");
+    let line = format!("SKIPPED {test}: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
 }

@@ -14,15 +14,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod sinks_common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::common::sinks::*;
+use crate::common::Daemon;
 use anomalyd::tickets::outbox;
-use common::Daemon;
-use sinks_common::*;
 
 const SECRET: &str = "kill-test-secret-5d0e";
 

@@ -4,17 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anomalyd::remediate::runner::{Job, Runner, Status, SAFE_PATH};
+use anomalyd::remediate::runner::{Job, Status, SAFE_PATH};
 
-fn runner() -> Runner {
-    Runner {
-        supervisor: PathBuf::from(env!("CARGO_BIN_EXE_anomalyd")),
-        grace: Duration::from_millis(500),
-    }
-}
+use crate::common::runner;
 
 fn script(dir: &Path, name: &str, body: &str) -> String {
     let p = dir.join(name);
@@ -195,8 +190,7 @@ fn exit_codes_signals_and_missing_programs() {
 
 #[test]
 fn run_as_switches_user_and_drops_groups() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to switch users");
+    if !crate::common::needs_root("switching users needs root") {
         return;
     }
     let nobody = anomalyd::remediate::resolve_user("nobody").unwrap();

@@ -1,0 +1,28 @@
+//! Every integration test, in one test binary (cargo's own layout): linking one binary
+//! instead of one per file is most of what the test command's time went to. One module
+//! per area; the helpers they share are in `common`.
+
+mod common;
+
+mod config;
+mod daemon;
+mod forecast;
+mod history_crash;
+mod metrics_golden;
+mod model_daemon;
+mod outbox_fault;
+mod outbox_kill;
+mod prometheus;
+mod remediation;
+mod remediation_replay;
+mod remediation_runner;
+mod remediation_scripts;
+mod sinks_alertmanager;
+mod sinks_github;
+mod sinks_jira;
+mod sinks_reload;
+mod sinks_smtp;
+mod sinks_webhook;
+mod smd_quality;
+mod systemd;
+mod tickets;
