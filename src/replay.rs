@@ -146,7 +146,7 @@ fn summarize(
         let state = match t.resolved_ms {
             Some(r) => format!(
                 "resolved after {}",
-                crate::tickets::store::fmt_duration_ms(r - t.opened_ms)
+                crate::text::fmt_duration_ms(r - t.opened_ms)
             ),
             None => "open".to_string(),
         };
@@ -156,7 +156,7 @@ fn summarize(
             t.id,
             t.severity,
             t.label,
-            crate::tickets::report::fmt_time(t.opened_ms),
+            crate::text::fmt_time(t.opened_ms),
             t.title
         )?;
     }

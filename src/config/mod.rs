@@ -19,7 +19,7 @@ use regex::Regex;
 use crate::collect::Paths;
 
 pub use parse::{load, parse, ConfigErrors};
-pub use reader::{fmt_duration, parse_duration, parse_listen, parse_size, Reader, Section};
+pub use reader::{parse_duration, parse_listen, parse_size, Reader, Section};
 
 /// Default Prometheus port: unassigned in Prometheus' port registry next to exporters.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";

@@ -203,8 +203,8 @@ impl<'a> Section<'a> {
                     format!(
                         "{} is out of range (must be between {} and {})",
                         show(v),
-                        fmt_duration(min),
-                        fmt_duration(max)
+                        crate::text::fmt_duration(min),
+                        crate::text::fmt_duration(max)
                     ),
                 );
                 default
@@ -433,18 +433,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
-pub fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    match ms {
-        0 => "0s".into(),
-        _ if ms % 86_400_000 == 0 => format!("{}d", ms / 86_400_000),
-        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        _ => format!("{ms}ms"),
-    }
-}
-
 /// `512MiB`, `1GiB`, `100MB`, `4096`, `64KiB`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -489,7 +477,7 @@ mod tests {
         );
         assert!(parse_duration("10").unwrap_err().contains("missing unit"));
         assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
-        assert_eq!(fmt_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(crate::text::fmt_duration(Duration::from_secs(300)), "5m");
     }
 
     #[test]

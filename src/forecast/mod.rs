@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use crate::config::{fmt_duration, Reader};
+use crate::config::Reader;
 use crate::sample::{Kind as PointKind, Point, Sample};
+use crate::text::fmt_duration;
 
 pub use capacity::Forecaster;
 pub use risk::{Calibration, RiskTracker};

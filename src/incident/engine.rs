@@ -11,7 +11,7 @@ use super::severity::{evaluate, Facts};
 use super::{Cause, Change, Class, Incident, IncidentConfig, Label, Severity};
 use crate::model::{Model, Score};
 use crate::sample::Record;
-use crate::tickets::store::fmt_duration_ms;
+use crate::text::{fmt_duration_ms, fmt_value};
 
 /// Everything the engine looks at in one tick.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -701,31 +701,6 @@ fn anomaly_title(label: Label, host: &str, resource: Option<&str>, causes: &[Cau
         ),
         None => format!("{label} anomaly on {on}"),
     }
-}
-
-/// A value in at most 4 significant digits, with k/M/G for large ones.
-pub fn fmt_value(v: f64) -> String {
-    if v.is_nan() {
-        return "?".into();
-    }
-    let a = v.abs();
-    let (x, suffix) = if a >= 1e9 {
-        (v / 1e9, "G")
-    } else if a >= 1e6 {
-        (v / 1e6, "M")
-    } else if a >= 1e4 {
-        (v / 1e3, "k")
-    } else {
-        (v, "")
-    };
-    let s = if x.abs() >= 100.0 {
-        format!("{x:.0}")
-    } else if x.abs() >= 1.0 {
-        format!("{x:.2}")
-    } else {
-        format!("{x:.3}")
-    };
-    format!("{s}{suffix}")
 }
 
 #[cfg(test)]

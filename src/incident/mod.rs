@@ -220,7 +220,7 @@ fn parse_silence(r: &mut Reader, v: &Value, path: &str, index: usize) -> Option<
     }
     let time = |r: &mut Reader, key: &str, default: i64| match s.get(key) {
         None => default,
-        Some(Value::String(t)) => match crate::model::timefmt::parse_timestamp_ms(t) {
+        Some(Value::String(t)) => match crate::text::parse_timestamp_ms(t) {
             Some(ms) => ms,
             None => {
                 r.error(

@@ -2,7 +2,7 @@
 //! bytes, not the file name), header optional.
 //!
 //! - The first line is a header when one of its fields is neither a number nor a
-//!   timestamp. A header column named `timestamp` is time (see [`super::timefmt`]);
+//!   timestamp. A header column named `timestamp` is time (see [`crate::text::time`]);
 //!   every other column is a numeric feature named by its header.
 //! - Without a header there is no time column and the columns are named by their
 //!   0-based index (`0`, `1`, …), so causes print as column indices.
@@ -15,8 +15,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::timefmt::parse_timestamp_ms;
 use crate::sample::Record;
+use crate::text::parse_timestamp_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {

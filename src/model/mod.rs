@@ -83,7 +83,6 @@ pub mod persist;
 pub mod score;
 pub mod spec;
 pub mod threshold;
-pub mod timefmt;
 pub mod train;
 
 use std::sync::Arc;

@@ -83,7 +83,7 @@ pub fn run(command: RemediationCommand) -> anyhow::Result<ExitCode> {
                 let since = now - rule.guards.window.as_millis() as i64;
                 let runs = s.runs_ms.iter().filter(|&&t| t > since).count();
                 let last = s.runs_ms.iter().max().map_or("never".to_string(), |t| {
-                    format!("{} ago", crate::tickets::store::fmt_duration_ms(now - t))
+                    format!("{} ago", crate::text::fmt_duration_ms(now - t))
                 });
                 writeln!(
                     out,

@@ -145,7 +145,7 @@ impl<T> Waiting<T> {
         late.into_iter()
             .filter_map(|id| {
                 let (item, at) = self.items.remove(&id)?;
-                let after = crate::tickets::store::fmt_duration_ms(now_ms - at);
+                let after = crate::text::fmt_duration_ms(now_ms - at);
                 Some((item, after, spool.withdraw(&id)))
             })
             .collect()
@@ -384,7 +384,7 @@ impl Engine {
             .partition(|v| now_ms > v.deadline_ms);
         self.verifying = rest;
         for v in expired {
-            let window = crate::tickets::store::fmt_duration_ms(v.deadline_ms - v.ran_ms);
+            let window = crate::text::fmt_duration_ms(v.deadline_ms - v.ran_ms);
             let summary = format!(
                 "remediation {:?} not verified: the incident is still open {window} after the run",
                 v.rule
@@ -551,7 +551,7 @@ impl Engine {
     }
 
     fn verified(&mut self, v: Verify, resolved_ms: i64) {
-        let after = crate::tickets::store::fmt_duration_ms((resolved_ms - v.ran_ms).max(0));
+        let after = crate::text::fmt_duration_ms((resolved_ms - v.ran_ms).max(0));
         self.out.push(Event {
             ticket_id: v.ticket_id.clone(),
             at_ms: resolved_ms,

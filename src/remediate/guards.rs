@@ -62,7 +62,7 @@ impl std::fmt::Display for Block {
             Block::Cooldown { left_ms, .. } => write!(
                 f,
                 "in cooldown for this resource for another {}",
-                crate::config::fmt_duration(std::time::Duration::from_secs(
+                crate::text::fmt_duration(std::time::Duration::from_secs(
                     (*left_ms as u64).div_ceil(1000)
                 ))
             ),

@@ -11,11 +11,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::report::fmt_time;
-use super::store::{fmt_duration_ms, Matchers, Store, Ticket};
+use super::store::{Matchers, Store, Ticket};
 use crate::cli::Common;
 use crate::incident::{Class, Label};
 use crate::sample::now_ms;
+use crate::text::{fmt_duration_ms, fmt_time};
 
 #[derive(Subcommand, Debug)]
 pub enum TicketsCommand {
@@ -227,7 +227,7 @@ pub fn run_silence(cmd: SilenceCommand, out: &mut dyn Write) -> anyhow::Result<E
             anyhow::ensure!(!a.duration.is_zero(), "--duration must be more than 0");
             let starts = match &a.starts {
                 None => now,
-                Some(s) => crate::model::timefmt::parse_timestamp_ms(s).with_context(|| {
+                Some(s) => crate::text::parse_timestamp_ms(s).with_context(|| {
                     format!("--starts {s:?} is not a time (RFC 3339, e.g. 2025-06-01T22:00:00Z)")
                 })?,
             };

@@ -6,10 +6,10 @@
 use std::collections::VecDeque;
 use std::fmt::Write;
 
-use super::store::{fmt_duration_ms, Event};
-use crate::incident::engine::fmt_value;
+use super::store::Event;
 use crate::incident::{Class, ForecastLevel, Incident, Signals};
 use crate::sample::Record;
+use crate::text::{fmt_duration_ms, fmt_time, fmt_value};
 
 /// Recent values of every feature, for the report's history summary. Live and
 /// replay alike (no history database query on the tick path): at most `MAX_ROWS`
@@ -389,35 +389,10 @@ pub fn with_remediation(report: &str, actions: &[Event]) -> String {
     s
 }
 
-/// UTC `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn fmt_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02} UTC")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::incident::{AnomalySignal, Cause, Label, Severity};
-
-    #[test]
-    fn times_are_utc_calendar_dates() {
-        assert_eq!(fmt_time(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(fmt_time(1_700_000_000_000), "2023-11-14 22:13:20 UTC");
-        assert_eq!(fmt_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
-    }
 
     fn rec(ts: i64, v: f64) -> Record {
         Record {

@@ -443,7 +443,7 @@ impl Store {
                 let opened = prev.as_ref().map_or(inc.opened_ms, |p| p.opened_ms);
                 let resolution = format!(
                     "recovered: back to normal after {}",
-                    fmt_duration_ms(at_ms - opened)
+                    crate::text::fmt_duration_ms(at_ms - opened)
                 );
                 let n = tx
                     .execute(
@@ -955,21 +955,6 @@ impl Row {
 fn load_row(conn: &Connection, id: &str) -> rusqlite::Result<Option<Row>> {
     conn.query_row("SELECT * FROM tickets WHERE id = ?1", [id], Row::from_sql)
         .optional()
-}
-
-/// "2 h 05 min", "12 min", "40 s".
-pub fn fmt_duration_ms(ms: i64) -> String {
-    let s = (ms.max(0) + 500) / 1000;
-    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
-    if d > 0 {
-        format!("{d} d {h} h")
-    } else if h > 0 {
-        format!("{h} h {m:02} min")
-    } else if m > 0 {
-        format!("{m} min")
-    } else {
-        format!("{s} s")
-    }
 }
 
 #[cfg(test)]

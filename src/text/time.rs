@@ -1,6 +1,26 @@
-//! Timestamps in CSV input: RFC 3339 (`2024-05-01T02:00:00Z`, `…T02:00:00.5+02:00`),
-//! `YYYY-MM-DD HH:MM:SS` (taken as UTC), or Unix epoch seconds (integer or decimal;
-//! values ≥ 1e11 are taken as milliseconds). Small on purpose: no date crate.
+//! Times as text, both ways. Out: [`fmt_time`], the UTC form every report, ticket and
+//! log line shows. In: [`parse_timestamp_ms`], the timestamps of CSV input and command
+//! lines: RFC 3339 (`2024-05-01T02:00:00Z`, `…T02:00:00.5+02:00`), `YYYY-MM-DD
+//! HH:MM:SS` (taken as UTC), or Unix epoch seconds (integer or decimal; values ≥ 1e11
+//! are taken as milliseconds). Small on purpose: no date crate.
+
+/// UTC `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn fmt_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02} UTC")
+}
 
 /// Unix milliseconds of `s`, or `None` when it is none of the accepted forms.
 pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
@@ -93,6 +113,13 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_utc_calendar_dates() {
+        assert_eq!(fmt_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(fmt_time(1_700_000_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(fmt_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
 
     #[test]
     fn accepted_forms() {

@@ -1,5 +1,15 @@
-//! Text helpers shared by modules that put our ids where only plain characters are
-//! safe (file names, mail headers).
+//! Text, in and out, for every layer: durations ([`duration`]), metric values with or
+//! without their unit ([`value`]), times ([`time`]), and [`plain`] for ids put where
+//! only plain characters are safe (file names, mail headers). A leaf: it imports
+//! nothing of ours, so any module can use it.
+
+pub mod duration;
+pub mod time;
+pub mod value;
+
+pub use duration::{fmt_duration, fmt_duration_ms};
+pub use time::{fmt_time, parse_timestamp_ms};
+pub use value::{fmt_quantity, fmt_value};
 
 /// `s` with every character but ASCII letters, digits, '-', '_' and '.' replaced by '_'.
 pub fn plain(s: &str) -> String {
