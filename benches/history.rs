@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use anomalyd::config;
 use anomalyd::sample::Record;
+use anomalyd::store::HistoryConfig;
 use anomalyd::store::{History, Tier, HISTORY_FILE};
 
 const FEATURES: usize = 100;
@@ -41,7 +41,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let defaults = config::Config::default().history;
+    let defaults = HistoryConfig::default();
     let dir = tempfile::tempdir().unwrap();
 
     // --- append latency, and bytes per row ---
@@ -105,7 +105,7 @@ fn main() {
 
     // --- training_rows over 30 days of minute rows ---
     let path = dir.path().join("training.db");
-    let cfg = config::History {
+    let cfg = HistoryConfig {
         raw_retention: Duration::from_secs(3600),
         ..defaults.clone()
     };

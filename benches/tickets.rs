@@ -41,7 +41,7 @@ fn incident(n: usize) -> Incident {
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_in(dir.path())
+    let store = Store::open_in(&anomalyd::store::StateDir::at(dir.path()))
         .unwrap()
         .with_sinks(vec!["webhook".into(), "mail".into()]);
     let report = "# report\n".repeat(60);

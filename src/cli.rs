@@ -1,5 +1,5 @@
-//! Command-line interface: one subcommand per job. Parsing only; the work is in the
-//! library modules so tests can call it without a process.
+//! Command-line interface: one subcommand per job. Parsing only; each subcommand's
+//! work is in `commands/` (one file each), which calls the library.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,17 +45,17 @@ pub enum Command {
     /// Remediation: guard state, re-enabling rules, the privileged runner.
     Remediation {
         #[command(subcommand)]
-        command: crate::remediate::cli::RemediationCommand,
+        command: RemediationCommand,
     },
     /// The ticket store: list, show, acknowledge, assign, resolve.
     Tickets {
         #[command(subcommand)]
-        command: crate::tickets::cli::TicketsCommand,
+        command: TicketsCommand,
     },
     /// Maintenance silences: matching incidents open muted tickets.
     Silence {
         #[command(subcommand)]
-        command: crate::tickets::cli::SilenceCommand,
+        command: SilenceCommand,
     },
     /// Evaluate detection quality on a labelled dataset.
     Eval {
@@ -177,9 +177,145 @@ pub struct CollectArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(s)
+    crate::config::reader::parse_duration(s)
 }
 
 fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
-    crate::config::parse_listen(s)
+    crate::config::reader::parse_listen(s)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TicketsCommand {
+    /// List tickets, newest first.
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Only tickets not resolved yet.
+        #[arg(long)]
+        open: bool,
+        /// JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one ticket: its fields, report and timeline.
+    Show {
+        #[command(flatten)]
+        common: Common,
+        /// Ticket id, e.g. INC-42 (or 42).
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge a ticket ("someone is on it").
+    Ack {
+        #[command(flatten)]
+        common: Common,
+        id: String,
+        /// Who acknowledges (default: $SUDO_USER or $USER).
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
+    },
+    /// Assign a ticket to someone.
+    Assign {
+        #[command(flatten)]
+        common: Common,
+        id: String,
+        who: String,
+    },
+    /// Resolve a ticket with a note. If the problem goes on, the daemon opens it again.
+    Resolve {
+        #[command(flatten)]
+        common: Common,
+        id: String,
+        #[arg(long, value_name = "TEXT")]
+        note: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SilenceCommand {
+    /// Silence matching incidents for a while: they are recorded, their tickets kept
+    /// from the sinks.
+    Add(SilenceAdd),
+    /// List silences (active and future; all with --all).
+    List {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a silence.
+    Remove {
+        #[command(flatten)]
+        common: Common,
+        /// Silence id, e.g. S-3 (or 3).
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SilenceAdd {
+    #[command(flatten)]
+    pub common: Common,
+    /// cpu, memory, storage, network, latency or other.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// anomaly, forecast or risk.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// A mount point, device, interface or ping target, e.g. /var.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// An exact incident fingerprint.
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+    /// How long, e.g. 2h or 30m.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+    /// When it starts (RFC 3339); default: now.
+    #[arg(long, value_name = "TIME")]
+    pub starts: Option<String>,
+    #[arg(long)]
+    pub comment: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RemediationCommand {
+    /// Show each rule's guard state: breaker, recent runs, cooldowns.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-enable a rule its circuit breaker disabled.
+    Enable {
+        #[command(flatten)]
+        common: Common,
+        /// The rule's name.
+        rule: String,
+    },
+    /// Run the requests queued in the spool directory, then exit (what the
+    /// privileged `anomalyd-remediate.service` runs).
+    Serve {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// (internal) Run one command under the subreaper supervisor; used by the daemon.
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        timeout_ms: u64,
+        #[arg(long, default_value_t = 2000)]
+        grace_ms: u64,
+        #[arg(long)]
+        uid: Option<u32>,
+        #[arg(long)]
+        gid: Option<u32>,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
 }

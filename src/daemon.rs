@@ -1,90 +1,62 @@
 //! `anomalyd run`: the sampling loop and everything it drives.
 //!
 //! One tokio task owns the tick: collectors run on the blocking pool (a hung statvfs
-//! must not freeze the runtime), the sample goes through the [`Pipeline`] (history,
-//! model), then the exporter re-renders /metrics and systemd gets `WATCHDOG=1`. If the
-//! tick stops completing, the watchdog pings stop and systemd restarts us: that is the
+//! must not freeze the runtime), the sample goes down the tick path ([`Pipeline`]),
+//! then the exporter re-renders /metrics and systemd gets `WATCHDOG=1`. If the tick
+//! stops completing, the watchdog pings stop and systemd restarts us: that is the
 //! point of sending them from here rather than from a timer of their own.
 //!
-//! Signals (mini-redis' shape): SIGTERM/SIGINT resolve the `shutdown` future and every
-//! task ends; SIGHUP re-reads the config, and a bad one is logged and ignored.
+//! [`run`] takes what it needs already resolved (the configuration, the state
+//! directory, how to re-read the configuration) and a `shutdown` future (mini-redis'
+//! shape): when it resolves, the one shutdown token ([`crate::shutdown`]) fires for
+//! every worker and [`finish`] stops them in order. SIGHUP re-reads the config; a bad
+//! one is logged and ignored.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::collect::{self, Collector};
-use crate::config::{self, Config, ConfigErrors};
+use crate::collect;
 use crate::export::http::{self, Health};
 use crate::export::metrics::Exporter;
 use crate::export::webconfig;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
 use crate::sample::{now_ms, Sample};
+use crate::settings::{Config, ConfigErrors};
+use crate::shutdown::{self, Shutdown};
+use crate::store::StateDir;
+use crate::tickets::outbox::{Deliverer, DelivererHandle};
 
-/// Command-line settings that win over the config file (re-applied on reload).
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub listen: Option<std::net::SocketAddr>,
-    pub state_dir: Option<PathBuf>,
-    pub interval: Option<Duration>,
-    pub ping_targets: Vec<String>,
-}
-
-/// The file (or the built-in defaults when there is none) with the overrides applied.
-pub fn load_config(path: Option<&Path>, o: &Overrides) -> Result<Config, ConfigErrors> {
-    let mut c = match path {
-        Some(p) => config::load(p)?,
-        None => Config::default(),
-    };
-    if let Some(l) = o.listen {
-        c.listen = l;
-    }
-    if let Some(d) = &o.state_dir {
-        c.state_dir = d.clone();
-    }
-    if let Some(i) = o.interval {
-        c.interval = i;
-    }
-    if !o.ping_targets.is_empty() {
-        c.collectors.ping.targets = o.ping_targets.clone();
-    }
-    Ok(c)
-}
-
-/// Create the state directory (owner-only: it holds history and tickets).
-pub fn prepare_state_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-        .with_context(|| format!("creating state directory {}", dir.display()))?;
-    std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))
+/// How the daemon re-reads its configuration on SIGHUP (the file, with the command
+/// line's flags applied again), and which file that is, for the logs.
+pub struct Reload {
+    pub file: Option<PathBuf>,
+    pub load: Box<dyn Fn() -> Result<Config, ConfigErrors> + Send>,
 }
 
 /// Run the daemon until `shutdown` resolves.
 pub async fn run(
-    config_path: Option<PathBuf>,
-    overrides: Overrides,
+    config: Config,
+    state: StateDir,
+    reload: Reload,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut config = load_config(config_path.as_deref(), &overrides)?;
+    let mut config = config;
     crate::logging::set_level(&config.log_level);
-    let state_dir = prepare_state_dir(&config.state_dir)?;
-    match &config_path {
+    match &reload.file {
         Some(p) => {
-            tracing::info!(config = %p.display(), state_dir = %state_dir.display(), "starting")
+            tracing::info!(config = %p.display(), state_dir = %state.path().display(), "starting")
         }
         None => {
-            tracing::info!(state_dir = %state_dir.display(), "starting with built-in defaults (no --config given)")
+            tracing::info!(state_dir = %state.path().display(), "starting with built-in defaults (no --config given)")
         }
     }
     let web = match &config.web_config_file {
@@ -96,16 +68,17 @@ pub async fn run(
         },
     };
     let scheme = if web.tls.is_some() { "https" } else { "http" };
+    let (trigger, token) = shutdown::channel();
 
     let mut exporter = Exporter::new(true)?;
     let health = Arc::new(Health::default());
     health
         .interval_ms
         .store(config.interval.as_millis() as i64, Ordering::Relaxed);
-    let mut pipeline = Pipeline::open(&config, &state_dir)?;
+    let mut pipeline = Pipeline::open(&config, &state)?;
     // External ticket sinks: their own thread, so a slow or dead sink never holds up
     // sampling; the outbox in tickets.db keeps what they have not acknowledged.
-    let mut deliverer = start_deliverer(&config, &state_dir)?;
+    let mut deliverer = start_deliverer(&config, &state, &token)?;
 
     let listener = http::bind(config.listen)
         .await
@@ -113,7 +86,6 @@ pub async fn run(
     let bound = listener.local_addr()?;
     // Tests and scripts read this line to find an ephemeral port.
     tracing::info!("listening on {scheme}://{bound}/metrics");
-    let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(http::serve(
         listener,
         http::State {
@@ -123,9 +95,9 @@ pub async fn run(
             tickets: config
                 .incidents
                 .enabled
-                .then(|| crate::tickets::api::TicketsApi::new(state_dir.join("tickets.db"))),
+                .then(|| crate::tickets::api::TicketsApi::new(state.tickets())),
         },
-        stop_rx,
+        token.clone(),
     ));
 
     let notifier = Notifier::from_env();
@@ -137,27 +109,27 @@ pub async fn run(
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     tokio::pin!(shutdown);
 
-    let mut collectors = collect::build(&config);
+    let mut collectors = collect::build(&config.paths, &config.collectors);
     let mut ticker = new_ticker(config.interval);
     tracing::debug!(interval = ?config.interval, collectors = collectors.len(), "sampling loop starting");
     let mut ready = false;
     let mut ticks: u64 = 0;
-    loop {
+    let result: anyhow::Result<()> = loop {
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => break Ok(()),
             _ = hup.recv() => {
-                match load_config(config_path.as_deref(), &overrides) {
+                match (reload.load)() {
                     Ok(mut new) => {
                         if new.listen != config.listen || new.state_dir != config.state_dir || new.web_config_file != config.web_config_file || new.history != config.history {
                             tracing::warn!("listen, state_dir, web_config_file and history changes take effect on restart");
                         }
-                        collectors = collect::build(&new);
+                        collectors = collect::build(&new.paths, &new.collectors);
                         if new.interval != config.interval {
                             ticker = new_ticker(new.interval);
                             health.interval_ms.store(new.interval.as_millis() as i64, Ordering::Relaxed);
                         }
                         if new.tickets.sinks != config.tickets.sinks {
-                            deliverer = reload_deliverer(deliverer, &mut new, &config, &state_dir).await;
+                            deliverer = reload_deliverer(deliverer, &mut new, &config, &state, &token).await;
                         }
                         pipeline.reconfigure(&new);
                         crate::logging::set_level(&new.log_level);
@@ -176,8 +148,11 @@ pub async fn run(
                 });
                 // A shutdown during a slow tick must not wait for it.
                 let (back, mut sample) = tokio::select! {
-                    _ = &mut shutdown => break,
-                    r = tick => r.context("sampling task panicked")?,
+                    _ = &mut shutdown => break Ok(()),
+                    r = tick => match r.context("sampling task panicked") {
+                        Ok(r) => r,
+                        Err(e) => break Err(e),
+                    },
                 };
                 collectors = back;
                 pipeline.process(&mut sample);
@@ -201,29 +176,51 @@ pub async fn run(
                 }
             }
         }
-    }
+    };
+    trigger.fire();
+    finish(&notifier, server, pipeline, deliverer).await;
+    result
+}
+
+/// The one place the daemon stops. By now the tick loop has ended and the shutdown
+/// token has fired; in this order:
+///
+/// 1. the HTTP server (it stopped accepting when the token fired and drops open
+///    connections) is awaited, for up to 1 s;
+/// 2. the pipeline is closed: the history writer stores what is queued and is joined,
+///    for up to 500 ms (past that the WAL keeps the file consistent); a training run
+///    is abandoned (it writes nothing partial); remediation's worker threads end with
+///    their queues;
+/// 3. the outbox thread (it starts no new round once the token fired): a request in
+///    flight gets up to 2 s; one still running then keeps its row "in doubt" and is
+///    retried, with a look-up, after the restart.
+///
+/// `commands/run.rs` then gives blocking work 500 ms (a collector stuck in a syscall
+/// must not hold the process past SIGTERM) and drops the runtime.
+async fn finish(
+    notifier: &Notifier,
+    server: JoinHandle<()>,
+    pipeline: Pipeline,
+    deliverer: Option<DelivererHandle>,
+) {
     tracing::info!("shutting down");
     notifier.send("STOPPING=1");
-    let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
-    pipeline.close();
+    let _ = tokio::task::spawn_blocking(move || pipeline.close(Duration::from_millis(500))).await;
     if let Some(d) = deliverer {
-        // A request in flight gets a moment to finish; if it does not, its row stays
-        // "in doubt" and is retried, with a look-up, after the restart.
         let _ = tokio::task::spawn_blocking(move || d.stop(Duration::from_secs(2))).await;
     }
-    Ok(())
 }
 
 fn start_deliverer(
     config: &Config,
-    state_dir: &Path,
-) -> anyhow::Result<Option<crate::tickets::outbox::DelivererHandle>> {
+    state: &StateDir,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<DelivererHandle>> {
     if config.tickets.sinks.is_empty() {
         return Ok(None);
     }
-    let db = state_dir.join("tickets.db");
-    let d = crate::tickets::outbox::Deliverer::open(&db, &config.tickets.sinks)?;
+    let d = Deliverer::open(&state.tickets(), &config.tickets.sinks)?;
     let names: Vec<&str> = config
         .tickets
         .sinks
@@ -232,7 +229,7 @@ fn start_deliverer(
         .collect();
     tracing::info!(sinks = %names.join(","), "ticket delivery started");
     Ok(Some(
-        d.spawn(Duration::from_secs(1))
+        d.spawn_until(Duration::from_secs(1), shutdown.clone())
             .context("starting the outbox thread")?,
     ))
 }
@@ -244,16 +241,16 @@ fn start_deliverer(
 /// only for sinks that exist. Rows queued for a sink that was removed stay in the
 /// outbox (`outbox_pending{sink}` shows them) and go out if it comes back.
 async fn reload_deliverer(
-    old: Option<crate::tickets::outbox::DelivererHandle>,
+    old: Option<DelivererHandle>,
     new: &mut Config,
     running: &Config,
-    state_dir: &Path,
-) -> Option<crate::tickets::outbox::DelivererHandle> {
+    state: &StateDir,
+    shutdown: &Shutdown,
+) -> Option<DelivererHandle> {
     let fresh = if new.tickets.sinks.is_empty() {
         Ok(None)
     } else {
-        crate::tickets::outbox::Deliverer::open(&state_dir.join("tickets.db"), &new.tickets.sinks)
-            .map(Some)
+        Deliverer::open(&state.tickets(), &new.tickets.sinks).map(Some)
     };
     match fresh {
         Ok(fresh) => {
@@ -264,15 +261,17 @@ async fn reload_deliverer(
             let names: Vec<&str> = new.tickets.sinks.iter().map(|s| s.name.as_str()).collect();
             tracing::info!(sinks = %names.join(","), "ticket sinks reloaded");
             // Nothing is lost if the thread cannot start: the rows wait in the outbox.
-            fresh.and_then(|d| match d.spawn(Duration::from_secs(1)) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    tracing::error!(
-                        "cannot start the outbox thread; deliveries wait until a restart: {e}"
-                    );
-                    None
-                }
-            })
+            fresh.and_then(
+                |d| match d.spawn_until(Duration::from_secs(1), shutdown.clone()) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        tracing::error!(
+                            "cannot start the outbox thread; deliveries wait until a restart: {e}"
+                        );
+                        None
+                    }
+                },
+            )
         }
         Err(e) => {
             tracing::error!("tickets.sinks not reloaded, keeping the running sinks: {e}");
@@ -305,20 +304,47 @@ fn status_line(sample: &Sample, pipeline: &Pipeline) -> String {
     format!("{collectors}; {}", pipeline.status())
 }
 
-/// One sample, for `collect --once`: two readings one interval apart so rates exist,
-/// with the forecast from the state directory's history and model.
-pub fn collect_once(config: &Config) -> Sample {
-    let mut collectors: Vec<Box<dyn Collector>> = collect::build(config);
-    let _ = collect::run_all(&mut collectors, now_ms());
-    // Ping rounds run in the background; give one round time to finish.
-    let wait = if config.collectors.ping.enabled && !config.collectors.ping.targets.is_empty() {
-        let p = &config.collectors.ping;
-        (p.packet_interval * p.packets + p.timeout).max(config.interval)
-    } else {
-        config.interval
-    };
-    std::thread::sleep(wait);
-    let mut sample = collect::run_all(&mut collectors, now_ms());
-    crate::pipeline::forecast_once(config, &mut sample);
-    sample
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::History;
+
+    /// mini-redis' test shape: the shutdown is just a future handed to `run`. When it
+    /// resolves, `run` returns promptly, and what the history writer had queued is on
+    /// disk (`finish` joined it).
+    #[tokio::test]
+    async fn run_returns_when_its_shutdown_future_resolves_and_keeps_the_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::create(dir.path()).unwrap();
+        let config = Config {
+            interval: Duration::from_millis(50),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            state_dir: state.path().to_path_buf(),
+            ..Config::default()
+        };
+        let reload = Reload {
+            file: None,
+            load: Box::new(|| Ok(Config::default())),
+        };
+        let history_config = config.history.clone();
+        let stop = tokio::time::sleep(Duration::from_millis(400));
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            run(config, state.clone(), reload, stop),
+        )
+        .await;
+        assert!(
+            matches!(result, Ok(Ok(()))),
+            "run did not end cleanly: {result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        let h = History::open(state.history(), &history_config).unwrap();
+        assert!(h.stats().unwrap().newest_ms.is_some(), "no sample stored");
+    }
 }

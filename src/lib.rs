@@ -1,30 +1,45 @@
 //! anomalyd: a host daemon that samples, learns what normal looks like on this host,
 //! and says when (and why) it is not.
 //!
-//! The data path, by folder:
+//! The tick path, each stage called by `pipeline` in this order:
+//!
+//! `collect` → `store` → `model` → `forecast` → `incident` → `tickets` → `remediate`
+//!
 //! - `collect/`: one collector per area (cpu, memory, disk, network, ping) fills a
-//!   [`sample::Sample`] every tick; `config` says which run and where `/proc` is.
-//! - `pipeline`: each sample is stored (`store/`), turned into a
-//!   [`sample::Record`] of named features, scored by the model (`model/`).
-//! - `export/`: the sample (with its scores) is rendered once per tick as Prometheus
-//!   text and served over HTTP; `collect --once` prints it as a table.
-//! - `daemon`: the tick loop, signals (TERM/INT stop, HUP reloads) and systemd
-//!   notifications; `main.rs`/`cli.rs` only parse arguments and map errors to exit codes.
+//!   [`sample::Sample`] every tick; each collector owns its config.
+//! - `store/`: the state directory ([`store::StateDir`]), the sample history, the one
+//!   way every store opens SQLite.
+//! - `model/`: features, training, scoring, the persisted model.
+//! - `forecast/`: time to exhaustion, forecast events, fault risk.
+//! - `incident/`: anomalies and forecasts -> incidents (debounce, dedup, severity),
+//!   silences, ticket ids.
+//! - `tickets/`: records what `incident` decided: ticket store, reports, outbox, sinks.
+//! - `remediate/`: rules, guards, runner, diagnosis; its escalations are an input of
+//!   the next tick.
+//!
+//! Around the path: `config/`, `text`, `sample`, `mode`, `shutdown` and `notify` are
+//! leaves every layer may use; `settings` assembles the whole configuration from each
+//! stage's section; `export/` renders and serves /metrics; `pipeline/` drives the
+//! stages; `daemon` runs the tick loop, reloads and the one shutdown; `commands/` has
+//! one file per subcommand and resolves the command line into a config and a state
+//! directory; `cli` parses, `main.rs` dispatches. Imports only go down this list.
 pub mod cli;
 pub mod collect;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod export;
 pub mod forecast;
 pub mod incident;
 pub mod logging;
+pub mod mode;
 pub mod model;
 pub mod notify;
 pub mod pipeline;
 pub mod remediate;
-pub mod replay;
 pub mod sample;
-pub mod signals;
+pub mod settings;
+pub mod shutdown;
 pub mod store;
 pub mod text;
 pub mod tickets;

@@ -13,9 +13,56 @@ use std::io::{self, ErrorKind};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use serde_yaml::Value;
+
 use super::{read, CollectError, Collector, Paths};
-use crate::config::DiskConfig;
+use crate::config::reader::{Filter, Pattern, Reader};
 use crate::sample::Sample;
+
+/// `collectors.disk`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskConfig {
+    pub enabled: bool,
+    /// Filesystems by mount point.
+    pub mount_points: Filter,
+    /// Filesystems by type (pseudo filesystems excluded by default).
+    pub fs_types: Filter,
+    /// Block devices in /proc/diskstats by name (partitions and virtual devices excluded by default).
+    pub devices: Filter,
+}
+
+pub const DEFAULT_MOUNT_EXCLUDE: &str =
+    "/(dev|proc|sys|run/credentials/.+|var/lib/docker/.+|var/lib/containers/storage/.+)(/.*)?";
+pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs|nfsd|ramfs";
+pub const DEFAULT_DEVICE_EXCLUDE: &str =
+    "(ram|loop|fd|(h|s|v|xv)d[a-z]+|nvme\\d+n\\d+p|mmcblk\\d+p)\\d+|dm-\\d+|sr\\d+|zram\\d+";
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        let exclude = |src| Filter {
+            include: None,
+            exclude: Pattern::builtin(src),
+        };
+        DiskConfig {
+            enabled: true,
+            mount_points: exclude(DEFAULT_MOUNT_EXCLUDE),
+            fs_types: exclude(DEFAULT_FS_TYPES_EXCLUDE),
+            devices: exclude(DEFAULT_DEVICE_EXCLUDE),
+        }
+    }
+}
+
+/// Read `collectors.disk`; problems go to `r` with their YAML path.
+pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> DiskConfig {
+    let d = DiskConfig::default();
+    let s = r.section(v, path, &["enabled", "mount_points", "fs_types", "devices"]);
+    DiskConfig {
+        enabled: s.bool(r, "enabled", d.enabled),
+        mount_points: s.filter(r, "mount_points", &d.mount_points),
+        fs_types: s.filter(r, "fs_types", &d.fs_types),
+        devices: s.filter(r, "devices", &d.devices),
+    }
+}
 
 /// `/proc/diskstats` counts sectors of 512 bytes whatever the device's real sector size.
 const SECTOR_BYTES: f64 = 512.0;
@@ -485,12 +532,11 @@ mod tests {
 
     use super::*;
     use crate::collect::testing::{assert_close, fixture};
-    use crate::config::{Config, Filter, Pattern};
 
     const GIB: u64 = 1 << 30;
 
     fn default_config() -> DiskConfig {
-        Config::default().collectors.disk
+        DiskConfig::default()
     }
 
     /// Fixed numbers for the fixture's filesystems; the NFS mount is stale.

@@ -1,4 +1,6 @@
-//! Collectors: one file per area, all listed in [`build`], all run every tick.
+//! Collectors: one file per area, all listed in [`build`], all run every tick. Each
+//! file owns its `collectors.<name>` config, its defaults and its parser; this one
+//! reads the `collectors:` section by asking each of them.
 //!
 //! A collector reads the host (through [`Paths`], so tests point it at a fixture tree)
 //! and appends points to the tick's [`Sample`]. Collectors that need two readings to
@@ -12,42 +14,59 @@ pub mod memory;
 pub mod network;
 pub mod ping;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use crate::config::Config;
+use serde_yaml::Value;
+
+pub use crate::config::reader::Paths;
+use crate::config::reader::{Reader, Section};
 use crate::sample::{CollectorRun, Sample};
 
-/// Where the host's pseudo filesystems live. `/proc` and `/sys` on a real host; a
-/// fixture tree in tests (node_exporter's `--path.procfs` idea).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paths {
-    pub procfs: PathBuf,
-    pub sysfs: PathBuf,
-    /// Prefix added to mount points before `statvfs`, for fixtures (empty on a host).
-    pub rootfs: PathBuf,
+/// The `collectors:` section: which run, and each one's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collectors {
+    pub cpu: Toggle,
+    pub memory: Toggle,
+    pub disk: disk::DiskConfig,
+    pub network: network::NetworkConfig,
+    pub ping: ping::PingConfig,
 }
 
-impl Default for Paths {
+/// A collector with no settings but whether it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toggle {
+    pub enabled: bool,
+}
+
+impl Default for Collectors {
     fn default() -> Self {
-        Paths {
-            procfs: PathBuf::from("/proc"),
-            sysfs: PathBuf::from("/sys"),
-            rootfs: PathBuf::from("/"),
+        Collectors {
+            cpu: Toggle { enabled: true },
+            memory: Toggle { enabled: true },
+            disk: Default::default(),
+            network: Default::default(),
+            ping: Default::default(),
         }
     }
 }
 
-impl Paths {
-    pub fn proc(&self, rel: &str) -> PathBuf {
-        self.procfs.join(rel)
+/// Read the `collectors:` section; problems go to `r` with their YAML path.
+pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> Collectors {
+    let c = r.section(v, path, &["cpu", "memory", "disk", "network", "ping"]);
+    Collectors {
+        cpu: toggle(r, &c, "cpu"),
+        memory: toggle(r, &c, "memory"),
+        disk: disk::parse_config(r, c.get("disk"), &c.path("disk")),
+        network: network::parse_config(r, c.get("network"), &c.path("network")),
+        ping: ping::parse_config(r, c.get("ping"), &c.path("ping")),
     }
-    pub fn sys(&self, rel: &str) -> PathBuf {
-        self.sysfs.join(rel)
-    }
-    /// Mount point as seen from this process (fixture prefix applied).
-    pub fn root(&self, mount: &str) -> PathBuf {
-        self.rootfs.join(mount.trim_start_matches('/'))
+}
+
+fn toggle(r: &mut Reader, parent: &Section, key: &str) -> Toggle {
+    let s = r.section(parent.get(key), &parent.path(key), &["enabled"]);
+    Toggle {
+        enabled: s.bool(r, "enabled", true),
     }
 }
 
@@ -94,25 +113,22 @@ pub trait Collector: Send {
     fn collect(&mut self, sample: &mut Sample) -> Result<(), CollectError>;
 }
 
-/// The collectors enabled by `config`, in the order they run.
-pub fn build(config: &Config) -> Vec<Box<dyn Collector>> {
-    let c = &config.collectors;
+/// The collectors enabled in `c`, reading the host through `paths`, in the order
+/// they run.
+pub fn build(paths: &Paths, c: &Collectors) -> Vec<Box<dyn Collector>> {
     let mut list: Vec<Box<dyn Collector>> = Vec::new();
     if c.cpu.enabled {
-        list.push(Box::new(cpu::Cpu::new(config.paths.clone())));
+        list.push(Box::new(cpu::Cpu::new(paths.clone())));
     }
     if c.memory.enabled {
-        list.push(Box::new(memory::Memory::new(config.paths.clone())));
+        list.push(Box::new(memory::Memory::new(paths.clone())));
     }
     if c.disk.enabled {
-        list.push(Box::new(disk::Disk::new(
-            config.paths.clone(),
-            c.disk.clone(),
-        )));
+        list.push(Box::new(disk::Disk::new(paths.clone(), c.disk.clone())));
     }
     if c.network.enabled {
         list.push(Box::new(network::Network::new(
-            config.paths.clone(),
+            paths.clone(),
             c.network.clone(),
         )));
     }

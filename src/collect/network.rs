@@ -10,9 +10,43 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 
+use serde_yaml::Value;
+
 use super::{read, CollectError, Collector, Paths};
-use crate::config::NetworkConfig;
+use crate::config::reader::{Filter, Pattern, Reader};
 use crate::sample::Sample;
+
+/// `collectors.network`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkConfig {
+    pub enabled: bool,
+    /// Interfaces by name (loopback excluded by default).
+    pub interfaces: Filter,
+}
+
+pub const DEFAULT_INTERFACE_EXCLUDE: &str = "lo";
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            enabled: true,
+            interfaces: Filter {
+                include: None,
+                exclude: Pattern::builtin(DEFAULT_INTERFACE_EXCLUDE),
+            },
+        }
+    }
+}
+
+/// Read `collectors.network`; problems go to `r` with their YAML path.
+pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> NetworkConfig {
+    let d = NetworkConfig::default();
+    let s = r.section(v, path, &["enabled", "interfaces"]);
+    NetworkConfig {
+        enabled: s.bool(r, "enabled", d.enabled),
+        interfaces: s.filter(r, "interfaces", &d.interfaces),
+    }
+}
 
 const HELP_ESTABLISHED: &str = "TCP connections in ESTABLISHED or CLOSE-WAIT state";
 
@@ -295,10 +329,9 @@ mod tests {
 
     use super::*;
     use crate::collect::testing::{assert_close, fixture};
-    use crate::config::{Config, Filter, Pattern};
 
     fn default_config() -> NetworkConfig {
-        Config::default().collectors.network
+        NetworkConfig::default()
     }
 
     fn collect_in_turn(hosts: &[&str], config: NetworkConfig) -> (Network, Sample) {

@@ -1,4 +1,5 @@
-//! A YAML walker that records every problem instead of stopping at the first.
+//! A YAML walker that records every problem instead of stopping at the first, and the
+//! value types more than one section uses ([`Pattern`], [`Filter`], [`Paths`]).
 //!
 //! serde's `deny_unknown_fields` reports one error and gives up; operators fixing a
 //! config want the whole list at once, each with its YAML path and the bad value.
@@ -9,9 +10,84 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use regex::Regex;
 use serde_yaml::{Mapping, Value};
 
-use super::Pattern;
+/// Anchored regular expression (`^...$` added), as node_exporter's include/exclude flags.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub Regex);
+
+impl Pattern {
+    pub fn new(src: &str) -> Result<Self, regex::Error> {
+        Regex::new(&format!("^(?:{src})$")).map(Pattern)
+    }
+    pub fn is_match(&self, s: &str) -> bool {
+        self.0.is_match(s)
+    }
+    /// A built-in default. `None` only if `src` does not compile, which the collectors'
+    /// tests rule out for every default they use.
+    pub fn builtin(src: &str) -> Option<Pattern> {
+        Pattern::new(src).ok()
+    }
+    /// The pattern as the user wrote it.
+    pub fn as_str(&self) -> &str {
+        let s = self.0.as_str();
+        &s[4..s.len() - 2]
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// Name filter: kept when it matches `include` (if set) and does not match `exclude`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Filter {
+    pub include: Option<Pattern>,
+    pub exclude: Option<Pattern>,
+}
+
+impl Filter {
+    pub fn keeps(&self, name: &str) -> bool {
+        self.include.as_ref().is_none_or(|p| p.is_match(name))
+            && !self.exclude.as_ref().is_some_and(|p| p.is_match(name))
+    }
+}
+
+/// Where the host's pseudo filesystems live. `/proc` and `/sys` on a real host; a
+/// fixture tree in tests (node_exporter's `--path.procfs` idea).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub procfs: PathBuf,
+    pub sysfs: PathBuf,
+    /// Prefix added to mount points before `statvfs`, for fixtures (empty on a host).
+    pub rootfs: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            procfs: PathBuf::from("/proc"),
+            sysfs: PathBuf::from("/sys"),
+            rootfs: PathBuf::from("/"),
+        }
+    }
+}
+
+impl Paths {
+    pub fn proc(&self, rel: &str) -> PathBuf {
+        self.procfs.join(rel)
+    }
+    pub fn sys(&self, rel: &str) -> PathBuf {
+        self.sysfs.join(rel)
+    }
+    /// Mount point as seen from this process (fixture prefix applied).
+    pub fn root(&self, mount: &str) -> PathBuf {
+        self.rootfs.join(mount.trim_start_matches('/'))
+    }
+}
 
 #[derive(Default)]
 pub struct Reader {
@@ -369,6 +445,15 @@ impl<'a> Section<'a> {
                 );
                 default
             }
+        }
+    }
+
+    /// A `{include, exclude}` mapping of patterns, each falling back to `default`'s.
+    pub fn filter(&self, r: &mut Reader, key: &str, default: &Filter) -> Filter {
+        let s = r.section(self.get(key), &self.path(key), &["include", "exclude"]);
+        Filter {
+            include: s.pattern(r, "include", default.include.clone()),
+            exclude: s.pattern(r, "exclude", default.exclude.clone()),
         }
     }
 }

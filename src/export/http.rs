@@ -18,12 +18,12 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::metrics::Rendered;
 use super::webconfig::WebConfig;
 use crate::sample::now_ms;
+use crate::shutdown::Shutdown;
 
 /// What `/healthz` reports on: the sampling loop stamps every completed tick.
 #[derive(Debug, Default)]
@@ -186,14 +186,14 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serve until `shutdown` turns true. Open connections are dropped on shutdown: a
-/// scrape is cheap to retry and a clean stop must not wait for slow clients.
-pub async fn serve(listener: TcpListener, state: State, mut shutdown: watch::Receiver<bool>) {
+/// Serve until the shutdown. Open connections are dropped on shutdown: a scrape is
+/// cheap to retry and a clean stop must not wait for slow clients.
+pub async fn serve(listener: TcpListener, state: State, mut shutdown: Shutdown) {
     let acceptor = state.web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let mut conns = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {

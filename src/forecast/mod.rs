@@ -18,7 +18,6 @@
 //! hands it to the incident engine.
 
 pub mod capacity;
-pub mod eval;
 pub mod risk;
 pub mod trend;
 
@@ -26,7 +25,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use crate::config::Reader;
+use crate::config::reader::Reader;
 use crate::sample::{Kind as PointKind, Point, Sample};
 use crate::text::fmt_duration;
 
@@ -155,7 +154,7 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> ForecastCo
         horizon: rs.duration(r, "horizon", dr.horizon, SECS(1), SECS(30 * DAY)),
         warning: rs.float(r, "warning", dr.warning, 0.01, 0.99),
         // Set from `incidents.open_after`/`open_window` once that section is read
-        // (config::parse): the risk predicts exactly the incidents the engine opens.
+        // (settings::parse): the risk predicts exactly the incidents the engine opens.
         debounce_anomalous: dr.debounce_anomalous,
         debounce_of: dr.debounce_of,
     };

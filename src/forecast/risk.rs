@@ -36,8 +36,6 @@ use crate::sample::Record;
 
 pub const FORMAT: &str = "anomalyd-risk";
 pub const FORMAT_VERSION: u32 = 1;
-/// File name beside `model.json`.
-pub const FILE: &str = "risk.json";
 
 /// Number of features; see the module header.
 pub const FEATURES: usize = 5;

@@ -565,7 +565,7 @@ impl Engine {
         let incident_id = match reopen {
             Some(id) => id,
             None => {
-                let id = crate::tickets::store::ticket_id(self.next_seq);
+                let id = super::ticket_id(self.next_seq);
                 self.next_seq += 1;
                 id
             }

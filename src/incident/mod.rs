@@ -8,8 +8,9 @@
 //! fingerprint comes back within the reopen window, and holds a flapping incident
 //! open instead of opening and closing it over and over. Each incident gets a label
 //! from its top causes ([`classify`]) and a severity from the configured rules
-//! ([`severity`]). Silences are applied downstream, by the ticket desk: a silenced
-//! incident is still recorded, its ticket muted (see `tickets/desk.rs`).
+//! ([`severity`]). Silences ([`silence`]) are defined here and applied downstream, by
+//! the ticket desk: a silenced incident is still recorded, its ticket muted (see
+//! `tickets/desk.rs`). Ticket ids (`INC-<n>`) are the incidents' ids.
 //!
 //! How to raise N distinct incidents on purpose (used by the outbox fault tests):
 //! replay a CSV with a normal stretch long enough to train on, then N short strong
@@ -25,6 +26,7 @@
 pub mod classify;
 pub mod engine;
 pub mod severity;
+mod silence;
 mod types;
 
 use std::time::Duration;
@@ -32,12 +34,13 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use crate::config::reader::show;
-use crate::config::Reader;
-use crate::tickets::store::{Matchers, Silence};
+use crate::config::reader::Reader;
 
 pub use engine::{AnomalySignal, Engine, ForecastLevel, ForecastSignal, Signals};
 pub use severity::{Conditions, SeverityRule};
-pub use types::{Cause, Change, Class, Incident, Label, Severity};
+use silence::parse_silence;
+pub use silence::{Matchers, Silence};
+pub use types::{ticket_id, ticket_seq, Cause, Change, Class, Incident, Label, Severity};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncidentConfig {
@@ -169,91 +172,6 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> IncidentCo
         severity_rules,
         silences,
     }
-}
-
-fn parse_silence(r: &mut Reader, v: &Value, path: &str, index: usize) -> Option<Silence> {
-    let s = r.section(Some(v), path, &["matchers", "starts", "ends", "comment"]);
-    let m = r.section(
-        s.get("matchers"),
-        &s.path("matchers"),
-        &["label", "class", "resource", "fingerprint"],
-    );
-    let opt = |r: &mut Reader, key: &str| {
-        let v = m.string(r, key, "");
-        (!v.is_empty()).then_some(v)
-    };
-    let matchers = Matchers {
-        label: opt(r, "label"),
-        class: opt(r, "class"),
-        resource: opt(r, "resource"),
-        fingerprint: opt(r, "fingerprint"),
-    };
-    let before = r.errors.len();
-    if let Some(l) = &matchers.label {
-        if Label::parse(l).is_none() {
-            r.error(
-                &m.path("label"),
-                format!(
-                    "{l:?} is not one of: {}",
-                    Label::ALL
-                        .iter()
-                        .map(|l| l.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-        }
-    }
-    if let Some(c) = &matchers.class {
-        if Class::parse(c).is_none() {
-            r.error(
-                &m.path("class"),
-                format!("{c:?} is not one of: anomaly, forecast, risk"),
-            );
-        }
-    }
-    if matchers.is_empty() {
-        r.error(
-            &s.path("matchers"),
-            "a silence needs at least one matcher (label, class, resource or fingerprint)",
-        );
-    }
-    let time = |r: &mut Reader, key: &str, default: i64| match s.get(key) {
-        None => default,
-        Some(Value::String(t)) => match crate::text::parse_timestamp_ms(t) {
-            Some(ms) => ms,
-            None => {
-                r.error(
-                    &s.path(key),
-                    format!("invalid time {t:?} (expected RFC 3339, e.g. 2025-06-01T22:00:00Z)"),
-                );
-                default
-            }
-        },
-        Some(other) => {
-            r.error(
-                &s.path(key),
-                format!(
-                    "expected a time like \"2025-06-01T22:00:00Z\", got {}",
-                    show(other)
-                ),
-            );
-            default
-        }
-    };
-    let starts_ms = time(r, "starts", i64::MIN);
-    let ends_ms = time(r, "ends", i64::MAX);
-    if starts_ms >= ends_ms {
-        r.error(&s.path("ends"), "must be later than starts");
-    }
-    let comment = s.string(r, "comment", "");
-    (r.errors.len() == before).then(|| Silence {
-        id: format!("config[{index}]"),
-        matchers,
-        starts_ms,
-        ends_ms,
-        comment,
-    })
 }
 
 /// The host name for fingerprints and titles.

@@ -6,7 +6,7 @@ use serde_yaml::Value;
 use super::engine::ForecastLevel;
 use super::{Class, Label, Severity};
 use crate::config::reader::show;
-use crate::config::Reader;
+use crate::config::reader::Reader;
 
 /// Conditions of one rule; unset ones are not checked.
 #[derive(Debug, Clone, PartialEq, Default)]

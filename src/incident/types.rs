@@ -136,3 +136,13 @@ names!(Label {
     Other => "other",
 });
 names!(Class { Anomaly => "anomaly", Forecast => "forecast", Risk => "risk" });
+
+/// `INC-<n>`.
+pub fn ticket_id(seq: u64) -> String {
+    format!("INC-{seq}")
+}
+
+/// The number in a ticket id (`INC-7` -> 7).
+pub fn ticket_seq(id: &str) -> Option<i64> {
+    id.strip_prefix("INC-")?.parse().ok()
+}

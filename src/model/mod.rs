@@ -75,7 +75,7 @@
 //! anomaly of 800-3161 rows look the same without labels.
 
 pub mod clock;
-pub mod commands;
+mod config;
 pub mod csv;
 pub mod eval;
 pub mod features;
@@ -90,6 +90,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use clock::Clock;
+pub use config::{parse_config, ModelConfig};
 pub use features::Schema;
 pub use persist::LoadError;
 pub use score::{Score, Scorer};

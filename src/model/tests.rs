@@ -30,7 +30,7 @@ fn rec(ts: Option<i64>, vals: &[(&str, f64)]) -> Record {
 
 /// A host with two metrics on wildly different scales, a correlated pair and a
 /// constant; `n` rows one minute apart.
-fn history(n: usize, seed: u64) -> Vec<Record> {
+pub(crate) fn history(n: usize, seed: u64) -> Vec<Record> {
     let mut z = Noise::new(seed);
     (0..n)
         .map(|i| {
@@ -337,52 +337,6 @@ fn model_state_lifecycle() {
     let (_, model) = trained(300);
     state = ModelState::Trained(model);
     assert!(state.model().is_some());
-}
-
-#[test]
-fn train_and_score_commands_on_csv() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let csv = dir.path().join("h.csv");
-    let mut text = String::from("timestamp,cpu,load1\n");
-    for (i, r) in history(800, 3).iter().enumerate() {
-        let v = |n: &str| {
-            r.values
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| *v)
-                .unwrap_or(0.0)
-        };
-        text.push_str(&format!(
-            "{},{},{}\n",
-            1_700_000_000 + i * 60,
-            v("cpu"),
-            v("load1")
-        ));
-    }
-    std::fs::write(&csv, &text).expect("write");
-    let model = dir.path().join("m.json");
-    let mut log = Vec::new();
-    commands::train(&csv, &model, &Spec::default(), &mut log).expect("train");
-    assert!(String::from_utf8_lossy(&log).contains("trained on 800 rows, 2 features"));
-    // Score the same history followed by an incident.
-    text.push_str("1700100000,5,40\n".repeat(15).as_str());
-    std::fs::write(&csv, &text).expect("write");
-    let mut out = Vec::new();
-    commands::score(&model, &csv, &mut out).expect("score");
-    let out = String::from_utf8(out).expect("utf8");
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "score,anomaly,cause");
-    assert_eq!(lines.len(), 816);
-    assert!(
-        lines[815].ends_with(",1,load1") || lines[815].ends_with(",1,cpu"),
-        "{}",
-        lines[815]
-    );
-    // A file without the model's columns is refused with the schema error.
-    let other = dir.path().join("o.csv");
-    std::fs::write(&other, "mem\n1\n").expect("write");
-    let e = commands::score(&model, &other, &mut Vec::new()).expect_err("mismatch");
-    assert!(format!("{e:#}").contains("missing: cpu, load1"), "{e:#}");
 }
 
 #[test]

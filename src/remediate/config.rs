@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use crate::config::{Pattern, Reader, Section};
+use crate::config::reader::{Pattern, Reader, Section};
 use crate::incident::{Class, Label, Severity};
 
 use super::trust;

@@ -18,12 +18,12 @@
 //! too and recorded on the ticket as skipped, with the reason.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
 use std::sync::mpsc;
 
 use crate::incident::{Change, Incident, Label};
-use crate::pipeline::Mode;
+use crate::mode::Mode;
 use crate::sample::Sample;
+use crate::store::StateDir;
 
 use super::diagnose::{self, Diagnosis};
 use super::executor::{Executor, Request, RunRecord, RunResult};
@@ -192,7 +192,7 @@ impl Engine {
     /// `None` when remediation is disabled.
     pub fn open(
         config: &RemediationConfig,
-        state_dir: &Path,
+        state: &StateDir,
         mode: Mode,
     ) -> anyhow::Result<Option<Engine>> {
         if !config.enabled {
@@ -204,7 +204,7 @@ impl Engine {
                 waiting: Waiting::new(),
             },
             _ => {
-                let exec = Executor::new(config.clone(), Runner::current()?, state_dir);
+                let exec = Executor::new(config.clone(), Runner::current()?, state);
                 match mode {
                     Mode::Replay => Backend::Inline(Box::new(exec)),
                     Mode::Live => spawn_executor(exec)?,
@@ -240,8 +240,8 @@ impl Engine {
     }
 
     /// Use another executor (tests: the supervisor binary is not the test binary).
-    pub fn with_runner(mut self, runner: Runner, state_dir: &Path) -> Engine {
-        let exec = Executor::new(self.config.clone(), runner, state_dir);
+    pub fn with_runner(mut self, runner: Runner, state: &StateDir) -> Engine {
+        let exec = Executor::new(self.config.clone(), runner, state);
         self.backend = match self.backend {
             Backend::Inline(_) => Backend::Inline(Box::new(exec)),
             Backend::Worker { .. } => match spawn_executor(exec) {
@@ -258,7 +258,7 @@ impl Engine {
 
     /// A reloaded configuration: new rules and guards from now on. Runs already
     /// queued finish under the old configuration; verifications carry on.
-    pub fn reconfigure(&mut self, config: &RemediationConfig, state_dir: &Path) {
+    pub fn reconfigure(&mut self, config: &RemediationConfig, state: &StateDir) {
         if *config == self.config {
             return;
         }
@@ -274,7 +274,7 @@ impl Engine {
                     return;
                 }
             };
-            let exec = Executor::new(config.clone(), runner, state_dir);
+            let exec = Executor::new(config.clone(), runner, state);
             match spawn_executor(exec) {
                 Ok(Backend::Worker {
                     tx: ntx, rx: nrx, ..

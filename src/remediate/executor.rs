@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::guards::{Block, GuardFile};
 use super::runner::{Job, Outcome, Runner, Status};
 use super::{trust, RemediationConfig, Rule};
+use crate::store::StateDir;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -125,11 +126,11 @@ pub struct Executor {
 }
 
 impl Executor {
-    pub fn new(config: RemediationConfig, runner: Runner, state_dir: &Path) -> Executor {
+    pub fn new(config: RemediationConfig, runner: Runner, state: &StateDir) -> Executor {
         Executor {
             config,
             runner,
-            guards: GuardFile::in_dir(state_dir),
+            guards: GuardFile::in_dir(state),
         }
     }
 

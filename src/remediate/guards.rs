@@ -157,9 +157,9 @@ pub struct GuardFile {
 }
 
 impl GuardFile {
-    pub fn in_dir(state_dir: &Path) -> GuardFile {
+    pub fn in_dir(state: &crate::store::StateDir) -> GuardFile {
         GuardFile {
-            path: state_dir.join("remediation.json"),
+            path: state.remediation(),
         }
     }
 
@@ -308,10 +308,13 @@ mod tests {
     #[test]
     fn state_survives_a_reopen_and_rejects_garbage() {
         let dir = tempfile::tempdir().unwrap();
-        let f = GuardFile::in_dir(dir.path());
+        let f = GuardFile::in_dir(&crate::store::StateDir::at(dir.path()));
         f.update(|s| s.finished("r", &g(), Some("x"), 0)).unwrap();
         f.update(|s| s.finished("r", &g(), Some("x"), 1)).unwrap();
-        assert!(GuardFile::in_dir(dir.path()).read().unwrap().tripped("r"));
+        assert!(GuardFile::in_dir(&crate::store::StateDir::at(dir.path()))
+            .read()
+            .unwrap()
+            .tripped("r"));
         std::fs::write(f.path(), "{nonsense").unwrap();
         let e = f.read().unwrap_err().to_string();
         assert!(e.contains("move it aside"), "{e}");

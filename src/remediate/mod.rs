@@ -18,13 +18,11 @@
 //!   spool, diagnoses too are the runner's: the hardened daemon cannot see other
 //!   users' processes.
 
-pub mod cli;
 mod config;
 pub mod diagnose;
 pub mod engine;
 pub mod executor;
 pub mod guards;
-pub mod hook;
 pub mod runner;
 pub mod spool;
 pub mod supervise;

@@ -34,11 +34,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use super::codec;
-use crate::config;
+use super::sqlite;
+use super::HistoryConfig;
 use crate::sample::Record;
 
-/// File name of the history database inside the state directory.
-pub const HISTORY_FILE: &str = "history.db";
+pub use super::state_dir::HISTORY_FILE;
 /// Version of the table layout; a file with another version is refused on open.
 pub const SCHEMA_VERSION: i64 = 1;
 /// Version of the row encoding in `codec.rs`.
@@ -187,7 +187,7 @@ impl Names {
 pub struct History {
     conn: Connection,
     path: PathBuf,
-    config: config::History,
+    config: HistoryConfig,
     /// Behind a `RefCell` so the `&self` readers can pick up names that another process
     /// (the daemon, while a CLI command reads) added since we loaded them.
     names: RefCell<Names>,
@@ -208,7 +208,7 @@ impl History {
     /// Fails with [`HistoryError::NotADatabase`], [`HistoryError::Corrupt`],
     /// [`HistoryError::Foreign`] or [`HistoryError::UnsupportedVersion`] when the file
     /// can't be used as is; [`History::open_or_reset`] handles those by starting afresh.
-    pub fn open(path: impl AsRef<Path>, config: &config::History) -> Result<History, HistoryError> {
+    pub fn open(path: impl AsRef<Path>, config: &HistoryConfig) -> Result<History, HistoryError> {
         let path = path.as_ref().to_path_buf();
         check_header(&path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -218,14 +218,6 @@ impl History {
                 source,
             })?;
         }
-        let err = |op| sql_err(&path, op);
-        let conn = Connection::open(&path).map_err(err("cannot open"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(err("cannot set busy timeout"))?;
-        // Must precede the first CREATE TABLE to take effect (it is a no-op on an existing
-        // file): lets `prune` give freed pages back to the filesystem without a full VACUUM.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-            .map_err(err("cannot set auto_vacuum"))?;
         // Crash safety: in WAL mode a commit appends its pages to the `-wal` file with
         // write(2); synchronous=NORMAL skips the fsync at commit and only syncs at
         // checkpoints. A killed process (kill -9, OOM killer, panic=abort) cannot lose
@@ -234,16 +226,15 @@ impl History {
         // transactions — still to a consistent state — which is an acceptable price for a
         // metrics history to avoid an fsync per second. (tests/it/history_crash.rs kills a
         // writer with SIGKILL and checks this.)
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(err("cannot enable WAL"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(path = %path.display(), mode, "history database could not use WAL; writes will be slower");
-        }
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err("cannot set synchronous"))?;
-        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
-            .map_err(err("cannot set journal_size_limit"))?;
+        let pragmas = sqlite::Pragmas {
+            busy_timeout: BUSY_TIMEOUT,
+            synchronous: "NORMAL",
+            // Must precede the first CREATE TABLE to take effect (a no-op on an existing
+            // file): lets `prune` give freed pages back without a full VACUUM.
+            auto_vacuum: Some("INCREMENTAL"),
+            journal_size_limit: Some(JOURNAL_SIZE_LIMIT),
+        };
+        let conn = sqlite::open(&path, &pragmas).map_err(|e| sql_err(&path, e.op)(e.source))?;
         init_schema(&conn, &path)?;
         let history = History {
             conn,
@@ -263,7 +254,7 @@ impl History {
     /// file aside because of them would throw history away.
     pub fn open_or_reset(
         path: impl AsRef<Path>,
-        config: &config::History,
+        config: &HistoryConfig,
     ) -> Result<(History, Option<String>), HistoryError> {
         let path = path.as_ref();
         let problem = match History::open(path, config) {
@@ -968,16 +959,16 @@ mod tests {
 
     const T0: i64 = 1_700_000_040_000; // a whole minute
 
-    fn cfg(retention_s: u64, raw_retention_s: u64, max_size_bytes: u64) -> config::History {
-        config::History {
+    fn cfg(retention_s: u64, raw_retention_s: u64, max_size_bytes: u64) -> HistoryConfig {
+        HistoryConfig {
             retention: Duration::from_secs(retention_s),
             raw_retention: Duration::from_secs(raw_retention_s),
             max_size_bytes,
         }
     }
 
-    fn default_cfg() -> config::History {
-        config::Config::default().history
+    fn default_cfg() -> HistoryConfig {
+        HistoryConfig::default()
     }
 
     fn rec(ts: i64, values: &[(&str, f64)]) -> Record {
@@ -1002,7 +993,7 @@ mod tests {
         }
     }
 
-    fn open(dir: &tempfile::TempDir, c: &config::History) -> History {
+    fn open(dir: &tempfile::TempDir, c: &HistoryConfig) -> History {
         History::open(dir.path().join(HISTORY_FILE), c).unwrap()
     }
 

@@ -1,11 +1,19 @@
-//! What must survive a restart: the sample history that training, reports and forecasts
-//! read.
+//! What must survive a restart: the state directory ([`StateDir`], which names every
+//! file in it), the sample history that training, reports and forecasts read, and the
+//! one way every store opens SQLite ([`sqlite::open`]).
 //!
 //! [`History`] is an embedded SQLite file in the state directory (`history.db`); see
 //! `history.rs` for the schema and the crash-safety argument, `codec.rs` for how one
 //! row's values are encoded.
 
 mod codec;
+mod config;
 pub mod history;
+pub mod sqlite;
+mod state_dir;
 
-pub use history::{History, HistoryError, PruneStats, Stats, Tier, HISTORY_FILE};
+pub use config::{parse_config, HistoryConfig};
+pub use history::{History, HistoryError, PruneStats, Stats, Tier};
+pub use state_dir::{
+    StateDir, HISTORY_FILE, MODEL_FILE, REMEDIATION_FILE, RISK_FILE, TICKETS_FILE,
+};

@@ -1,4 +1,8 @@
-//! The ticket desk: per tick, signals -> incident engine -> reports -> ticket store.
+//! The ticket desk: records what the incident engine decided. Per tick it gets the
+//! engine's changes, renders each changed incident's report and writes it to the
+//! ticket store (which queues the sinks' deliveries in the same transaction). It reads
+//! the engine (which incidents are open, which flap) and never drives it: the pipeline
+//! runs the engine, then hands its changes here.
 //!
 //! Silences are applied here: an incident that a silence matches when it opens is
 //! recorded and gets its ticket as usual, but the ticket is *muted*: nothing goes to
@@ -7,24 +11,25 @@
 //! has exactly one ticket" true, and nothing is lost when maintenance overruns.)
 //!
 //! Operators act on tickets from other processes (`anomalyd tickets resolve`); the
-//! desk notices through SQLite's `data_version` and lets the engine forget an
-//! incident an operator resolved.
+//! desk notices through SQLite's `data_version` and tells the pipeline, through
+//! [`Desk::refresh`], which incidents an operator resolved, so the engine forgets them.
 //!
 //! Writes are inline on the tick: a ticket change is one small fsynced transaction
 //! (a few ms), and changes are rare (a debounced incident opening, updating or
 //! resolving), so the tick is not delayed in any way that matters.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use super::report::{render, Context, Recent};
-use super::store::{Silence, Status, Store, StoreError};
-use crate::config::Config;
-use crate::incident::{Change, Engine, Incident, Label, Severity, Signals};
+use super::store::{Status, Store, StoreError};
+use super::TicketsConfig;
+use crate::incident::{
+    Change, Engine, Incident, IncidentConfig, Label, Severity, Signals, Silence,
+};
 use crate::sample::{Record, Sample};
+use crate::store::StateDir;
 
 pub struct Desk {
-    engine: Engine,
     store: Store,
     recent: Recent,
     config_silences: Vec<Silence>,
@@ -44,62 +49,113 @@ pub struct Desk {
     resolved: HashMap<Label, u64>,
 }
 
+/// What the ticket store remembers for the incident engine at start: the next ticket
+/// number, recently resolved incidents (to reopen), and the incidents still open.
+pub struct Restored {
+    pub next_seq: u64,
+    /// (fingerprint, id, opened, resolved), newest first.
+    pub resolved: Vec<(String, String, i64, i64)>,
+    pub open: Vec<Incident>,
+}
+
 impl Desk {
-    /// Open the store in `state_dir` and pick up the incidents still open there.
-    pub fn open(config: &Config, state_dir: &Path, now_ms: i64) -> Result<Desk, StoreError> {
-        let store = Store::open_in(state_dir)?.with_sinks(config.tickets.sink_names());
-        let host = crate::incident::host_name(&config.incidents);
-        let mut engine = Engine::new(config.incidents.clone(), host, store.next_seq()?);
-        for (fp, id, opened, resolved) in store.recent_resolved(1000)? {
-            engine.remember(&fp, &id, opened, resolved);
-        }
+    /// Open the store in `state` and pick up the incidents still open there (and which
+    /// of them are muted); [`Restored`] is what the engine needs to carry on.
+    pub fn open(
+        incidents: &IncidentConfig,
+        tickets: &TicketsConfig,
+        state: &StateDir,
+    ) -> Result<(Desk, Restored), StoreError> {
+        let store = Store::open_in(state)?.with_sinks(tickets.sink_names());
+        let next_seq = store.next_seq()?;
+        let resolved = store.recent_resolved(1000)?;
         let mut muted = HashMap::new();
+        let mut open = Vec::new();
         for (incident, muted_by) in store.open_incidents()? {
             if let Some(m) = muted_by {
                 muted.insert(incident.id.clone(), m);
             }
-            engine.restore(incident, now_ms);
+            open.push(incident);
         }
-        Ok(Desk {
-            engine,
+        let desk = Desk {
             store,
-            recent: Recent::new(config.tickets.report_history.as_millis() as i64),
-            config_silences: config.incidents.silences.clone(),
+            recent: Recent::new(tickets.report_history.as_millis() as i64),
+            config_silences: incidents.silences.clone(),
             stored_silences: Vec::new(),
             data_version: None,
             muted,
             contexts: HashMap::new(),
-            debounce_rows: config.incidents.open_window,
+            debounce_rows: incidents.open_window,
             failing: false,
             opened: HashMap::new(),
             resolved: HashMap::new(),
-        })
+        };
+        Ok((
+            desk,
+            Restored {
+                next_seq,
+                resolved,
+                open,
+            },
+        ))
     }
 
-    pub fn reconfigure(&mut self, config: &Config) {
-        self.engine.reconfigure(config.incidents.clone());
-        self.debounce_rows = config.incidents.open_window;
-        self.config_silences = config.incidents.silences.clone();
-        self.store.set_sinks(config.tickets.sink_names());
+    pub fn reconfigure(&mut self, incidents: &IncidentConfig, tickets: &TicketsConfig) {
+        self.debounce_rows = incidents.open_window;
+        self.config_silences = incidents.silences.clone();
+        self.store.set_sinks(tickets.sink_names());
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
-        self.engine.open()
+    /// Before the engine's tick: re-read silences and operator resolutions when another
+    /// connection wrote. Returns the open incidents an operator resolved: the engine
+    /// forgets them (the incident starts over).
+    pub fn refresh(&mut self, now_ms: i64, engine: &Engine) -> Vec<String> {
+        match self.read_changes(now_ms, engine) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                self.warn(&e);
+                Vec::new()
+            }
+        }
     }
 
-    /// One tick: `record` feeds the report's recent history. Returns what changed
-    /// (already stored), for remediation and logs.
-    pub fn tick(&mut self, now_ms: i64, record: &Record, signals: &Signals) -> Vec<Change> {
-        if let Err(e) = self.refresh(now_ms) {
-            self.warn(&e);
+    fn read_changes(&mut self, now_ms: i64, engine: &Engine) -> Result<Vec<String>, StoreError> {
+        let v = self.store.data_version()?;
+        if self.data_version == Some(v) {
+            return Ok(Vec::new());
         }
-        let changes = self.engine.tick(now_ms, signals);
+        self.data_version = Some(v);
+        self.stored_silences = self.store.silences(now_ms, false)?;
+        let ids: Vec<String> = engine.open().map(|i| i.id.clone()).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut resolved = Vec::new();
+        for (id, status) in self.store.statuses(&refs)? {
+            if status == Status::Resolved {
+                tracing::info!(ticket = %id, "resolved by an operator; the incident starts over");
+                self.muted.remove(&id);
+                self.contexts.remove(&id);
+                resolved.push(id);
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// After the engine's tick: record its `changes` (already decided), with `record`
+    /// feeding the reports' recent history.
+    pub fn record_tick(
+        &mut self,
+        now_ms: i64,
+        record: &Record,
+        signals: &Signals,
+        changes: &[Change],
+        engine: &Engine,
+    ) {
         // Follow every open incident's metrics (new ones included) before reporting.
-        for inc in self.engine.open() {
+        for inc in engine.open() {
             self.contexts.entry(inc.id.clone()).or_default().observe(
                 inc,
                 record,
@@ -108,23 +164,20 @@ impl Desk {
                 self.debounce_rows,
             );
         }
-        for c in &changes {
-            self.record(c, signals, now_ms);
+        for c in changes {
+            self.record(c, signals, engine, now_ms);
         }
-        self.unmute_ended(now_ms);
+        self.unmute_ended(now_ms, engine);
         // After the reports: a new incident's "before" is the window up to this sample.
         self.recent.push(record);
-        changes
     }
 
-    /// Raise an open incident's severity one step (e.g. a remediation failed).
-    pub fn escalate(&mut self, id: &str, reason: &str, now_ms: i64) -> Option<Change> {
-        let c = self.engine.escalate(id, reason, now_ms)?;
-        self.record(&c, &Signals::default(), now_ms);
-        Some(c)
+    /// Record an escalation the engine made outside its tick (remediation asked).
+    pub fn record_escalation(&mut self, c: &Change, engine: &Engine, now_ms: i64) {
+        self.record(c, &Signals::default(), engine, now_ms);
     }
 
-    fn record(&mut self, c: &Change, signals: &Signals, now_ms: i64) {
+    fn record(&mut self, c: &Change, signals: &Signals, engine: &Engine, now_ms: i64) {
         let inc = c.incident();
         match c {
             Change::Opened(i) => *self.opened.entry(i.label).or_default() += 1,
@@ -143,7 +196,7 @@ impl Desk {
             Change::Updated { .. } => self.muted.get(&inc.id).cloned(),
             Change::Resolved(i) => self.muted.remove(&i.id),
         };
-        let flapping = self.engine.is_flapping(&inc.id);
+        let flapping = engine.is_flapping(&inc.id);
         let ctx = match c {
             Change::Resolved(i) => self.contexts.remove(&i.id).unwrap_or_default(),
             _ => self.contexts.get(&inc.id).cloned().unwrap_or_default(),
@@ -184,34 +237,12 @@ impl Desk {
             .find(|s| s.active(now_ms) && s.matchers.matches(i))
     }
 
-    /// Re-read silences and operator resolutions when another connection wrote.
-    fn refresh(&mut self, now_ms: i64) -> Result<(), StoreError> {
-        let v = self.store.data_version()?;
-        if self.data_version == Some(v) {
-            return Ok(());
-        }
-        self.data_version = Some(v);
-        self.stored_silences = self.store.silences(now_ms, false)?;
-        let ids: Vec<String> = self.engine.open().map(|i| i.id.clone()).collect();
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        for (id, status) in self.store.statuses(&refs)? {
-            if status == Status::Resolved {
-                tracing::info!(ticket = %id, "resolved by an operator; the incident starts over");
-                self.engine.forget(&id, now_ms);
-                self.muted.remove(&id);
-                self.contexts.remove(&id);
-            }
-        }
-        Ok(())
-    }
-
-    fn unmute_ended(&mut self, now_ms: i64) {
+    fn unmute_ended(&mut self, now_ms: i64, engine: &Engine) {
         if self.muted.is_empty() {
             return;
         }
-        let open: Vec<Incident> = self.engine.open().cloned().collect();
-        for i in open {
-            if self.muted.contains_key(&i.id) && self.silence_for(&i, now_ms).is_none() {
+        for i in engine.open() {
+            if self.muted.contains_key(&i.id) && self.silence_for(i, now_ms).is_none() {
                 match self.store.unmute(&i.id, now_ms) {
                     Ok(()) => {
                         self.muted.remove(&i.id);
@@ -223,9 +254,9 @@ impl Desk {
         }
     }
 
-    /// `incidents_open{label,severity}`, `incidents_muted` and the
-    /// `incidents_{opened,resolved}_total{label}` counters.
-    pub fn export(&self, sample: &mut Sample) {
+    /// `incidents_open{label,severity}` (from the engine's open incidents),
+    /// `incidents_muted` and the `incidents_{opened,resolved}_total{label}` counters.
+    pub fn export(&self, sample: &mut Sample, engine: &Engine) {
         for l in Label::ALL {
             sample.counter(
                 "incidents_opened_total",
@@ -241,7 +272,7 @@ impl Desk {
             );
         }
         let mut counts: HashMap<(Label, Severity), usize> = HashMap::new();
-        for i in self.engine.open() {
+        for i in engine.open() {
             *counts.entry((i.label, i.severity)).or_default() += 1;
         }
         for l in Label::ALL {
@@ -274,92 +305,5 @@ fn log_change(c: &Change, muted_by: Option<&str>) {
             tracing::info!(ticket = %i.id, severity = %i.severity, "incident updated: {what}")
         }
         Change::Resolved(_) => tracing::info!(ticket = %i.id, "incident resolved: {}", i.title),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use crate::incident::{ForecastLevel, ForecastSignal};
-
-    fn fill(eta: f64) -> Signals {
-        Signals {
-            forecasts: vec![ForecastSignal {
-                resource: "/data".into(),
-                kind: "bytes".into(),
-                level: ForecastLevel::Critical,
-                eta_seconds: eta,
-                causes: Vec::new(),
-            }],
-            ..Signals::default()
-        }
-    }
-
-    fn counter(desk: &Desk, name: &str, label: &str) -> Option<f64> {
-        let mut s = Sample::new(0);
-        desk.export(&mut s);
-        s.get(name, &[("label", label)])
-    }
-
-    /// A desk on a new store with default config, and an empty record to tick with.
-    fn fresh(dir: &Path) -> (Desk, Record) {
-        let desk = Desk::open(&Config::default(), dir, 0).unwrap();
-        let record = Record {
-            timestamp_ms: Some(0),
-            values: Vec::new(),
-        };
-        (desk, record)
-    }
-
-    #[test]
-    fn counts_opened_and_resolved_incidents_per_label() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut desk, record) = fresh(dir.path());
-        assert_eq!(
-            counter(&desk, "incidents_opened_total", "storage"),
-            Some(0.0)
-        );
-        // Two separate fills, each opening and then resolving one storage incident.
-        let mut t = 0;
-        for _ in 0..2 {
-            for _ in 0..3 {
-                t += 1000;
-                desk.tick(t, &record, &fill(600.0));
-            }
-            for _ in 0..30 {
-                t += 1000;
-                desk.tick(t, &record, &Signals::default());
-            }
-        }
-        assert_eq!(
-            counter(&desk, "incidents_opened_total", "storage"),
-            Some(2.0)
-        );
-        assert_eq!(
-            counter(&desk, "incidents_resolved_total", "storage"),
-            Some(2.0)
-        );
-        assert_eq!(counter(&desk, "incidents_opened_total", "cpu"), Some(0.0));
-    }
-
-    #[test]
-    fn a_reload_changes_which_sinks_get_deliveries() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut desk, record) = fresh(dir.path());
-        desk.tick(1000, &record, &fill(600.0));
-        let config = crate::config::parse(
-            "tickets:\n  sinks:\n  - name: hook\n    type: webhook\n    url: http://127.0.0.1:9/t\n",
-        )
-        .unwrap();
-        desk.reconfigure(&config);
-        for t in 2..40 {
-            desk.tick(t * 1000, &record, &Signals::default());
-        }
-        let conn = rusqlite::Connection::open(dir.path().join("tickets.db")).unwrap();
-        let rows = crate::tickets::outbox::rows(&conn).unwrap();
-        // Nothing was queued for the open (no sinks then); the resolve goes to the hook.
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        assert_eq!(rows[0].sink, "hook");
     }
 }

@@ -1,15 +1,16 @@
 //! Tickets: one per incident, kept in the embedded store (`<state_dir>/tickets.db`)
 //! and delivered to any number of external sinks through the outbox.
 //!
-//! - [`desk::Desk`]: per tick, runs the incident engine, renders each changed
-//!   incident's report ([`report`]) and writes the change to the [`Store`] (which
-//!   enqueues the sinks' deliveries in the same transaction); applies silences.
+//! - [`desk::Desk`]: per tick, records what the incident engine decided: renders each
+//!   changed incident's report ([`report`]) and writes the change to the [`Store`]
+//!   (which enqueues the sinks' deliveries in the same transaction); applies silences.
 //! - [`store::Store`]: tickets, their timelines, silences (SQLite).
 //! - [`outbox`] + [`sinks`]: the persistent delivery queue and the external trackers.
-//! - [`cli`]: `anomalyd tickets ...` and `anomalyd silence ...`.
+//! - [`api`]: `/api/v1/tickets` for the HTTP server.
+//!
+//! The shell's `anomalyd tickets ...` and `anomalyd silence ...` are in `commands/`.
 
 pub mod api;
-pub mod cli;
 mod delivery;
 pub mod desk;
 pub mod outbox;
@@ -25,7 +26,7 @@ pub use store::{Status, Store, StoreError, Ticket};
 
 use serde_yaml::Value;
 
-use crate::config::Reader;
+use crate::config::reader::Reader;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TicketsConfig {

@@ -36,6 +36,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use super::sinks::{self, Attempt, Sink, SinkConfig, SinkState};
 use super::Delivery;
 use crate::sample::Sample;
+use crate::shutdown::Shutdown;
 
 /// Create the outbox tables (idempotent). Called by the ticket store when it opens
 /// the tickets database, inside its schema transaction.
@@ -323,13 +324,13 @@ impl Deliverer {
             let path = db.to_path_buf();
             move |source| OutboxError::Sql { path, what, source }
         };
-        let conn = Connection::open(db).map_err(err("cannot open"))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(err("cannot set busy timeout"))?;
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .map_err(err("cannot enable WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err("cannot set synchronous"))?;
+        let pragmas = crate::store::sqlite::Pragmas {
+            busy_timeout: Duration::from_secs(5),
+            synchronous: "NORMAL",
+            auto_vacuum: None,
+            journal_size_limit: None,
+        };
+        let conn = crate::store::sqlite::open(db, &pragmas).map_err(|e| err(e.op)(e.source))?;
         init_schema(&conn).map_err(err("cannot create tables"))?;
         Ok(Deliverer {
             conn,
@@ -613,6 +614,16 @@ impl Deliverer {
 
     /// Run on a thread of its own: deliver what is due every `poll`, until stopped.
     pub fn spawn(self, poll: Duration) -> std::io::Result<DelivererHandle> {
+        self.spawn_until(poll, Shutdown::never())
+    }
+
+    /// [`spawn`](Self::spawn), also ending (before its next round) when `shutdown`
+    /// fires; the daemon still stops the handle, to wait for a request in flight.
+    pub fn spawn_until(
+        self,
+        poll: Duration,
+        shutdown: Shutdown,
+    ) -> std::io::Result<DelivererHandle> {
         let stats = self.stats.clone();
         let stop = self.stop.clone();
         let (wake_tx, wake_rx) = mpsc::channel::<()>();
@@ -621,7 +632,7 @@ impl Deliverer {
         let thread = std::thread::Builder::new()
             .name("outbox".into())
             .spawn(move || {
-                while !me.stop.load(Ordering::Relaxed) {
+                while !me.stop.load(Ordering::Relaxed) && !shutdown.is_set() {
                     me.run_once(crate::sample::now_ms());
                     match wake_rx.recv_timeout(poll) {
                         Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}

@@ -18,7 +18,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use serde::Serialize;
 
 use super::delivery::{Delivery, DeliveryKind};
-use crate::incident::{Change, Incident};
+use crate::incident::{ticket_seq, Change, Incident, Matchers, Silence};
+use crate::store::{sqlite, StateDir};
 
 /// Bumped when the tables change shape; an unknown newer version is refused.
 const SCHEMA_VERSION: i64 = 1;
@@ -113,73 +114,6 @@ pub struct Ticket {
     pub timeline: Vec<Event>,
 }
 
-/// What a maintenance silence matches; every field set must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Matchers {
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub label: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub class: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub resource: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub fingerprint: Option<String>,
-}
-
-impl Matchers {
-    pub fn matches(&self, i: &Incident) -> bool {
-        let eq = |want: &Option<String>, got: Option<&str>| {
-            want.as_deref().is_none_or(|w| Some(w) == got)
-        };
-        eq(&self.label, Some(i.label.as_str()))
-            && eq(&self.class, Some(i.class.as_str()))
-            && eq(&self.resource, i.resource.as_deref())
-            && eq(&self.fingerprint, Some(&i.fingerprint))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self == &Matchers::default()
-    }
-}
-
-impl std::fmt::Display for Matchers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut parts = Vec::new();
-        for (k, v) in [
-            ("label", &self.label),
-            ("class", &self.class),
-            ("resource", &self.resource),
-            ("fingerprint", &self.fingerprint),
-        ] {
-            if let Some(v) = v {
-                parts.push(format!("{k}={v}"));
-            }
-        }
-        if parts.is_empty() {
-            f.write_str("everything")
-        } else {
-            f.write_str(&parts.join(","))
-        }
-    }
-}
-
-/// A maintenance window: matching incidents are recorded, their tickets muted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Silence {
-    /// `S-<n>` for silences in the store, `config[<i>]` for the config's.
-    pub id: String,
-    pub matchers: Matchers,
-    pub starts_ms: i64,
-    pub ends_ms: i64,
-    pub comment: String,
-}
-
-impl Silence {
-    pub fn active(&self, now_ms: i64) -> bool {
-        self.starts_ms <= now_ms && now_ms < self.ends_ms
-    }
-}
-
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -197,19 +131,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// `INC-<n>`.
-pub fn ticket_id(seq: u64) -> String {
-    format!("INC-{seq}")
-}
-
-fn seq_of(id: &str) -> Option<i64> {
-    id.strip_prefix("INC-")?.parse().ok()
-}
-
 impl Store {
     /// The store of a state directory.
-    pub fn open_in(state_dir: &Path) -> Result<Store, StoreError> {
-        Store::open(&state_dir.join("tickets.db"))
+    pub fn open_in(state: &StateDir) -> Result<Store, StoreError> {
+        Store::open(&state.tickets())
     }
 
     /// Open (or create) the store at `path`.
@@ -219,14 +144,13 @@ impl Store {
             let path = path.clone();
             move |source| StoreError::Sql { path, op, source }
         };
-        let conn = Connection::open(&path).map_err(err("cannot open"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(err("cannot set busy timeout"))?;
-        let _: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(err("cannot enable WAL"))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err("cannot set synchronous"))?;
+        let pragmas = sqlite::Pragmas {
+            busy_timeout: BUSY_TIMEOUT,
+            synchronous: "FULL",
+            auto_vacuum: None,
+            journal_size_limit: None,
+        };
+        let conn = sqlite::open(&path, &pragmas).map_err(|e| err(e.op)(e.source))?;
         let mut store = Store {
             conn,
             path,
@@ -394,7 +318,7 @@ impl Store {
         })?;
         let (kind, delivery_kind, summary) = match (change, &existing) {
             (Change::Opened(_), None) => {
-                let seq = seq_of(&inc.id).unwrap_or_else(|| next_seq_tx(&tx).unwrap_or(1));
+                let seq = ticket_seq(&inc.id).unwrap_or_else(|| next_seq_tx(&tx).unwrap_or(1));
                 tx.execute(
                     "INSERT INTO tickets (id, seq, fingerprint, title, class, label, severity,
                          status, muted_by, opened_ms, updated_ms, report, body, incident)

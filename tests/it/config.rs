@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anomalyd::config::{self, Config};
+use anomalyd::settings::{self as config, Config};
 
 fn files(dir: &str) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))

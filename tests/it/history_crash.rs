@@ -12,7 +12,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anomalyd::config;
 use anomalyd::sample::Record;
 use anomalyd::store::{History, Tier, HISTORY_FILE};
 
@@ -22,8 +21,8 @@ const T0: i64 = 1_700_000_040_000;
 const FEATURES: usize = 40;
 const KILLS: usize = 8;
 
-fn config() -> config::History {
-    config::History {
+fn config() -> anomalyd::store::HistoryConfig {
+    anomalyd::store::HistoryConfig {
         retention: Duration::from_secs(3650 * 86_400),
         raw_retention: Duration::from_secs(3650 * 86_400),
         max_size_bytes: 1 << 40,

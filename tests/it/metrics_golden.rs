@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anomalyd::collect::disk::{Disk, FsStat};
 use anomalyd::collect::{self, cpu::Cpu, memory::Memory, network::Network, Collector, Paths};
-use anomalyd::config::Config;
 use anomalyd::export::metrics::Exporter;
+use anomalyd::settings::Config;
 
 fn fixture_statfs(mount: &Path) -> std::io::Result<FsStat> {
     // Sizes derived from the mount point so each filesystem differs, deterministically.

@@ -12,9 +12,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anomalyd::incident::{Cause, Change, Class, Incident, Label, Severity};
-use anomalyd::pipeline::Mode;
+use anomalyd::pipeline::{remediate_stage, Mode};
 use anomalyd::remediate::executor::RunResult;
 use anomalyd::remediate::{Engine, Event};
+use anomalyd::store::StateDir;
 use anomalyd::tickets::{Desk, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_anomalyd");
@@ -42,20 +43,21 @@ impl Setup {
         p.to_str().unwrap().to_string()
     }
     /// Write `anomalyd.yaml` with this `remediation:` section (state_dir inside).
-    fn config(&self, remediation: &str) -> anomalyd::config::Config {
+    fn config(&self, remediation: &str) -> anomalyd::settings::Config {
         let text = format!(
             "state_dir: {}\nremediation:\n{remediation}",
             self.path("state").display()
         );
         let file = self.path("anomalyd.yaml");
         std::fs::write(&file, text).unwrap();
-        anomalyd::config::load(&file).unwrap_or_else(|e| panic!("{e}"))
+        anomalyd::settings::load(&file).unwrap_or_else(|e| panic!("{e}"))
     }
-    fn engine(&self, c: &anomalyd::config::Config, mode: Mode) -> Engine {
-        Engine::open(&c.remediation, &c.state_dir, mode)
+    fn engine(&self, c: &anomalyd::settings::Config, mode: Mode) -> Engine {
+        let state = StateDir::at(&c.state_dir);
+        Engine::open(&c.remediation, &state, mode)
             .unwrap()
             .unwrap()
-            .with_runner(runner(), &c.state_dir)
+            .with_runner(runner(), &state)
     }
 }
 
@@ -609,15 +611,17 @@ fn with_a_spool_the_root_runner_diagnoses_and_the_ticket_timeline_gets_it() {
         spool.display()
     ));
     // The ticket exists (the desk opened it); the desk picks it up as the daemon
-    // does after a restart, and remediation's events reach it through the hook.
+    // does after a restart, and remediation's events reach it through the
+    // pipeline's remediate stage.
     let inc = incident(1, "/dev/shm");
-    let store = Store::open_in(&c.state_dir).unwrap();
+    let state = StateDir::at(&c.state_dir);
+    let store = Store::open_in(&state).unwrap();
     store
         .apply(&Change::Opened(inc.clone()), "report", None, 1000)
         .unwrap();
-    let mut desk = Desk::open(&c, &c.state_dir, 1000).unwrap();
+    let (desk, _) = Desk::open(&c.incidents, &c.tickets, &state).unwrap();
     let mut e = s.engine(&c, Mode::Live);
-    anomalyd::remediate::hook::step(&mut e, &mut desk, &[Change::Opened(inc)], 1000);
+    remediate_stage(&mut e, &desk, &[Change::Opened(inc)], 1000);
 
     // The daemon asked instead of looking: one diagnose request, no diagnosis of
     // its own even after longer than an in-process one takes.
@@ -634,7 +638,7 @@ fn with_a_spool_the_root_runner_diagnoses_and_the_ticket_timeline_gets_it() {
         "{req}"
     );
     std::thread::sleep(Duration::from_millis(1500));
-    anomalyd::remediate::hook::step(&mut e, &mut desk, &[], 1500);
+    remediate_stage(&mut e, &desk, &[], 1500);
     let kinds = |store: &Store| -> Vec<String> {
         store
             .timeline("INC-1")
@@ -649,7 +653,7 @@ fn with_a_spool_the_root_runner_diagnoses_and_the_ticket_timeline_gets_it() {
     serve(&s, "anomalyd.yaml");
     assert!(spool_files(&spool.join("requests")).is_empty());
     assert_eq!(spool_files(&spool.join("results")).len(), 1);
-    anomalyd::remediate::hook::step(&mut e, &mut desk, &[], 2000);
+    remediate_stage(&mut e, &desk, &[], 2000);
     drop(foreign);
 
     let timeline = store.timeline("INC-1").unwrap();

@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 
-use anomalyd::model::commands::eval_smd;
+use anomalyd::commands::eval::eval_smd;
 use anomalyd::model::Spec;
 
 fn smd_dir() -> Option<PathBuf> {
@@ -70,7 +70,7 @@ fn smd_two_machines_stay_above_their_floors() {
 fn check_against_pointwise_py(
     data: &std::path::Path,
     scores: &std::path::Path,
-    results: &[anomalyd::model::commands::MachineResult],
+    results: &[anomalyd::commands::eval::MachineResult],
 ) {
     let script = data.join("../../tools/pointwise.py");
     if !script.is_file() {

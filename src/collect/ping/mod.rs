@@ -16,6 +16,7 @@
 //! (`round::STOP_CHECK`), or when a DNS lookup in progress returns, and exit without
 //! being joined, so a config reload never waits on the network.
 
+mod config;
 mod packet;
 mod round;
 mod socket;
@@ -30,8 +31,8 @@ use std::thread;
 use std::time::Instant;
 
 use super::{CollectError, Collector};
-use crate::config::PingConfig;
 use crate::sample::Sample;
+pub use config::{parse_config, PingConfig};
 use packet::{stats, Family};
 use round::{probe, resolve, Round, RoundError};
 use socket::{IcmpSocket, Kind, OpenError};

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::packet::{echo_request, Pending, ECHO_HEADER_LEN};
 use super::socket::{IcmpSocket, OpenError};
+use super::PingConfig;
 use super::Stop;
-use crate::config::PingConfig;
 
 /// Longest a round waits on a socket before looking at the stop flag again.
 pub const STOP_CHECK: Duration = Duration::from_millis(100);

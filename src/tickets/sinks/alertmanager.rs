@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use super::http::Http;
 use super::{Attempt, Sink, SinkConfig, SinkError, SinkState};
-use crate::config::{Reader, Section};
+use crate::config::reader::{Reader, Section};
 use crate::incident::Incident;
 use crate::tickets::DeliveryKind;
 

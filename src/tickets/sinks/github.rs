@@ -20,7 +20,7 @@ use super::http::Http;
 use super::{
     has_marker, issue_state, marker, Attempt, Secret, Sink, SinkConfig, SinkError, SinkState,
 };
-use crate::config::{Reader, Section};
+use crate::config::reader::{Reader, Section};
 use crate::tickets::DeliveryKind;
 
 pub(crate) const KEYS: &[&str] = &["api_url", "repo", "token_file", "token_env", "labels"];

@@ -25,7 +25,7 @@ use super::{
     fingerprint_tag, has_marker, issue_state, Attempt, Secret, Sink, SinkConfig, SinkError,
     SinkState,
 };
-use crate::config::{Reader, Section};
+use crate::config::reader::{Reader, Section};
 use crate::tickets::DeliveryKind;
 
 pub(crate) const KEYS: &[&str] = &[

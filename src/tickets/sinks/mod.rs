@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use crate::config::{reader::show, Reader, Section};
+use crate::config::reader::{show, Reader, Section};
 use crate::tickets::Delivery;
 
 /// A password or token read from a file or an environment variable at config load.

@@ -18,7 +18,7 @@ use lettre::{Message, SmtpTransport, Transport};
 use serde_json::json;
 
 use super::{Attempt, Secret, Sink, SinkConfig, SinkError, SinkState};
-use crate::config::{Reader, Section};
+use crate::config::reader::{Reader, Section};
 use crate::tickets::DeliveryKind;
 
 pub(crate) const KEYS: &[&str] = &[

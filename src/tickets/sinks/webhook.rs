@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use super::http::Http;
 use super::{Attempt, Secret, Sink, SinkConfig, SinkError, SinkState};
-use crate::config::{Reader, Section};
+use crate::config::reader::{Reader, Section};
 use crate::tickets::DeliveryKind;
 
 pub(crate) const KEYS: &[&str] = &["url", "secret_file", "secret_env", "signature_header"];

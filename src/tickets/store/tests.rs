@@ -1,5 +1,6 @@
 use super::*;
 use crate::incident::{Cause, Class, Label, Severity};
+use crate::store::StateDir;
 use crate::tickets::outbox;
 
 fn incident(id: &str, severity: Severity) -> Incident {
@@ -25,7 +26,7 @@ fn incident(id: &str, severity: Severity) -> Incident {
 }
 
 fn store(dir: &Path) -> Store {
-    Store::open_in(dir)
+    Store::open_in(&StateDir::at(dir))
         .expect("open")
         .with_sinks(vec!["hook".into(), "mail".into()])
 }
@@ -316,7 +317,7 @@ fn newer_schema_is_refused() {
     let c = Connection::open(dir.path().join("tickets.db")).expect("open");
     c.execute("UPDATE meta SET value = 99 WHERE key = 'version'", [])
         .expect("bump");
-    let e = Store::open_in(dir.path()).expect_err("refused");
+    let e = Store::open_in(&StateDir::at(dir.path())).expect_err("refused");
     assert!(e.to_string().contains("schema version 99"), "{e}");
 }
 

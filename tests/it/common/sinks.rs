@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use super::free_port;
-use anomalyd::config::Reader;
+use anomalyd::config::reader::Reader;
 use anomalyd::incident::{Class, Incident, Label, Severity};
 use anomalyd::tickets::sinks::{parse_sinks, SinkConfig};
 use anomalyd::tickets::{Delivery, DeliveryKind};

@@ -1,71 +1,24 @@
-//! `anomalyd remediation ...`: the subcommands (parsed here to keep `cli.rs` short).
+//! `anomalyd remediation ...`: guard state, re-enabling a tripped rule, the privileged
+//! runner's `serve`, and the supervisor every command runs under.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Subcommand;
-
-use super::executor::Executor;
-use super::guards::GuardFile;
-use super::runner::Runner;
-use super::spool::Spool;
-use super::supervise::{supervise, Supervise};
-use crate::cli::Common;
-use crate::daemon::{load_config, prepare_state_dir, Overrides};
-
-#[derive(Subcommand, Debug)]
-pub enum RemediationCommand {
-    /// Show each rule's guard state: breaker, recent runs, cooldowns.
-    Status {
-        #[command(flatten)]
-        common: Common,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Re-enable a rule its circuit breaker disabled.
-    Enable {
-        #[command(flatten)]
-        common: Common,
-        /// The rule's name.
-        rule: String,
-    },
-    /// Run the requests queued in the spool directory, then exit (what the
-    /// privileged `anomalyd-remediate.service` runs).
-    Serve {
-        #[command(flatten)]
-        common: Common,
-    },
-    /// (internal) Run one command under the subreaper supervisor; used by the daemon.
-    #[command(hide = true)]
-    Supervise {
-        #[arg(long)]
-        timeout_ms: u64,
-        #[arg(long, default_value_t = 2000)]
-        grace_ms: u64,
-        #[arg(long)]
-        uid: Option<u32>,
-        #[arg(long)]
-        gid: Option<u32>,
-        #[arg(last = true, required = true)]
-        argv: Vec<String>,
-    },
-}
-
-fn config(common: &Common) -> anyhow::Result<crate::config::Config> {
-    let o = Overrides {
-        state_dir: common.state_dir.clone(),
-        ..Default::default()
-    };
-    Ok(load_config(common.config.as_deref(), &o)?)
-}
+use super::resolve_common;
+use crate::cli::RemediationCommand;
+use crate::remediate::executor::Executor;
+use crate::remediate::guards::GuardFile;
+use crate::remediate::runner::Runner;
+use crate::remediate::spool::Spool;
+use crate::remediate::supervise::{supervise, Supervise};
+use crate::store::StateDir;
 
 pub fn run(command: RemediationCommand) -> anyhow::Result<ExitCode> {
     match command {
         RemediationCommand::Status { common, json } => {
-            let c = config(&common)?;
-            let state = GuardFile::in_dir(&c.state_dir).read()?;
+            let (c, state_dir) = resolve_common(&common)?;
+            let state = GuardFile::in_dir(&state_dir).read()?;
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &state)?;
@@ -108,11 +61,11 @@ pub fn run(command: RemediationCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RemediationCommand::Enable { common, rule } => {
-            let c = config(&common)?;
+            let (c, state_dir) = resolve_common(&common)?;
             if c.remediation.rule(&rule).is_none() {
                 anyhow::bail!("no rule named {rule:?} in the configuration");
             }
-            let file = GuardFile::in_dir(&c.state_dir);
+            let file = GuardFile::in_dir(&state_dir);
             if file.update(|s| s.enable(&rule))? {
                 println!("{rule}: re-enabled");
             } else {
@@ -121,11 +74,11 @@ pub fn run(command: RemediationCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RemediationCommand::Serve { common } => {
-            let c = config(&common)?;
+            let (c, state_dir) = resolve_common(&common)?;
             let dir = c.remediation.spool_dir.clone().ok_or_else(|| {
                 anyhow::anyhow!("remediation.spool_dir is not set in the configuration")
             })?;
-            let state_dir = prepare_state_dir(&c.state_dir)?;
+            let state_dir = StateDir::create(state_dir.path())?;
             let exec = Executor::new(c.remediation.clone(), Runner::current()?, &state_dir);
             let n = Spool::at(&dir).serve(&exec);
             tracing::info!("handled {n} remediation requests");

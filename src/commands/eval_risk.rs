@@ -18,9 +18,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::risk::{calibrate, RiskTracker};
-use super::RiskConfig;
-use crate::model::commands::{read_labels, smd_machines};
+use super::eval::{read_labels, smd_machines};
+use crate::cli::EvalDataset;
+use crate::forecast::risk::{calibrate, RiskTracker};
+use crate::forecast::RiskConfig;
 use crate::model::csv::read_table;
 use crate::model::eval::runs;
 use crate::model::{Model, Scorer, Spec};
@@ -65,7 +66,7 @@ impl LeadTime {
 
 fn median_usize(v: &[usize]) -> f64 {
     let mut v: Vec<f64> = v.iter().map(|x| *x as f64).collect();
-    super::trend::median(&mut v).unwrap_or(f64::NAN)
+    crate::forecast::trend::median(&mut v).unwrap_or(f64::NAN)
 }
 
 /// Compare per-row warnings with labels (see the module header).
@@ -149,7 +150,8 @@ pub fn smd_machine_risk(
     }
     let mut warning = Vec::with_capacity(test.records.len());
     let mut opened = Vec::with_capacity(test.records.len());
-    let mut debounce = super::risk::Debounce::new(cfg.debounce_anomalous, cfg.debounce_of);
+    let mut debounce =
+        crate::forecast::risk::Debounce::new(cfg.debounce_anomalous, cfg.debounce_of);
     let mut rows_out = Vec::new();
     for (i, r) in test.records.iter().enumerate() {
         let r = minute(n + i, r);
@@ -283,7 +285,7 @@ pub fn eval_smd_risk(
     writeln!(
         report,
         "median false/day over machines: {:.3}; machines with <= 1 false/day: {} of {}",
-        super::trend::median(&mut per_day).unwrap_or(f64::NAN),
+        crate::forecast::trend::median(&mut per_day).unwrap_or(f64::NAN),
         out.iter().filter(|r| r.false_per_day() <= 1.0).count(),
         out.len()
     )?;
@@ -292,6 +294,33 @@ pub fn eval_smd_risk(
         "(share: mean over machines of segments warned ahead; lead_med: median over all warned segments, rows; false/day: mean over machines; false_inc/day: the model's own debounced incidents that are false, for comparison)"
     )?;
     Ok(out)
+}
+
+/// `anomalyd eval smd-risk`. The risk settings (horizon, warning level, debounce) come
+/// from the config (defaults without one): the same for every machine, never tuned on
+/// labels.
+pub fn run(dataset: EvalDataset, out: &mut dyn Write) -> anyhow::Result<std::process::ExitCode> {
+    let EvalDataset::SmdRisk {
+        common,
+        data,
+        machines,
+        spec,
+        out: out_dir,
+    } = dataset
+    else {
+        anyhow::bail!("not the smd-risk dataset");
+    };
+    let (config, _) = super::resolve_common(&common)?;
+    let spec = super::spec(spec.as_deref(), &Spec::default())?;
+    eval_smd_risk(
+        &data,
+        Some(&machines),
+        &spec,
+        &config.forecast.risk,
+        out_dir.as_deref(),
+        out,
+    )?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

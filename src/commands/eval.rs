@@ -1,5 +1,6 @@
-//! The `train`, `score` and `eval smd` subcommands as library functions; `cli.rs` only
-//! parses arguments and calls these.
+//! `anomalyd eval smd`: detection quality on the Server Machine Dataset, per machine
+//! and as a mean (P, R, F1, AUPRC, event recall), trained and thresholded on each
+//! machine's train half alone.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -8,25 +9,27 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::csv::read_table;
-use super::eval::{evaluate, mean, Metrics};
-use super::{Model, Score, Scorer, Spec};
+use super::score::write_row;
+use crate::cli::EvalDataset;
+use crate::model::csv::read_table;
+use crate::model::eval::{evaluate, mean, Metrics};
+use crate::model::{Model, Score, Scorer, Spec};
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
-struct Bar {
+pub(super) struct Bar {
     on: bool,
     last: Option<(&'static str, usize)>,
 }
 
 impl Bar {
-    fn new() -> Bar {
+    pub(super) fn new() -> Bar {
         Bar {
             on: std::io::stderr().is_terminal(),
             last: None,
         }
     }
 
-    fn update(&mut self, stage: &'static str, done: usize, total: usize) {
+    pub(super) fn update(&mut self, stage: &'static str, done: usize, total: usize) {
         if !self.on {
             return;
         }
@@ -46,83 +49,11 @@ impl Bar {
         let _ = err.flush();
     }
 
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         if self.on && self.last.is_some() {
             let _ = writeln!(std::io::stderr());
         }
     }
-}
-
-/// `anomalyd train --input FILE --out MODEL`: learn from a CSV (or gzip CSV) file and
-/// write the model file. A one-line summary goes to `log`.
-pub fn train(input: &Path, out: &Path, spec: &Spec, log: &mut dyn Write) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    let table = read_table(input)?;
-    let mut bar = Bar::new();
-    let model =
-        Model::train_with_progress(&table.records, spec, &mut |s, d, t| bar.update(s, d, t))
-            .with_context(|| format!("training on {}", input.display()));
-    bar.finish();
-    let model = model?;
-    model
-        .save(out)
-        .with_context(|| format!("writing {}", out.display()))?;
-    writeln!(
-        log,
-        "trained on {} rows, {} features ({} constant skipped), time of day: {}, smoothing per {}, threshold {:.4}, in {:.1}s -> {}",
-        table.records.len(),
-        model.schema().len(),
-        model.skipped().len(),
-        match model.time_of_day_clock() {
-            Some(super::clock::Clock::Local) => "yes (local clock)",
-            Some(super::clock::Clock::Utc) => "yes (UTC)",
-            None => "no",
-        },
-        // What live scoring will weigh as one row: the EWMA runs in time when known.
-        match model.row_interval_ms() {
-            Some(ms) => format!("{} s", ms / 1000.0),
-            None => "row".to_string(),
-        },
-        model.threshold(),
-        t0.elapsed().as_secs_f64(),
-        out.display()
-    )?;
-    Ok(())
-}
-
-/// The `cause` column: the top feature's name (for header-less input the name *is*
-/// the 0-based column index), empty when nothing contributes.
-fn cause<'m>(model: &'m Model, s: &Score) -> &'m str {
-    s.top_cause()
-        .map(|i| model.schema()[i].as_str())
-        .unwrap_or("")
-}
-
-pub fn write_row(out: &mut dyn Write, model: &Model, s: &Score) -> std::io::Result<()> {
-    // `{}` prints the shortest text that reads back as the same f64, so tools that
-    // re-rank the scores (pointwise.py) see exactly our values.
-    writeln!(
-        out,
-        "{},{},{}",
-        s.value,
-        u8::from(s.anomaly),
-        super::csv::quote(cause(model, s))
-    )
-}
-
-/// `anomalyd score --model MODEL --input FILE`: one CSV row `score,anomaly,cause` per
-/// input row, in input order, scored as a stream by one [`Scorer`].
-pub fn score(model_path: &Path, input: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
-    let table = read_table(input)?;
-    let model = Arc::new(Model::load_for(model_path, &table.columns)?);
-    let mut scorer = Scorer::new(Arc::clone(&model));
-    writeln!(out, "score,anomaly,cause")?;
-    for r in &table.records {
-        let s = scorer.score(r);
-        write_row(out, &model, &s)?;
-    }
-    out.flush()?;
-    Ok(())
 }
 
 /// Per-machine result of the SMD evaluation.
@@ -269,4 +200,20 @@ pub fn eval_smd(
         "(* bestF1 picks the threshold on the test labels: an oracle, for reference only)"
     )?;
     Ok(results)
+}
+
+/// `anomalyd eval smd`.
+pub fn run(dataset: EvalDataset, out: &mut dyn Write) -> anyhow::Result<std::process::ExitCode> {
+    let EvalDataset::Smd {
+        data,
+        out: out_dir,
+        machines,
+        spec,
+    } = dataset
+    else {
+        anyhow::bail!("not the smd dataset");
+    };
+    let spec = super::spec(spec.as_deref(), &Spec::default())?;
+    eval_smd(&data, out_dir.as_deref(), Some(&machines), &spec, out)?;
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -1,5 +1,4 @@
-//! `anomalyd replay` and `anomalyd train --history`: recorded data through the
-//! daemon's own code.
+//! `anomalyd replay`: recorded data through the daemon's own code.
 //!
 //! Replay feeds CSV rows to a [`Pipeline`] in replay mode, in a scratch state
 //! directory (or `--state-dir`), so warm-up, retraining, history-based training,
@@ -19,10 +18,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::config::Config;
-use crate::model::{commands::write_row, csv::read_table, Model, Spec};
+use super::score::write_row;
+use crate::cli::ReplayArgs;
+use crate::model::csv::read_table;
 use crate::pipeline::{Mode, Pipeline};
-use crate::store::History;
+use crate::settings::Config;
+use crate::store::StateDir;
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
@@ -46,6 +47,25 @@ impl Drop for Scratch {
     }
 }
 
+/// `anomalyd replay --input FILE [--forecast]`: the config's state directory is never
+/// used (see the module header); `--state-dir` keeps the replay's.
+pub fn run(
+    args: ReplayArgs,
+    out: &mut dyn Write,
+    log: &mut dyn Write,
+) -> anyhow::Result<std::process::ExitCode> {
+    let (config, _) = super::resolve_common(&args.common)?;
+    replay(
+        &config,
+        &args.input,
+        args.common.state_dir.as_deref(),
+        args.forecast,
+        out,
+        log,
+    )?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// How long a replay waits for the sinks to take its tickets.
 pub const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -65,16 +85,16 @@ pub fn replay(
 ) -> anyhow::Result<()> {
     let table = read_table(input)?;
     let scratch;
-    let dir = match state_dir {
-        Some(d) => crate::daemon::prepare_state_dir(d)?,
+    let state = match state_dir {
+        Some(d) => StateDir::create(d)?,
         None => {
             scratch = Scratch::new()?;
-            scratch.0.clone()
+            StateDir::at(&scratch.0)
         }
     };
-    let mut pipeline = Pipeline::open_mode(config, &dir, Mode::Replay)?;
-    let first_seq = match pipeline.desk_mut() {
-        Some(d) => d.store().next_seq()?,
+    let mut pipeline = Pipeline::open_mode(config, &state, Mode::Replay)?;
+    let first_seq = match pipeline.incidents() {
+        Some(i) => i.desk().store().next_seq()?,
         None => 1,
     };
     let step = config.interval.as_millis() as i64;
@@ -115,13 +135,14 @@ pub fn replay(
         out.write_all(&row)?;
     }
     out.flush()?;
-    if let Some(desk) = pipeline.desk_mut() {
-        summarize(desk.store(), first_seq, log)?;
+    if let Some(i) = pipeline.incidents() {
+        let store = i.desk().store();
+        summarize(store, first_seq, log)?;
         if state_dir.is_some() && !config.tickets.sinks.is_empty() {
-            deliver(config, desk.store().path(), log)?;
+            deliver(config, store.path(), log)?;
         }
     }
-    pipeline.close();
+    pipeline.close(std::time::Duration::ZERO);
     Ok(())
 }
 
@@ -186,39 +207,4 @@ fn deliver(config: &Config, db: &Path, log: &mut dyn Write) -> anyhow::Result<()
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-}
-
-/// `anomalyd train --history`: train on the state directory's history, as the daemon
-/// would now, and write the model.
-pub fn train_from_history(
-    config: &Config,
-    state_dir: &Path,
-    spec: &Spec,
-    out: &Path,
-    log: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let path = state_dir.join("history.db");
-    anyhow::ensure!(
-        path.exists(),
-        "no history at {} (run the daemon first)",
-        path.display()
-    );
-    let history = History::open(&path, &config.history)?;
-    let now = history.stats()?.newest_ms.unwrap_or(0);
-    let since = now - config.model.window.as_millis() as i64;
-    let rows = history.training_rows(since, config.model.max_training_rows)?;
-    let model = Model::train(&rows, spec)
-        .with_context(|| format!("training on {} history rows", rows.len()))?;
-    model
-        .save(out)
-        .with_context(|| format!("writing {}", out.display()))?;
-    writeln!(
-        log,
-        "trained on {} history rows, {} features, threshold {:.4} -> {}",
-        rows.len(),
-        model.schema().len(),
-        model.threshold(),
-        out.display()
-    )?;
-    Ok(())
 }

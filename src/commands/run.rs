@@ -1,0 +1,40 @@
+//! `anomalyd run`: the daemon, on a runtime of its own, until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{resolve, Overrides};
+use crate::cli::RunArgs;
+use crate::daemon::{self, Reload};
+use crate::store::StateDir;
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let flags = Overrides {
+        listen: args.listen,
+        state_dir: args.common.state_dir,
+        interval: args.interval,
+        ping_targets: args.ping_targets,
+    };
+    let file = args.common.config;
+    let (config, state) = resolve(file.as_deref(), &flags)?;
+    let state = StateDir::create(state.path())?;
+    // SIGHUP reads the file again and applies the same flags over it.
+    let reload = Reload {
+        file: file.clone(),
+        load: Box::new(move || flags.load(file.as_deref())),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()?;
+    let result = rt.block_on(daemon::run(
+        config,
+        state,
+        reload,
+        crate::shutdown::signal(),
+    ));
+    // A collector stuck in a syscall must not hold the process past SIGTERM.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    result?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,78 @@
+//! `collect --once`: the forecast for one fresh sample, from what the daemon left in
+//! the state directory. Reads only; nothing is written.
+
+use std::sync::Arc;
+
+use crate::forecast::{Calibration, Forecaster, Outlook, RiskTracker};
+use crate::model::{Model, Scorer};
+use crate::sample::Sample;
+use crate::settings::Config;
+use crate::store::{History, StateDir};
+
+/// `collect --once`: the forecast for one fresh sample, from the state directory's
+/// history (the trend of the last window) and saved model (the fault risk, warmed
+/// on the last horizon of history). Added to `sample`; nothing is written.
+pub fn forecast_once(config: &Config, sample: &mut Sample) -> Outlook {
+    let cfg = &config.forecast;
+    if !cfg.enabled {
+        return Outlook::default();
+    }
+    let now = sample.timestamp_ms;
+    let record = sample.record();
+    let mut forecaster = Forecaster::new(cfg);
+    let mut risk = RiskTracker::new(&cfg.risk);
+    let state = StateDir::at(&config.state_dir);
+    let path = state.history();
+    // Opening would create a missing database: only read one that exists.
+    let history = if path.exists() {
+        History::open(&path, &config.history)
+            .map_err(|e| tracing::warn!("forecast: {e}"))
+            .ok()
+    } else {
+        None
+    };
+    if let Some(h) = &history {
+        if let Err(e) = forecaster.seed(h, now) {
+            tracing::warn!("forecast: {e}");
+        }
+    }
+    let model_path = state.model();
+    let model = model_path
+        .exists()
+        .then(|| {
+            Model::load(&model_path)
+                .map_err(|e| tracing::warn!("{e}"))
+                .ok()
+        })
+        .flatten()
+        .map(Arc::new);
+    let mut scorer = None;
+    if let Some(m) = &model {
+        let calibration = Calibration::load(&state.risk(), m, &cfg.risk)
+            .map_err(|e| tracing::info!("fault risk: {e}"))
+            .ok();
+        risk.set_calibration(calibration);
+        let mut sc = Scorer::new(Arc::clone(m));
+        let since = now - cfg.risk.horizon.as_millis() as i64;
+        let rows = history
+            .as_ref()
+            .and_then(|h| h.range(since, now, crate::store::Tier::Raw).ok())
+            .unwrap_or_default();
+        for r in &rows {
+            let s = sc.score(r);
+            risk.observe(
+                r.timestamp_ms.unwrap_or(0),
+                Some((&s, m.threshold())),
+                f64::INFINITY,
+            );
+        }
+        scorer = Some(sc);
+    }
+    let mut outlook = forecaster.observe(&record);
+    if let (Some(sc), Some(m)) = (scorer.as_mut(), &model) {
+        let s = sc.score(&record);
+        outlook.risk = risk.observe(now, Some((&s, m.threshold())), outlook.min_eta());
+    }
+    outlook.export(sample, cfg);
+    outlook
+}
