@@ -22,7 +22,8 @@
 //! stage's section; `export/` renders and serves /metrics; `pipeline/` drives the
 //! stages; `daemon` runs the tick loop, reloads and the one shutdown; `commands/` has
 //! one file per subcommand and resolves the command line into a config and a state
-//! directory; `cli` parses, `main.rs` dispatches. Imports only go down this list.
+//! directory; `cli` parses, `main.rs` dispatches. Imports only go down this list
+//! (`tests/it/layers.rs` checks it).
 pub mod cli;
 pub mod collect;
 pub mod commands;

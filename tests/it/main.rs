@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod forecast;
 mod history_crash;
+mod layers;
 mod metrics_golden;
 mod model_daemon;
 mod outbox_fault;
