@@ -2,16 +2,13 @@
 //! clock of its own (the tick's `now_ms` is the clock, so replay and live agree), no
 //! I/O (the ticket desk stores what it returns).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-
-use serde::{Deserialize, Serialize};
-
 use super::classify::classify;
 use super::severity::{evaluate, Facts};
-use super::{Cause, Change, Class, Incident, IncidentConfig, Label, Severity};
+use super::{Cause, Change, Class, ForecastLevel, Incident, IncidentConfig, Label, Severity};
 use crate::model::{Model, Score};
 use crate::sample::Record;
 use crate::text::{fmt_duration_ms, fmt_value};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Everything the engine looks at in one tick.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -105,13 +102,6 @@ impl Signals {
         }
         any
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ForecastLevel {
-    Warning,
-    Critical,
 }
 
 /// One firing capacity forecast.

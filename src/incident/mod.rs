@@ -36,11 +36,13 @@ use serde_yaml::Value;
 use crate::config::reader::show;
 use crate::config::reader::Reader;
 
-pub use engine::{AnomalySignal, Engine, ForecastLevel, ForecastSignal, Signals};
+pub use engine::{AnomalySignal, Engine, ForecastSignal, Signals};
 pub use severity::{Conditions, SeverityRule};
 use silence::parse_silence;
 pub use silence::{Matchers, Silence};
-pub use types::{ticket_id, ticket_seq, Cause, Change, Class, Incident, Label, Severity};
+pub use types::{
+    ticket_id, ticket_seq, Cause, Change, Class, ForecastLevel, Incident, Label, Severity,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncidentConfig {

@@ -3,7 +3,7 @@
 
 use serde_yaml::Value;
 
-use super::engine::ForecastLevel;
+use super::types::ForecastLevel;
 use super::{Class, Label, Severity};
 use crate::config::reader::show;
 use crate::config::reader::Reader;

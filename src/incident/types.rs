@@ -40,6 +40,15 @@ pub enum Class {
 }
 
 /// One contributing metric: its value now against what the model learned as normal.
+/// How soon a capacity forecast says a resource runs out (the forecast event's
+/// severity, as the incident engine and the severity rules see it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForecastLevel {
+    Warning,
+    Critical,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cause {
     /// Feature name, e.g. `filesystem_used_ratio{mountpoint="/var"}`.

@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::fmt::Write;
 
-use super::store::Event;
 use crate::incident::{Class, ForecastLevel, Incident, Signals};
 use crate::sample::Record;
 use crate::text::{fmt_duration_ms, fmt_time, fmt_value};
@@ -377,14 +376,19 @@ fn escape(s: &str) -> String {
 }
 
 /// The report followed by what remediation did (timeline events of kind `action`).
-pub fn with_remediation(report: &str, actions: &[Event]) -> String {
+pub fn with_remediation<'a>(
+    report: &str,
+    actions: impl IntoIterator<Item = (i64, &'a str)>,
+) -> String {
     let mut s = report.trim_end().to_string();
     s.push_str("\n\n## Remediation\n\n");
-    if actions.is_empty() {
-        s.push_str("No action run.\n");
+    let mut none = true;
+    for (at_ms, summary) in actions {
+        none = false;
+        let _ = writeln!(s, "- {} — {}", fmt_time(at_ms), summary);
     }
-    for a in actions {
-        let _ = writeln!(s, "- {} — {}", fmt_time(a.at_ms), a.summary);
+    if none {
+        s.push_str("No action run.\n");
     }
     s
 }
@@ -491,7 +495,7 @@ mod tests {
         ] {
             assert!(r.contains(needle), "missing {needle:?} in\n{r}");
         }
-        let body = with_remediation(&r, &[]);
+        let body = with_remediation(&r, []);
         assert!(
             body.ends_with("## Remediation\n\nNo action run.\n"),
             "{body}"

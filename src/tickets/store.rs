@@ -796,7 +796,10 @@ fn refresh_body(conn: &Connection, id: &str) -> rusqlite::Result<()> {
         .into_iter()
         .filter(|e| e.kind == "action")
         .collect();
-    let body = super::report::with_remediation(&report, &actions);
+    let body = super::report::with_remediation(
+        &report,
+        actions.iter().map(|a| (a.at_ms, a.summary.as_str())),
+    );
     conn.execute(
         "UPDATE tickets SET body = ?2 WHERE id = ?1",
         params![id, body],
