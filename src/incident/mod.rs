@@ -191,3 +191,34 @@ pub fn host_name(config: &IncidentConfig) -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
+
+/// For unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Cause, Class, Incident, Label, Severity};
+
+    /// The incident unit tests start from: a P3 storage anomaly on web1's `sdb`,
+    /// opened at `at_ms`, its one cause `disk_busy_ratio{device="sdb"}` at `value`
+    /// against a baseline of 0.1. Tests change what they need with `..`.
+    pub(crate) fn storage_anomaly(id: &str, at_ms: i64, value: f64, contribution: f64) -> Incident {
+        Incident {
+            id: id.into(),
+            fingerprint: "web1/anomaly/storage/sdb".into(),
+            host: "web1".into(),
+            class: Class::Anomaly,
+            label: Label::Storage,
+            severity: Severity::P3,
+            resource: Some("sdb".into()),
+            title: "storage anomaly on web1 (sdb)".into(),
+            causes: vec![Cause {
+                feature: "disk_busy_ratio{device=\"sdb\"}".into(),
+                value,
+                baseline: 0.1,
+                contribution,
+            }],
+            opened_ms: at_ms,
+            updated_ms: at_ms,
+            resolved_ms: None,
+        }
+    }
+}

@@ -357,11 +357,7 @@ impl History {
         // One read transaction: the names, the counts and the rows come from the same
         // snapshot even if another process appends meanwhile (a name added after we read
         // `names` would otherwise look like a dangling id).
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(err("cannot begin read"))?;
-        self.refresh_names()?;
+        let tx = self.snapshot()?;
         let window = |tier: Tier| -> Result<(u64, Option<i64>), HistoryError> {
             let sql = format!(
                 "SELECT count(*), min(ts) FROM {} WHERE ts >= ?1",
@@ -420,11 +416,7 @@ impl History {
     pub fn range(&self, from_ms: i64, to_ms: i64, tier: Tier) -> Result<Vec<Record>, HistoryError> {
         let err = |op| sql_err(&self.path, op);
         // A snapshot for names and rows, as in `training_rows`.
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(err("cannot begin read"))?;
-        self.refresh_names()?;
+        let tx = self.snapshot()?;
         let sql = format!(
             "SELECT ts, data FROM {} WHERE ts >= ?1 AND ts < ?2 ORDER BY ts",
             tier.table()
@@ -456,11 +448,7 @@ impl History {
         to_ms: i64,
     ) -> Result<Vec<(i64, f64)>, HistoryError> {
         let err = |op| sql_err(&self.path, op);
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(err("cannot begin read"))?;
-        self.refresh_names()?;
+        let tx = self.snapshot()?;
         let Some(id) = self.names.borrow().ids.get(name).copied() else {
             return Ok(Vec::new());
         };
@@ -701,6 +689,18 @@ impl History {
 
     /// Load names added since the last load (by us before a restart, or by the daemon
     /// while another process reads).
+    /// A read transaction with the names refreshed inside it, so names and rows come
+    /// from the same snapshot even if another process appends meanwhile (a name added
+    /// after we read `names` would otherwise look like a dangling id).
+    fn snapshot(&self) -> Result<rusqlite::Transaction<'_>, HistoryError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sql_err(&self.path, "cannot begin read"))?;
+        self.refresh_names()?;
+        Ok(tx)
+    }
+
     fn refresh_names(&self) -> Result<(), HistoryError> {
         let err = |op| sql_err(&self.path, op);
         let max_id: Option<i64> = self

@@ -396,7 +396,7 @@ pub fn with_remediation<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incident::{AnomalySignal, Cause, Label, Severity};
+    use crate::incident::AnomalySignal;
 
     fn rec(ts: i64, v: f64) -> Record {
         Record {
@@ -437,30 +437,11 @@ mod tests {
 
     #[test]
     fn report_has_every_section() {
-        let feature = "disk_busy_ratio{device=\"sdb\"}";
         let mut recent = Recent::new(3_600_000);
         for i in 0..60 {
             recent.push(&rec(i * 60_000, 0.1 + (i % 3) as f64 / 100.0));
         }
-        let inc = Incident {
-            id: "INC-7".into(),
-            fingerprint: "web1/anomaly/storage/sdb".into(),
-            host: "web1".into(),
-            class: Class::Anomaly,
-            label: Label::Storage,
-            severity: Severity::P3,
-            resource: Some("sdb".into()),
-            title: "storage anomaly on web1 (sdb)".into(),
-            causes: vec![Cause {
-                feature: feature.into(),
-                value: 0.69,
-                baseline: 0.1,
-                contribution: 15.0,
-            }],
-            opened_ms: 3_600_000,
-            updated_ms: 3_600_000,
-            resolved_ms: None,
-        };
+        let inc = crate::incident::testing::storage_anomaly("INC-7", 3_600_000, 0.69, 15.0);
         let signals = |score: f64| Signals {
             anomaly: Some(AnomalySignal {
                 score,

@@ -184,16 +184,7 @@ fn bad_config_exits_2_listing_every_error() {
 
 #[test]
 fn collect_once_prints_a_table_and_json() {
-    let out = std::process::Command::new(common::bin())
-        .args(["collect", "--once"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::stdout_of(&["collect", "--once"]);
     assert!(text.starts_with("METRIC"), "{text}");
     assert!(
         text.contains("memory_available_bytes") && text.contains("collector cpu"),

@@ -78,19 +78,11 @@ fn labelled(body: &str, name: &str, needle: &str) -> Option<f64> {
 
 /// `anomalyd replay --input INPUT --config CFG [extra]`'s output; it must succeed.
 fn replay(input: &Path, cfg: &Path, extra: &[&str]) -> String {
-    let out = Command::new(common::bin())
-        .arg("replay")
-        .args(extra)
-        .args(["--input", input.to_str().unwrap()])
-        .args(["--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let mut args = vec!["replay"];
+    args.extend(extra);
+    args.extend(["--input", input.to_str().unwrap()]);
+    args.extend(["--config", cfg.to_str().unwrap()]);
+    common::stdout_of(&args)
 }
 
 /// A memory forecast event is exported.

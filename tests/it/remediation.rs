@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anomalyd::incident::{Cause, Change, Class, Incident, Label, Severity};
+use anomalyd::incident::{Cause, Change, Incident, Severity};
 use anomalyd::pipeline::{remediate_stage, Mode};
 use anomalyd::remediate::executor::RunResult;
 use anomalyd::remediate::{Engine, Event};
@@ -20,7 +20,7 @@ use anomalyd::tickets::{Desk, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_anomalyd");
 
-use crate::common::runner;
+use crate::common::{self, runner};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -62,13 +62,9 @@ impl Setup {
 }
 
 fn incident(n: usize, resource: &str) -> Incident {
+    let id = format!("INC-{n}");
     Incident {
-        id: format!("INC-{n}"),
-        fingerprint: format!("host/forecast/{resource}"),
         host: "testhost".into(),
-        class: Class::Forecast,
-        label: Label::Storage,
-        severity: Severity::P2,
         resource: Some(resource.to_string()),
         title: format!("storage: {resource} full soon"),
         causes: vec![Cause {
@@ -77,9 +73,7 @@ fn incident(n: usize, resource: &str) -> Incident {
             baseline: 0.5,
             contribution: 1.0,
         }],
-        opened_ms: 1_000_000,
-        updated_ms: 1_000_000,
-        resolved_ms: None,
+        ..common::incident(&id, &format!("host/forecast/{resource}"), 1_000_000)
     }
 }
 

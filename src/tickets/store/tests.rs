@@ -1,27 +1,12 @@
 use super::*;
-use crate::incident::{Cause, Class, Label, Severity};
+use crate::incident::Severity;
 use crate::store::StateDir;
 use crate::tickets::outbox;
 
 fn incident(id: &str, severity: Severity) -> Incident {
     Incident {
-        id: id.into(),
-        fingerprint: "web1/anomaly/storage/sdb".into(),
-        host: "web1".into(),
-        class: Class::Anomaly,
-        label: Label::Storage,
         severity,
-        resource: Some("sdb".into()),
-        title: "storage anomaly on web1 (sdb)".into(),
-        causes: vec![Cause {
-            feature: "disk_busy_ratio{device=\"sdb\"}".into(),
-            value: 0.97,
-            baseline: 0.1,
-            contribution: 12.0,
-        }],
-        opened_ms: 1_000,
-        updated_ms: 1_000,
-        resolved_ms: None,
+        ..crate::incident::testing::storage_anomaly(id, 1_000, 0.97, 12.0)
     }
 }
 

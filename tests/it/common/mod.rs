@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use anomalyd::incident::{Class, Incident, Label, Severity};
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_anomalyd"))
 }
@@ -171,6 +173,25 @@ pub fn metric(body: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The incident the integration tests start from: a P2 storage forecast for `/var` on
+/// web-1 (change what a test needs with `..`).
+pub fn incident(id: &str, fp: &str, at_ms: i64) -> Incident {
+    Incident {
+        id: id.into(),
+        fingerprint: fp.into(),
+        host: "web-1".into(),
+        class: Class::Forecast,
+        label: Label::Storage,
+        severity: Severity::P2,
+        resource: Some("/var".into()),
+        title: "storage: /var full in 3 h 10 min".into(),
+        causes: Vec::new(),
+        opened_ms: at_ms,
+        updated_ms: at_ms,
+        resolved_ms: None,
+    }
+}
+
 /// A loopback port nobody listens on right now (for "the sink is down", or a port to
 /// hand to a server the test starts).
 pub fn free_port() -> u16 {
@@ -181,6 +202,17 @@ pub fn free_port() -> u16 {
 /// Run `anomalyd ARGS` to completion.
 pub fn anomalyd(args: &[&str]) -> std::process::Output {
     Command::new(bin()).args(args).output().unwrap()
+}
+
+/// The standard output of `anomalyd ARGS`, which must succeed (its stderr says why not).
+pub fn stdout_of(args: &[&str]) -> String {
+    let out = anomalyd(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The runner with our own binary as its supervisor, as the daemon builds it.

@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use super::free_port;
+pub use super::{free_port, incident};
 use anomalyd::config::reader::Reader;
-use anomalyd::incident::{Class, Incident, Label, Severity};
 use anomalyd::tickets::sinks::{parse_sinks, SinkConfig};
 use anomalyd::tickets::{Delivery, DeliveryKind};
 use hmac::{Hmac, Mac};
@@ -211,23 +210,6 @@ fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, handler: &Handler) {
         if w.write_all(resp.as_bytes()).is_err() {
             return;
         }
-    }
-}
-
-pub fn incident(id: &str, fp: &str, at_ms: i64) -> Incident {
-    Incident {
-        id: id.into(),
-        fingerprint: fp.into(),
-        host: "web-1".into(),
-        class: Class::Forecast,
-        label: Label::Storage,
-        severity: Severity::P2,
-        resource: Some("/var".into()),
-        title: "storage: /var full in 3 h 10 min".into(),
-        causes: Vec::new(),
-        opened_ms: at_ms,
-        updated_ms: at_ms,
-        resolved_ms: None,
     }
 }
 
