@@ -85,6 +85,10 @@ pub struct TrainArgs {
     /// Model hyper-parameters (JSON, like models/default.json); default: built in.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+    /// With --history: train even when the history covers less than `model.warmup`
+    /// (the daemon would not; such a model has seen too little to know normal).
+    #[arg(long, requires = "history")]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -144,6 +148,55 @@ pub enum EvalDataset {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// What recorded, labelled series would have paged, through the daemon's own
+    /// pipeline: event recall, false tickets per host-day, median delay, per file.
+    Incidents {
+        #[command(flatten)]
+        common: Common,
+        /// SMD: each machine's train half then test half (pages counted in the test
+        /// half), as ../shared/tools/smd_incidents.py does.
+        #[arg(long, value_name = "DIR", conflicts_with = "input")]
+        smd: Option<PathBuf>,
+        /// With --smd: only these machines (comma-separated).
+        #[arg(long, value_delimiter = ',', requires = "smd")]
+        machines: Vec<String>,
+        /// CSV files (gzip allowed) with a 0/1 label column; pages count after the
+        /// model's warm-up and probation.
+        #[arg(long, value_name = "FILE", required_unless_present = "smd")]
+        input: Vec<PathBuf>,
+        /// The label column of --input files.
+        #[arg(long, value_name = "NAME", default_value = "label")]
+        label_column: String,
+        /// Also write the per-file outcomes and totals as JSON here.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+    /// Write a generated host (one-minute rows with daily and weekly cycles, Gaussian
+    /// and heavy-tailed noise, ping RTT spikes, a quantised metric, a benign lasting
+    /// step) as CSV with a `label` column, for `eval incidents`.
+    Generate {
+        /// Days of rows.
+        #[arg(long, default_value_t = 30.0, value_parser = parse_days)]
+        days: f64,
+        /// Random seed (the same seed gives the same rows).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Inject the faults: a disk saturated for 40 min on day 20, a CPU pegged for
+        /// 30 min on day 24, every ping lost for 20 min on day 27 (those within --days).
+        #[arg(long)]
+        faults: bool,
+        /// Where to write the CSV; `-` for stdout.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+fn parse_days(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if (0.01..=366.0).contains(&d) => Ok(d),
+        Ok(d) => Err(format!("{d} days is not between 0.01 and 366")),
+        Err(_) => Err(format!("{s:?} is not a number of days")),
+    }
 }
 
 #[derive(Args, Debug)]

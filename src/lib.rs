@@ -29,6 +29,7 @@ pub mod collect;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod eval;
 pub mod export;
 pub mod forecast;
 pub mod incident;

@@ -155,8 +155,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let mut forecast = crate::forecast::parse_config(&mut r, top.get("forecast"), "forecast");
     let incidents = crate::incident::parse_config(&mut r, top.get("incidents"), "incidents");
     // The risk predicts exactly the incidents the engine opens: the same debounce.
-    forecast.risk.debounce_anomalous = incidents.open_after;
-    forecast.risk.debounce_of = incidents.open_window;
+    // The risk's target is counted on minute rows (what the model trains on).
+    let minutes = |d: std::time::Duration| d.as_secs().div_ceil(60).max(1) as usize;
+    forecast.risk.debounce_anomalous = minutes(incidents.opening.open_for);
+    forecast.risk.debounce_of =
+        minutes(incidents.opening.open_window).max(forecast.risk.debounce_anomalous);
     let tickets = crate::tickets::parse_config(&mut r, top.get("tickets"), "tickets");
     let remediation = crate::remediate::parse_config(&mut r, top.get("remediation"), "remediation");
 

@@ -83,27 +83,7 @@ pub fn smd_machines(data: &Path) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-/// An SMD label file: one `0` or `1` per row (a first CSV field, read as a number).
-pub(crate) fn read_labels(path: &Path) -> anyhow::Result<Vec<bool>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(
-            |(i, l)| match l.split(',').next().unwrap_or("").parse::<f64>() {
-                Ok(0.0) => Ok(false),
-                Ok(1.0) => Ok(true),
-                _ => anyhow::bail!(
-                    "{}:{}: label must be 0 or 1, got {l:?}",
-                    path.display(),
-                    i + 1
-                ),
-            },
-        )
-        .collect()
-}
+pub(crate) use crate::eval::read_labels;
 
 /// Train on one machine's train file, score its test file; the scores of the test rows.
 pub fn smd_machine(

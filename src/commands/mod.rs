@@ -10,6 +10,7 @@
 pub mod check_config;
 pub mod collect;
 pub mod eval;
+pub mod eval_incidents;
 pub mod eval_risk;
 pub mod remediation;
 pub mod replay;
@@ -111,5 +112,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval {
             dataset: dataset @ EvalDataset::SmdRisk { .. },
         } => eval_risk::run(dataset, &mut stdout()),
+        Command::Eval {
+            dataset: dataset @ (EvalDataset::Incidents { .. } | EvalDataset::Generate { .. }),
+        } => eval_incidents::run(dataset, &mut stdout(), &mut std::io::stderr()),
     }
 }

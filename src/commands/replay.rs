@@ -14,38 +14,14 @@
 //! series into the daemon's own history by accident.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-
-use anyhow::Context;
+use std::path::Path;
 
 use super::score::write_row;
 use crate::cli::ReplayArgs;
 use crate::model::csv::read_table;
 use crate::pipeline::{Mode, Pipeline};
 use crate::settings::Config;
-use crate::store::StateDir;
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> anyhow::Result<Scratch> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("anomalyd-replay-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::store::{Scratch, StateDir};
 
 /// `anomalyd replay --input FILE [--forecast]`: the config's state directory is never
 /// used (see the module header); `--state-dir` keeps the replay's.
@@ -88,8 +64,8 @@ pub fn replay(
     let state = match state_dir {
         Some(d) => StateDir::create(d)?,
         None => {
-            scratch = Scratch::new()?;
-            StateDir::at(&scratch.0)
+            scratch = Scratch::new("replay")?;
+            scratch.state()
         }
     };
     let mut pipeline = Pipeline::open_mode(config, &state, Mode::Replay)?;

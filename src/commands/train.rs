@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -58,6 +59,7 @@ pub fn train_from_history(
     state: &StateDir,
     spec: &Spec,
     out: &Path,
+    force: bool,
     log: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let path = state.history();
@@ -67,7 +69,19 @@ pub fn train_from_history(
         path.display()
     );
     let history = History::open(&path, &config.history)?;
-    let now = history.stats()?.newest_ms.unwrap_or(0);
+    let stats = history.stats()?;
+    let now = stats.newest_ms.unwrap_or(0);
+    // The daemon waits for its warm-up before it trains; a model from less has not
+    // seen enough of the host to tell normal from not (and would page for it).
+    let covered = Duration::from_millis((now - stats.oldest_ms.unwrap_or(now)).max(0) as u64);
+    if covered < config.model.warmup && !force {
+        anyhow::bail!(
+            "the history covers {}, less than model.warmup ({}): too little to learn what is \
+             normal here. Let the daemon run longer, or pass --force to train anyway",
+            crate::text::fmt_duration(covered),
+            crate::text::fmt_duration(config.model.warmup)
+        );
+    }
     let since = now - config.model.window.as_millis() as i64;
     let rows = history.training_rows(since, config.model.max_training_rows)?;
     let model = Model::train(&rows, spec)
@@ -100,7 +114,7 @@ pub fn run(args: TrainArgs, log: &mut dyn Write) -> anyhow::Result<std::process:
         None => {
             let state = StateDir::create(state.path())?;
             let out = args.out.unwrap_or_else(|| state.model());
-            train_from_history(&config, &state, &spec, &out, log)?;
+            train_from_history(&config, &state, &spec, &out, args.force, log)?;
         }
     }
     Ok(std::process::ExitCode::SUCCESS)

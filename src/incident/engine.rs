@@ -1,165 +1,42 @@
 //! The incident state machine: per tick, signals in, changes out. Pure logic: no
 //! clock of its own (the tick's `now_ms` is the clock, so replay and live agree), no
 //! I/O (the ticket desk stores what it returns).
+//!
+//! Sources of incidents, each with its own slot:
+//! - the model (one anomaly slot: one incident per host episode): it opens through the
+//!   [`Gate`] and stays open while samples are anomalous (smoothed and raw score);
+//! - each capacity forecast (`kind/resource`): opens when the forecaster fires;
+//! - each ping target that used to answer and stopped (`ping/<target>`).
+//!
+//! The fault risk is not a source: it is evidence on the anomaly incident (its
+//! severity rules see it). Every slot resolves after `resolve_for` without evidence.
+//!
+//! One problem, one ticket: when the anomaly's dominant cause moves to another label
+//! or resource for `open_for`, the open incident is *superseded*: it ends, saying so,
+//! and a new one with its own fingerprint carries the new problem (a remediation rule
+//! never runs on a label an incident no longer has, because an incident's label never
+//! changes). An anomaly and a forecast about the same thing (the same resource, or
+//! memory and a memory/swap forecast) are one episode: whichever opened first gets
+//! the other as news, not a second ticket.
 
-use super::classify::classify;
-use super::severity::{evaluate, Facts};
-use super::{Cause, Change, Class, ForecastLevel, Incident, IncidentConfig, Label, Severity};
-use crate::model::{Model, Score};
-use crate::sample::Record;
-use crate::text::{fmt_duration_ms, fmt_value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-/// Everything the engine looks at in one tick.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Signals {
-    /// The model's verdict; `None` while there is no model (nothing is learnt then,
-    /// and an open anomaly incident neither grows nor resolves).
-    pub anomaly: Option<AnomalySignal>,
-    /// The capacity forecasts firing now: every tick, all of them. One that is no
-    /// longer listed counts as cleared.
-    pub forecasts: Vec<ForecastSignal>,
-    /// Fault-risk probability, 0..1, when the forecaster computes one.
-    pub risk: Option<f64>,
-    /// Every ping target lost every packet of its last round.
-    pub ping_loss_all: bool,
-}
+use super::classify::classify;
+use super::gate::{Gate, Persistence};
+use super::severity::{evaluate, Facts};
+use super::signals::{AnomalySignal, ForecastSignal, Signals};
+use super::{Cause, Change, Class, Incident, IncidentConfig, Label, Severity};
+use crate::text::{fmt_duration_ms, fmt_quantity};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct AnomalySignal {
-    pub score: f64,
-    pub threshold: f64,
-    /// The smoothed decision (`Score::anomaly`): what opens an incident.
-    pub anomalous: bool,
-    /// The sample is anomalous on its own too (`Score::counts_for_incident`): what
-    /// keeps an open incident going. The smoothed score decays for dozens of samples
-    /// after a large spike; the incident must end when the host is normal again.
-    pub ongoing: bool,
-    /// Top contributing features with value and baseline, largest first.
-    pub causes: Vec<Cause>,
-}
-
-impl AnomalySignal {
-    /// The model's verdict on `record` with its `top` causes (those with at least 5%
-    /// of the score), each with its value now and the model's expectation for it.
-    ///
-    /// On a normal sample (the usual tick) the causes are left empty: the engine only
-    /// reads evidence from anomalous samples, and the baselines cost a second pass
-    /// over the model on the sampling path.
-    pub fn from_score(model: &Model, score: &Score, record: &Record, top: usize) -> AnomalySignal {
-        let mut signal = AnomalySignal {
-            score: score.value,
-            threshold: model.threshold(),
-            anomalous: score.anomaly,
-            ongoing: score.counts_for_incident(),
-            causes: Vec::new(),
-        };
-        if !signal.anomalous {
-            return signal;
-        }
-        let names = model.schema();
-        let expected = model.expected(record);
-        // Metrics with a negligible share are noise, not causes (the first always counts).
-        let floor = 0.05 * score.value;
-        let causes = score
-            .contributions
-            .iter()
-            .take(top)
-            .enumerate()
-            .filter(|(rank, (_, c))| *rank == 0 || *c >= floor)
-            .map(|(_, &(i, contribution))| {
-                let feature = names[i].clone();
-                let value = record
-                    .values
-                    .iter()
-                    .find(|(n, _)| *n == feature)
-                    .map_or(f64::NAN, |(_, v)| *v);
-                Cause {
-                    feature,
-                    value,
-                    baseline: expected.get(i).copied().unwrap_or(f64::NAN),
-                    contribution,
-                }
-            })
-            .collect();
-        signal.causes = causes;
-        signal
-    }
-}
-
-impl Signals {
-    /// Whether every ping target in `record` lost every packet of its last round
-    /// (false when no target is pinged).
-    pub fn ping_loss_all_in(record: &Record) -> bool {
-        let mut any = false;
-        for (n, v) in &record.values {
-            if n.starts_with("ping_loss_ratio{") {
-                any = true;
-                if *v < 1.0 {
-                    return false;
-                }
-            }
-        }
-        any
-    }
-}
-
-/// One firing capacity forecast.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ForecastSignal {
-    /// Mount point for `bytes`/`inodes`; `memory` or `swap` for those kinds.
-    pub resource: String,
-    /// `bytes`, `inodes`, `memory` or `swap`.
-    pub kind: String,
-    pub level: ForecastLevel,
-    /// Time until the resource runs out.
-    pub eta_seconds: f64,
-    /// Evidence (e.g. the free space now and its trend), shown in the report.
-    pub causes: Vec<Cause>,
-}
-
-impl ForecastSignal {
-    fn key(&self) -> String {
-        format!("{}/{}", self.kind, self.resource)
-    }
-    fn label(&self) -> Label {
-        match self.kind.as_str() {
-            "memory" | "swap" => Label::Memory,
-            _ => Label::Storage,
-        }
-    }
-    fn what(&self) -> &'static str {
-        match self.kind.as_str() {
-            "bytes" => "full",
-            "inodes" => "out of inodes",
-            "memory" => "out of memory",
-            "swap" => "out of swap",
-            _ => "exhausted",
-        }
-    }
-}
-
-/// One source of incidents (the model, the risk, one forecast) and its open incident.
+/// One source of incidents and its open incident.
 #[derive(Debug, Default)]
 struct Slot {
-    /// The last `open_window` verdicts (anomaly and risk only).
-    window: VecDeque<bool>,
     open: Option<Live>,
-    /// Anomaly only: resolved while the smoothed score is still above the threshold.
-    /// Until it drops to [`TAIL_END`] × threshold, only samples anomalous on their
-    /// own count, so the decaying average does not reopen what just ended.
-    tail: bool,
 }
-
-/// Where the smoothed score's tail after an anomaly incident ends, as a share of the
-/// threshold.
-const TAIL_END: f64 = 0.5;
 
 #[derive(Debug)]
 struct Live {
     incident: Incident,
-    /// Consecutive normal ticks.
-    normal_run: usize,
     last_active_ms: i64,
     flapping: bool,
     /// Features already named in the ticket: a new one in the top three is news.
@@ -171,13 +48,31 @@ struct Live {
     peak: f64,
 }
 
+/// A ping target: whether it ever answered (a target that never did is a
+/// configuration problem, not an incident), and how long it has been lost.
+#[derive(Debug, Default)]
+struct Target {
+    answered: bool,
+    lost: Persistence,
+    slot: Slot,
+}
+
+/// The anomaly's dominant cause moving elsewhere while its incident is open.
+#[derive(Debug, Default)]
+struct Moving {
+    to: Option<(Label, Option<String>)>,
+    held: Persistence,
+}
+
 pub struct Engine {
     config: IncidentConfig,
     host: String,
     next_seq: u64,
     anomaly: Slot,
-    risk: Slot,
+    gate: Gate,
+    moving: Moving,
     forecasts: BTreeMap<String, Slot>,
+    targets: BTreeMap<String, Target>,
     /// Per fingerprint: when its incidents opened (within the flap window) and the
     /// last one resolved (id, when).
     opens: HashMap<String, VecDeque<i64>>,
@@ -188,23 +83,50 @@ impl Engine {
     /// `next_seq`: the number the next new incident gets (`INC-<n>`), from the store.
     pub fn new(config: IncidentConfig, host: String, next_seq: u64) -> Engine {
         Engine {
+            gate: Gate::new(config.opening.clone()),
             config,
             host,
             next_seq: next_seq.max(1),
             anomaly: Slot::default(),
-            risk: Slot::default(),
+            moving: Moving::default(),
             forecasts: BTreeMap::new(),
+            targets: BTreeMap::new(),
             opens: HashMap::new(),
             resolved: HashMap::new(),
         }
     }
 
     pub fn reconfigure(&mut self, config: IncidentConfig) {
+        self.gate.set_rule(config.opening.clone());
         self.config = config;
+    }
+
+    pub fn config(&self) -> &IncidentConfig {
+        &self.config
     }
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// A new model is in use: its false-alarm budget multiplier, and the gate forgets
+    /// the old model's scores. [`Engine::prime`] then gives it the new model's view of
+    /// the recent past.
+    pub fn new_model(&mut self, multiplier: f64) {
+        self.gate.reset(multiplier);
+    }
+
+    /// Feed the gate's recent history without deciding anything: `(timestamp, score /
+    /// threshold)` of recent samples scored by the model now in use.
+    pub fn prime(&mut self, recent: &[(i64, f64)]) {
+        for &(t, ratio) in recent {
+            self.gate.observe(t, ratio, false, true);
+        }
+    }
+
+    /// The level (in units of the threshold) a score has to exceed now to open.
+    pub fn opening_level(&self) -> f64 {
+        self.gate.level()
     }
 
     /// Pick up an incident still open in the store (after a restart): it goes on where
@@ -213,27 +135,33 @@ impl Engine {
         let live = Live {
             reported: incident.causes.iter().map(|c| c.feature.clone()).collect(),
             incident,
-            normal_run: 0,
             last_active_ms: now_ms,
             flapping: false,
             reported_eta: None,
             peak: f64::NAN,
         };
-        let slot = match live.incident.class {
-            Class::Anomaly => &mut self.anomaly,
-            Class::Risk => &mut self.risk,
+        let resource = live.incident.resource.clone().unwrap_or_default();
+        match live.incident.class {
+            // A risk incident from before risk became evidence: it resolves on its own.
+            Class::Anomaly | Class::Risk => self.anomaly.open = Some(live),
             Class::Forecast => {
-                let prefix = format!("{}/forecast/", self.host);
-                let key = live
+                // `<host>/forecast/<kind>/…`: the slot key is `<kind>/<resource>`.
+                let kind = live
                     .incident
                     .fingerprint
-                    .strip_prefix(&prefix)
-                    .unwrap_or(&live.incident.fingerprint)
+                    .strip_prefix(&format!("{}/forecast/", self.host))
+                    .and_then(|k| k.split('/').next())
+                    .unwrap_or("bytes")
                     .to_string();
-                self.forecasts.entry(key).or_default()
+                let k = format!("{kind}/{resource}");
+                self.forecasts.entry(k).or_default().open = Some(live);
             }
-        };
-        slot.open = Some(live);
+            Class::Ping => {
+                let t = self.targets.entry(resource).or_default();
+                t.answered = true;
+                t.slot.open = Some(live);
+            }
+        }
     }
 
     /// Remember an incident resolved before a restart, for the reopen window and flap
@@ -265,29 +193,39 @@ impl Engine {
             .any(|l| l.incident.id == id && l.flapping)
     }
 
+    /// Ping targets that have not answered once since the daemon started.
+    pub fn silent_targets(&self) -> impl Iterator<Item = &str> {
+        self.targets
+            .iter()
+            .filter(|(_, t)| !t.answered)
+            .map(|(k, _)| k.as_str())
+    }
+
     fn slots(&self) -> impl Iterator<Item = &Slot> {
-        [&self.anomaly, &self.risk]
-            .into_iter()
+        std::iter::once(&self.anomaly)
             .chain(self.forecasts.values())
+            .chain(self.targets.values().map(|t| &t.slot))
     }
 
     fn slots_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
-        [&mut self.anomaly, &mut self.risk]
-            .into_iter()
+        std::iter::once(&mut self.anomaly)
             .chain(self.forecasts.values_mut())
+            .chain(self.targets.values_mut().map(|t| &mut t.slot))
     }
 
     /// An operator resolved the ticket: forget the incident. If the problem goes on,
-    /// it has to be debounced again, and opens (or reopens) a ticket.
+    /// it has to persist again, and opens (or reopens) a ticket.
     pub fn forget(&mut self, id: &str, now_ms: i64) {
         let mut gone = None;
         for slot in self.slots_mut() {
             if slot.open.as_ref().is_some_and(|l| l.incident.id == id) {
                 gone = slot.open.take();
-                slot.window.clear();
             }
         }
         if let Some(l) = gone {
+            if l.incident.class == Class::Anomaly {
+                self.gate.reset(self.gate.multiplier());
+            }
             self.resolved
                 .insert(l.incident.fingerprint, (l.incident.id, now_ms));
         }
@@ -321,102 +259,194 @@ impl Engine {
         if !self.config.enabled {
             return out;
         }
+        let ping_loss_all = self.ping_loss_all(s);
         if let Some(a) = &s.anomaly {
-            let causes: Vec<Cause> = a
-                .causes
-                .iter()
-                .take(self.config.top_causes)
-                .cloned()
-                .collect();
-            let (label, resource) = classify(&causes);
-            let ratio = (a.threshold > 0.0).then(|| a.score / a.threshold);
-            let ev = Evidence {
-                class: Class::Anomaly,
-                key: None,
-                label,
-                resource: resource.clone(),
-                title: anomaly_title(label, &self.host, resource.as_deref(), &causes),
-                causes,
-                facts: Facts {
-                    class: Class::Anomaly,
-                    label,
-                    forecast: None,
-                    ping_loss_all: s.ping_loss_all,
-                    score_ratio: ratio,
-                },
-                eta: None,
-                score: a.score,
-            };
-            let slot = &mut self.anomaly;
-            // Well below, not just below: a decaying average oscillates around the
-            // threshold for a while. Until then only samples anomalous on their own
-            // open (a real recurrence still does).
-            if a.score < TAIL_END * a.threshold {
-                slot.tail = false;
-            }
-            let was_open = slot.open.is_some();
-            let active = if was_open || slot.tail {
-                a.ongoing
+            self.anomaly_tick(now_ms, a, s, ping_loss_all, &mut out);
+        }
+        self.forecast_tick(now_ms, s, ping_loss_all, &mut out);
+        self.ping_tick(now_ms, s, ping_loss_all, &mut out);
+        out
+    }
+
+    /// Every target that has answered before lost everything in its last round (and
+    /// there is at least one). A target that never answered proves nothing.
+    fn ping_loss_all(&mut self, s: &Signals) -> bool {
+        for p in &s.ping {
+            if p.loss < 1.0 {
+                self.targets.entry(p.target.clone()).or_default().answered = true;
             } else {
-                a.anomalous
-            };
-            self.step(SlotId::Anomaly, active, true, ev, now_ms, &mut out);
-            // Resolved this tick with the average still high: the tail starts.
-            if was_open && self.anomaly.open.is_none() && a.anomalous {
-                self.anomaly.tail = true;
+                self.targets.entry(p.target.clone()).or_default();
             }
         }
-        if let Some(p) = s.risk {
-            let active = p >= self.config.risk_threshold;
-            let ev = Evidence {
-                class: Class::Risk,
-                key: None,
-                label: Label::Other,
-                resource: None,
-                title: format!("fault risk {:.0}% on {}", p * 100.0, self.host),
-                causes: Vec::new(),
-                facts: Facts {
-                    class: Class::Risk,
-                    label: Label::Other,
-                    forecast: None,
-                    ping_loss_all: s.ping_loss_all,
-                    score_ratio: None,
-                },
-                eta: None,
-                score: f64::NAN,
-            };
-            self.step(SlotId::Risk, active, true, ev, now_ms, &mut out);
+        let mut any = false;
+        for p in &s.ping {
+            if self.targets.get(&p.target).is_some_and(|t| t.answered) {
+                if p.loss < 1.0 {
+                    return false;
+                }
+                any = true;
+            }
         }
-        // Forecasts: every one firing now, then every open one no longer firing.
+        any
+    }
+
+    fn anomaly_tick(
+        &mut self,
+        now_ms: i64,
+        a: &AnomalySignal,
+        s: &Signals,
+        ping_loss_all: bool,
+        out: &mut Vec<Change>,
+    ) {
+        let open = self.anomaly.open.is_some();
+        let gate = self
+            .gate
+            .observe(now_ms, a.ratio(), a.sample_anomalous, !open);
+        let causes: Vec<Cause> = a
+            .causes
+            .iter()
+            .take(self.config.top_causes)
+            .cloned()
+            .collect();
+        let (label, resource) = classify(&causes);
+        let ev = Evidence {
+            class: Class::Anomaly,
+            key: None,
+            label,
+            resource: resource.clone(),
+            title: anomaly_title(label, &self.host, resource.as_deref(), &causes),
+            causes,
+            facts: Facts {
+                class: Class::Anomaly,
+                label,
+                forecast: None,
+                ping_loss_all,
+                score_ratio: Some(a.ratio()),
+                risk: s.risk,
+            },
+            eta: None,
+            score: a.score,
+        };
+        let Some(live) = &self.anomaly.open else {
+            self.moving = Moving::default();
+            if gate.open {
+                self.open_anomaly(ev, now_ms, out);
+            }
+            return;
+        };
+        if !a.ongoing() {
+            self.moving
+                .held
+                .observe(now_ms, false, self.gate.rule().open_window);
+            self.quiet(SlotId::Anomaly, now_ms, out);
+            return;
+        }
+        // The dominant cause moved to another label or resource: once that has lasted
+        // as long as an opening must, it is another problem.
+        let here = (live.incident.label, live.incident.resource.clone());
+        let there = (ev.label, ev.resource.clone());
+        let elsewhere =
+            !ev.causes.is_empty() && there != here && live.incident.class == Class::Anomaly;
+        if elsewhere && self.moving.to.as_ref() != Some(&there) {
+            self.moving = Moving {
+                to: Some(there.clone()),
+                held: Persistence::default(),
+            };
+        }
+        let held = self
+            .moving
+            .held
+            .observe(now_ms, elsewhere, self.gate.rule().open_window);
+        if elsewhere && held >= self.gate.rule().open_for.as_millis() as i64 {
+            self.supersede(ev, now_ms, out);
+            return;
+        }
+        self.active(SlotId::Anomaly, &ev, now_ms, out);
+    }
+
+    /// Open an anomaly incident, unless a forecast incident about the same thing is
+    /// open: then it is news on that one.
+    fn open_anomaly(&mut self, ev: Evidence, now_ms: i64, out: &mut Vec<Change>) {
+        let forecast = self
+            .forecasts
+            .iter()
+            .find(|(_, s)| {
+                s.open
+                    .as_ref()
+                    .is_some_and(|l| same_episode(ev.label, ev.resource.as_deref(), &l.incident))
+            })
+            .map(|(k, _)| k.clone());
+        if let Some(key) = forecast {
+            if let Some(live) = self.forecasts.get_mut(&key).and_then(|s| s.open.as_mut()) {
+                let news = ev
+                    .causes
+                    .iter()
+                    .filter(|c| !live.reported.contains(&c.feature))
+                    .take(3)
+                    .map(|c| c.feature.clone())
+                    .collect::<Vec<_>>();
+                if !news.is_empty() {
+                    live.reported.extend(news.iter().cloned());
+                    live.incident.updated_ms = now_ms;
+                    out.push(Change::Updated {
+                        incident: live.incident.clone(),
+                        what: format!("anomalous on the same resource: {}", ev.title),
+                    });
+                }
+            }
+            return;
+        }
+        let change = self.open_incident(SlotId::Anomaly, ev, now_ms);
+        out.push(change);
+    }
+
+    /// End the open anomaly incident as superseded and open one for `ev`.
+    fn supersede(&mut self, ev: Evidence, now_ms: i64, out: &mut Vec<Change>) {
+        let Some(mut old) = self.anomaly.open.take() else {
+            return;
+        };
+        self.moving = Moving::default();
+        let opened = self.open_incident(SlotId::Anomaly, ev, now_ms);
+        let new = opened.incident();
+        old.incident.resolved_ms = Some(now_ms);
+        old.incident.updated_ms = now_ms;
+        self.resolved.insert(
+            old.incident.fingerprint.clone(),
+            (old.incident.id.clone(), now_ms),
+        );
+        let by = format!(
+            "{}: the problem moved to {}",
+            new.id,
+            match &new.resource {
+                Some(r) => format!("{} ({r})", new.label),
+                None => new.label.to_string(),
+            }
+        );
+        out.push(Change::Superseded {
+            incident: old.incident,
+            by,
+        });
+        out.push(opened);
+    }
+
+    fn forecast_tick(
+        &mut self,
+        now_ms: i64,
+        s: &Signals,
+        ping_loss_all: bool,
+        out: &mut Vec<Change>,
+    ) {
+        // Every forecast firing now, then every open one no longer firing.
         let mut seen = HashSet::new();
         for f in &s.forecasts {
             let key = f.key();
             seen.insert(key.clone());
-            let label = f.label();
-            let ev = Evidence {
-                class: Class::Forecast,
-                key: Some(key.clone()),
-                label,
-                resource: Some(f.resource.clone()),
-                title: format!(
-                    "{label}: {} {} in {} on {}",
-                    f.resource,
-                    f.what(),
-                    fmt_duration_ms((f.eta_seconds * 1000.0) as i64),
-                    self.host
-                ),
-                causes: f.causes.clone(),
-                facts: Facts {
-                    class: Class::Forecast,
-                    label,
-                    forecast: Some(f.level),
-                    ping_loss_all: s.ping_loss_all,
-                    score_ratio: None,
-                },
-                eta: Some(f.eta_seconds),
-                score: f64::NAN,
-            };
-            self.step(SlotId::Forecast(key), true, false, ev, now_ms, &mut out);
+            let ev = self.forecast_evidence(f, s, ping_loss_all);
+            let own = self.forecasts.get(&key).is_some_and(|s| s.open.is_some());
+            if !own && self.join_anomaly(&key, &ev, now_ms, out) {
+                continue;
+            }
+            self.active(SlotId::Forecast(key), &ev, now_ms, out);
         }
         let cleared: Vec<String> = self
             .forecasts
@@ -425,78 +455,178 @@ impl Engine {
             .cloned()
             .collect();
         for key in cleared {
-            self.quiet(SlotId::Forecast(key.clone()), now_ms, &mut out);
+            self.quiet(SlotId::Forecast(key.clone()), now_ms, out);
             if self.forecasts.get(&key).is_some_and(|s| s.open.is_none()) {
                 self.forecasts.remove(&key);
             }
         }
-        out
+    }
+
+    /// A forecast about what the open anomaly incident is about: news on it (once per
+    /// forecast, and whenever it makes the severity worse), not an incident of its
+    /// own. `false` when there is no such anomaly incident.
+    fn join_anomaly(
+        &mut self,
+        key: &str,
+        ev: &Evidence,
+        now_ms: i64,
+        out: &mut Vec<Change>,
+    ) -> bool {
+        let rules = self.config.severity_rules.clone();
+        let Some(live) = &mut self.anomaly.open else {
+            return false;
+        };
+        if !same_episode(ev.label, ev.resource.as_deref(), &live.incident) {
+            return false;
+        }
+        let mut what = Vec::new();
+        if live.reported.insert(format!("forecast:{key}")) {
+            what.push(format!("forecast: {}", ev.title));
+        }
+        let mut facts = ev.facts.clone();
+        facts.class = live.incident.class;
+        facts.label = live.incident.label;
+        let sev = evaluate(&rules, &facts);
+        if sev < live.incident.severity {
+            what.push(format!("severity {} -> {sev}", live.incident.severity));
+            live.incident.severity = sev;
+        }
+        if !what.is_empty() {
+            live.incident.updated_ms = now_ms;
+            out.push(Change::Updated {
+                incident: live.incident.clone(),
+                what: what.join("; "),
+            });
+        }
+        true
+    }
+
+    fn forecast_evidence(&self, f: &ForecastSignal, s: &Signals, ping_loss_all: bool) -> Evidence {
+        let label = f.label();
+        Evidence {
+            class: Class::Forecast,
+            key: Some(f.key()),
+            label,
+            resource: Some(f.resource.clone()),
+            title: format!(
+                "{label}: {} {} in {} on {}",
+                f.resource,
+                f.what(),
+                fmt_duration_ms((f.eta_seconds * 1000.0) as i64),
+                self.host
+            ),
+            causes: f.causes.clone(),
+            facts: Facts {
+                class: Class::Forecast,
+                label,
+                forecast: Some(f.level),
+                ping_loss_all,
+                score_ratio: None,
+                risk: s.risk,
+            },
+            eta: Some(f.eta_seconds),
+            score: f64::NAN,
+        }
+    }
+
+    /// Targets that answered before and now lose every packet open an incident once
+    /// that has lasted `open_for`; it resolves `resolve_for` after they answer again.
+    fn ping_tick(&mut self, now_ms: i64, s: &Signals, ping_loss_all: bool, out: &mut Vec<Change>) {
+        let rule = self.gate.rule().clone();
+        // A target no longer pinged (the config changed) has no evidence either way.
+        let gone: Vec<String> = self
+            .targets
+            .iter()
+            .filter(|(k, t)| t.slot.open.is_some() && !s.ping.iter().any(|p| &p.target == *k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            self.quiet(SlotId::Ping(key), now_ms, out);
+        }
+        for p in &s.ping {
+            let Some(t) = self.targets.get_mut(&p.target) else {
+                continue;
+            };
+            let lost = t.answered && p.loss >= 1.0;
+            let held = t.lost.observe(now_ms, lost, rule.open_window);
+            let key = p.target.clone();
+            if !lost {
+                self.quiet(SlotId::Ping(key), now_ms, out);
+                continue;
+            }
+            let open = t.slot.open.is_some();
+            if open || held >= rule.open_for.as_millis() as i64 {
+                let ev = Evidence {
+                    class: Class::Ping,
+                    key: Some(key.clone()),
+                    label: Label::Network,
+                    resource: Some(key.clone()),
+                    title: format!(
+                        "network: ping target {key} stopped answering on {}",
+                        self.host
+                    ),
+                    causes: vec![Cause {
+                        feature: format!("ping_loss_ratio{{target=\"{key}\"}}"),
+                        value: p.loss,
+                        baseline: 0.0,
+                        contribution: 1.0,
+                    }],
+                    facts: Facts {
+                        class: Class::Ping,
+                        label: Label::Network,
+                        forecast: None,
+                        ping_loss_all,
+                        score_ratio: None,
+                        risk: s.risk,
+                    },
+                    eta: None,
+                    score: f64::NAN,
+                };
+                self.active(SlotId::Ping(key), &ev, now_ms, out);
+            }
+        }
     }
 
     fn slot(&mut self, id: &SlotId) -> &mut Slot {
         match id {
             SlotId::Anomaly => &mut self.anomaly,
-            SlotId::Risk => &mut self.risk,
             SlotId::Forecast(k) => self.forecasts.entry(k.clone()).or_default(),
+            SlotId::Ping(k) => &mut self.targets.entry(k.clone()).or_default().slot,
         }
     }
 
-    /// One verdict for one slot. `debounce`: open only after N of the last M are active.
-    fn step(
-        &mut self,
-        id: SlotId,
-        active: bool,
-        debounce: bool,
-        ev: Evidence,
-        now_ms: i64,
-        out: &mut Vec<Change>,
-    ) {
-        let (n, m) = (self.config.open_after, self.config.open_window);
-        let slot = self.slot(&id);
-        if debounce {
-            slot.window.push_back(active);
-            while slot.window.len() > m {
-                slot.window.pop_front();
-            }
-        }
-        if !active {
-            self.quiet(id, now_ms, out);
-            return;
-        }
+    /// Evidence for a slot this tick: fold it into the open incident, or open one.
+    fn active(&mut self, id: SlotId, ev: &Evidence, now_ms: i64, out: &mut Vec<Change>) {
         let rules = self.config.severity_rules.clone();
-        let slot = self.slot(&id);
-        if let Some(live) = &mut slot.open {
-            live.normal_run = 0;
+        if let Some(live) = &mut self.slot(&id).open {
             live.last_active_ms = now_ms;
-            if let Some(c) = update(live, &ev, &rules, now_ms) {
+            if let Some(c) = update(live, ev, &rules, now_ms) {
                 out.push(c);
             }
             return;
         }
-        let due = !debounce || slot.window.iter().filter(|a| **a).count() >= n;
-        if due {
-            let change = self.open_incident(&id, ev, &rules, now_ms);
-            out.push(change);
-        }
+        let change = self.open_incident(id, ev.clone(), now_ms);
+        out.push(change);
     }
 
-    /// A normal tick for a slot: count towards resolving its incident.
+    /// A tick without evidence for a slot: it resolves once that has lasted
+    /// `resolve_for` (or, flapping, a whole flap window).
     fn quiet(&mut self, id: SlotId, now_ms: i64, out: &mut Vec<Change>) {
-        let k = self.config.resolve_after;
+        let resolve_ms = self.config.resolve_for.as_millis() as i64;
         let flap_ms = self.config.flap_window.as_millis() as i64;
         let max_opens = self.config.flap_max_opens;
-        let slot = self.slot(&id);
-        let Some(live) = &mut slot.open else {
-            return;
+        let fingerprint = {
+            let Some(live) = &self.slot(&id).open else {
+                return;
+            };
+            if now_ms - live.last_active_ms < resolve_ms {
+                return;
+            }
+            live.incident.fingerprint.clone()
         };
-        live.normal_run += 1;
-        if live.normal_run < k {
-            return;
-        }
-        let fp = live.incident.fingerprint.clone();
         let recent_opens = self
             .opens
-            .get(&fp)
+            .get(&fingerprint)
             .map_or(0, |o| o.iter().filter(|t| now_ms - **t < flap_ms).count());
         let slot = self.slot(&id);
         let Some(live) = &mut slot.open else {
@@ -520,7 +650,6 @@ impl Engine {
         let Some(mut live) = slot.open.take() else {
             return;
         };
-        slot.window.clear();
         live.incident.resolved_ms = Some(now_ms);
         live.incident.updated_ms = now_ms;
         self.resolved.insert(
@@ -530,21 +659,8 @@ impl Engine {
         out.push(Change::Resolved(live.incident));
     }
 
-    fn open_incident(
-        &mut self,
-        id: &SlotId,
-        ev: Evidence,
-        rules: &[super::SeverityRule],
-        now_ms: i64,
-    ) -> Change {
-        let fingerprint = match (&ev.class, &ev.key) {
-            (Class::Forecast, Some(key)) => format!("{}/forecast/{key}", self.host),
-            (Class::Anomaly, _) => match &ev.resource {
-                Some(r) => format!("{}/anomaly/{}/{r}", self.host, ev.label),
-                None => format!("{}/anomaly/{}", self.host, ev.label),
-            },
-            (class, _) => format!("{}/{class}", self.host),
-        };
+    fn open_incident(&mut self, id: SlotId, ev: Evidence, now_ms: i64) -> Change {
+        let fingerprint = fingerprint(&self.host, &ev);
         let window_ms = self.config.reopen_window.as_millis() as i64;
         let flap_ms = self.config.flap_window.as_millis() as i64;
         let reopen = self
@@ -571,7 +687,7 @@ impl Engine {
             host: self.host.clone(),
             class: ev.class,
             label: ev.label,
-            severity: evaluate(rules, &ev.facts),
+            severity: evaluate(&self.config.severity_rules, &ev.facts),
             resource: ev.resource,
             title: ev.title,
             causes: ev.causes,
@@ -582,28 +698,57 @@ impl Engine {
         let live = Live {
             reported: incident.causes.iter().map(|c| c.feature.clone()).collect(),
             incident: incident.clone(),
-            normal_run: 0,
             last_active_ms: now_ms,
             flapping: false,
             reported_eta: ev.eta,
             peak: ev.score,
         };
-        self.slot(id).open = Some(live);
+        self.slot(&id).open = Some(live);
         Change::Opened(incident)
     }
+}
+
+/// Whether evidence with `label` about `resource` belongs to the episode of `other`: the
+/// same resource, or (memory has no resource of its own) both about memory.
+fn same_episode(label: Label, resource: Option<&str>, other: &Incident) -> bool {
+    match (resource, other.resource.as_deref()) {
+        (Some(a), Some(b)) if a == b => true,
+        _ => label == Label::Memory && other.label == Label::Memory,
+    }
+}
+
+/// The dedup key: host, class, and what the problem is about. Parts are joined with
+/// `/` and never empty, so a key never holds `//`.
+fn fingerprint(host: &str, ev: &Evidence) -> String {
+    let mut parts = vec![host.to_string(), ev.class.to_string()];
+    match (&ev.class, &ev.key) {
+        (Class::Forecast | Class::Ping, Some(key)) => parts.push(key.clone()),
+        (Class::Anomaly, _) => {
+            parts.push(ev.label.to_string());
+            parts.extend(ev.resource.clone());
+        }
+        _ => {}
+    }
+    parts
+        .iter()
+        .flat_map(|p| p.split('/'))
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[derive(Debug, Clone)]
 enum SlotId {
     Anomaly,
-    Risk,
     Forecast(String),
+    Ping(String),
 }
 
 /// What one active verdict says about its incident.
+#[derive(Debug, Clone)]
 struct Evidence {
     class: Class,
-    /// Forecast slot key (`kind/resource`).
+    /// Forecast slot key (`kind/resource`) or ping target.
     key: Option<String>,
     label: Label,
     resource: Option<String>,
@@ -629,7 +774,13 @@ fn update(
     facts.label = live.incident.label;
     let sev = evaluate(rules, &facts);
     if sev < live.incident.severity {
-        what.push(format!("severity {} -> {sev}", live.incident.severity));
+        let why = match facts.risk {
+            Some(r) if live.incident.class == Class::Anomaly => {
+                format!(" (fault risk {:.0} %)", r * 100.0)
+            }
+            _ => String::new(),
+        };
+        what.push(format!("severity {} -> {sev}{why}", live.incident.severity));
         live.incident.severity = sev;
     }
     // A new cause is news when it weighs: at least a tenth of the worst score seen
@@ -686,8 +837,8 @@ fn anomaly_title(label: Label, host: &str, resource: Option<&str>, causes: &[Cau
         Some(c) => format!(
             "{label} anomaly on {on}: {} {} (normal {})",
             c.feature,
-            fmt_value(c.value),
-            fmt_value(c.baseline)
+            fmt_quantity(&c.feature, c.value),
+            fmt_quantity(&c.feature, c.baseline)
         ),
         None => format!("{label} anomaly on {on}"),
     }

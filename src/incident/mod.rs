@@ -2,9 +2,11 @@
 //!
 //! The [`Engine`] gets one [`Signals`] per tick (live and replay alike, with the tick's
 //! own clock) and answers with [`Change`]s: an incident opened, updated (worse
-//! severity, new top causes, new ETA) or resolved. It debounces (N anomalous samples
-//! out of M), deduplicates by fingerprint (host + class + label/resource), waits for
-//! K normal samples before resolving (hysteresis), reopens the same incident when a
+//! severity, new top causes, new ETA), resolved or superseded. An anomaly opens
+//! through the [`gate`] (persistence in time, standing out from the recent past, the
+//! false-alarm budget's multiplier from [`calibrate`]); the engine deduplicates by
+//! fingerprint (host + class + label/resource), waits `resolve_for` without evidence
+//! before resolving (slow recovery), reopens the same incident when a
 //! fingerprint comes back within the reopen window, and holds a flapping incident
 //! open instead of opening and closing it over and over. Each incident gets a label
 //! from its top causes ([`classify`]) and a severity from the configured rules
@@ -23,9 +25,12 @@
 //! (`bursts::write(dir, n, extra_yaml)`, e.g. with a `tickets:` section naming the
 //! sinks), and `tests/it/tickets.rs` checks it gives exactly `n` (100 in about a second).
 
+pub mod calibrate;
 pub mod classify;
 pub mod engine;
+pub mod gate;
 pub mod severity;
+pub mod signals;
 mod silence;
 mod types;
 
@@ -36,8 +41,11 @@ use serde_yaml::Value;
 use crate::config::reader::show;
 use crate::config::reader::Reader;
 
-pub use engine::{AnomalySignal, Engine, ForecastSignal, Signals};
+pub use calibrate::{Budget, Calibration};
+pub use engine::Engine;
+pub use gate::OpeningRule;
 pub use severity::{Conditions, SeverityRule};
+pub use signals::{AnomalySignal, ForecastSignal, PingSignal, Signals};
 use silence::parse_silence;
 pub use silence::{Matchers, Silence};
 pub use types::{
@@ -50,12 +58,14 @@ pub struct IncidentConfig {
     pub enabled: bool,
     /// Host name in fingerprints and titles; `None`: the system's host name.
     pub host: Option<String>,
-    /// An anomaly incident opens after this many anomalous samples...
-    pub open_after: usize,
-    /// ...among the last this many.
-    pub open_window: usize,
-    /// Resolve after this many consecutive normal samples (hysteresis).
-    pub resolve_after: usize,
+    /// When an anomaly opens an incident: persistence, the recent level (see
+    /// [`gate`]). Ping targets use the same persistence.
+    pub opening: OpeningRule,
+    /// At most this many anomaly incidents per period on the host's own history: the
+    /// threshold multiplier calibrated at each training ([`calibrate`]).
+    pub false_alarm_budget: Budget,
+    /// Resolve once this long has passed without evidence (slow recovery).
+    pub resolve_for: Duration,
     /// A problem (same fingerprint) that comes back within this time of being resolved
     /// reopens its incident and ticket instead of opening new ones. 0: never.
     pub reopen_window: Duration,
@@ -66,8 +76,6 @@ pub struct IncidentConfig {
     pub flap_window: Duration,
     /// Causes kept per incident (and used for its label).
     pub top_causes: usize,
-    /// Fault-risk probability at or above which samples count towards a risk incident.
-    pub risk_threshold: f64,
     /// First matching rule gives the severity; none matching: P4.
     pub severity_rules: Vec<SeverityRule>,
     /// Maintenance windows from the config (more with `anomalyd silence add`).
@@ -79,41 +87,59 @@ impl Default for IncidentConfig {
         IncidentConfig {
             enabled: true,
             host: None,
-            open_after: 3,
-            open_window: 5,
-            resolve_after: 10,
+            opening: OpeningRule::default(),
+            false_alarm_budget: Budget::default(),
+            resolve_for: Duration::from_secs(600),
             reopen_window: Duration::from_secs(3600),
             flap_max_opens: 4,
             flap_window: Duration::from_secs(3600),
             top_causes: 5,
-            risk_threshold: 0.8,
             severity_rules: severity::default_rules(),
             silences: Vec::new(),
         }
     }
 }
 
+/// Keys of earlier versions, and what replaced them: named in the error, so an old
+/// file says what to change instead of "unknown key".
+const REPLACED: &[(&str, &str)] = &[
+    (
+        "open_after",
+        "open_for (a duration, e.g. 3m) within open_window (e.g. 5m)",
+    ),
+    ("resolve_after", "resolve_for (a duration, e.g. 10m)"),
+    (
+        "risk_threshold",
+        "severity_rules: the fault risk raises an anomaly's severity with `min_risk`",
+    ),
+];
+
 /// Read the `incidents:` section; problems go to `r` with their YAML path.
 pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> IncidentConfig {
     let d = IncidentConfig::default();
-    let s = r.section(
-        v,
-        path,
-        &[
-            "enabled",
-            "host",
-            "open_after",
-            "open_window",
-            "resolve_after",
-            "reopen_window",
-            "flap_max_opens",
-            "flap_window",
-            "top_causes",
-            "risk_threshold",
-            "severity_rules",
-            "silences",
-        ],
-    );
+    let mut keys = vec![
+        "enabled",
+        "host",
+        "open_for",
+        "open_window",
+        "recent_factor",
+        "recent_window",
+        "false_alarm_budget",
+        "resolve_for",
+        "reopen_window",
+        "flap_max_opens",
+        "flap_window",
+        "top_causes",
+        "severity_rules",
+        "silences",
+    ];
+    keys.extend(REPLACED.iter().map(|(k, _)| *k));
+    let s = r.section(v, path, &keys);
+    for (old, new) in REPLACED {
+        if s.get(old).is_some() {
+            r.error(&s.path(old), format!("no longer used; replaced by {new}"));
+        }
+    }
     let host = match s.get("host") {
         None => None,
         Some(Value::String(h)) if !h.trim().is_empty() => Some(h.trim().to_string()),
@@ -125,15 +151,53 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> IncidentCo
             None
         }
     };
-    let open_after = s.int(r, "open_after", d.open_after as u64, 1, 1000) as usize;
-    let open_window = s.int(r, "open_window", d.open_window as u64, 1, 1000) as usize;
-    if open_after > open_window {
+    let day = Duration::from_secs(86_400);
+    let minute = Duration::from_secs(60);
+    let o = &d.opening;
+    let open_for = s.duration(r, "open_for", o.open_for, Duration::ZERO, day);
+    let open_window = match s.get("open_window") {
+        Some(Value::Number(n)) => {
+            r.error(
+                &s.path("open_window"),
+                format!("{n} is a count of samples, as in earlier versions; it is a duration now (e.g. 5m)"),
+            );
+            o.open_window
+        }
+        _ => s.duration(r, "open_window", o.open_window, Duration::from_secs(1), day),
+    };
+    if open_for > open_window {
         r.error(
-            &s.path("open_after"),
-            format!("{open_after} is more than open_window ({open_window})"),
+            &s.path("open_for"),
+            format!(
+                "{} is longer than open_window ({})",
+                crate::text::fmt_duration(open_for),
+                crate::text::fmt_duration(open_window)
+            ),
         );
     }
-    let day = Duration::from_secs(86_400);
+    let opening = OpeningRule {
+        open_for,
+        open_window,
+        recent_factor: s.float(r, "recent_factor", o.recent_factor, 0.0, 1000.0),
+        recent_window: s.duration(r, "recent_window", o.recent_window, minute, 30 * day),
+    };
+    let false_alarm_budget = match s.get("false_alarm_budget") {
+        None => d.false_alarm_budget,
+        Some(Value::String(b)) => Budget::parse(b).unwrap_or_else(|e| {
+            r.error(&s.path("false_alarm_budget"), e);
+            d.false_alarm_budget
+        }),
+        Some(other) => {
+            r.error(
+                &s.path("false_alarm_budget"),
+                format!(
+                    "expected `<count> per <duration>` (e.g. `10 per 30d`), got {}",
+                    show(other)
+                ),
+            );
+            d.false_alarm_budget
+        }
+    };
     let severity_rules = match s.get("severity_rules") {
         None => d.severity_rules.clone(),
         Some(_) => s
@@ -151,9 +215,15 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> IncidentCo
     IncidentConfig {
         enabled: s.bool(r, "enabled", d.enabled),
         host,
-        open_after,
-        open_window,
-        resolve_after: s.int(r, "resolve_after", d.resolve_after as u64, 1, 100_000) as usize,
+        opening,
+        false_alarm_budget,
+        resolve_for: s.duration(
+            r,
+            "resolve_for",
+            d.resolve_for,
+            Duration::from_secs(1),
+            30 * day,
+        ),
         reopen_window: s.duration(
             r,
             "reopen_window",
@@ -170,7 +240,6 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> IncidentCo
             30 * day,
         ),
         top_causes: s.int(r, "top_causes", d.top_causes as u64, 1, 50) as usize,
-        risk_threshold: s.float(r, "risk_threshold", d.risk_threshold, 0.0, 1.0),
         severity_rules,
         silences,
     }

@@ -19,6 +19,9 @@ pub struct Conditions {
     pub ping_loss_all: Option<bool>,
     /// The anomaly score is at least this many times the threshold.
     pub min_score_ratio: Option<f64>,
+    /// The fault risk (the probability that an incident opens within the risk
+    /// horizon) is at least this.
+    pub min_risk: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +39,8 @@ pub struct Facts {
     pub ping_loss_all: bool,
     /// score / threshold, for anomalies.
     pub score_ratio: Option<f64>,
+    /// The fault risk now, when it is computed.
+    pub risk: Option<f64>,
 }
 
 impl Conditions {
@@ -47,6 +52,7 @@ impl Conditions {
             && self
                 .min_score_ratio
                 .is_none_or(|m| f.score_ratio.is_some_and(|r| r >= m))
+            && self.min_risk.is_none_or(|m| f.risk.is_some_and(|r| r >= m))
     }
 }
 
@@ -58,8 +64,10 @@ pub fn evaluate(rules: &[SeverityRule], facts: &Facts) -> Severity {
         .map_or(Severity::P4, |r| r.severity)
 }
 
-/// Forecast critical or ping loss to every target: P1; forecast warning: P2; an
-/// anomaly: P3; fault risk: P4.
+/// A resource running out within the critical horizon, or every ping target that
+/// used to answer lost: P1; a warning forecast, one lost target, or an anomaly with a
+/// fault risk of 80 % or more: P2; an anomaly: P3. Each condition is about the
+/// incident's own evidence (a lost target does not make a CPU anomaly urgent).
 pub fn default_rules() -> Vec<SeverityRule> {
     let rule = |when, severity| SeverityRule { when, severity };
     vec![
@@ -72,6 +80,7 @@ pub fn default_rules() -> Vec<SeverityRule> {
         ),
         rule(
             Conditions {
+                class: Some(Class::Ping),
                 ping_loss_all: Some(true),
                 ..Default::default()
             },
@@ -86,17 +95,25 @@ pub fn default_rules() -> Vec<SeverityRule> {
         ),
         rule(
             Conditions {
+                class: Some(Class::Ping),
+                ..Default::default()
+            },
+            Severity::P2,
+        ),
+        rule(
+            Conditions {
+                class: Some(Class::Anomaly),
+                min_risk: Some(0.8),
+                ..Default::default()
+            },
+            Severity::P2,
+        ),
+        rule(
+            Conditions {
                 class: Some(Class::Anomaly),
                 ..Default::default()
             },
             Severity::P3,
-        ),
-        rule(
-            Conditions {
-                class: Some(Class::Risk),
-                ..Default::default()
-            },
-            Severity::P4,
         ),
     ]
 }
@@ -113,6 +130,7 @@ pub(crate) fn parse_rule(r: &mut Reader, v: &Value, path: &str) -> Option<Severi
             "forecast_severity",
             "ping_loss_all",
             "min_score_ratio",
+            "min_risk",
         ],
     );
     let named = |r: &mut Reader, key: &str, allowed: &[&str]| -> Option<String> {
@@ -122,7 +140,7 @@ pub(crate) fn parse_rule(r: &mut Reader, v: &Value, path: &str) -> Option<Severi
     };
     let labels: Vec<&str> = Label::ALL.iter().map(|l| l.as_str()).collect();
     let when = Conditions {
-        class: named(r, "class", &["anomaly", "forecast", "risk"]).and_then(|c| Class::parse(&c)),
+        class: named(r, "class", &["anomaly", "forecast", "ping"]).and_then(|c| Class::parse(&c)),
         label: named(r, "label", &labels).and_then(|l| Label::parse(&l)),
         forecast_severity: named(r, "forecast_severity", &["warning", "critical"]).map(|s| match s
             .as_str()
@@ -136,6 +154,9 @@ pub(crate) fn parse_rule(r: &mut Reader, v: &Value, path: &str) -> Option<Severi
         min_score_ratio: w
             .get("min_score_ratio")
             .map(|_| w.float(r, "min_score_ratio", 1.0, 0.0, 1e6)),
+        min_risk: w
+            .get("min_risk")
+            .map(|_| w.float(r, "min_risk", 0.8, 0.0, 1.0)),
     };
     let severity = match s.get("severity") {
         Some(Value::String(x)) if Severity::parse(x).is_some() => Severity::parse(x),
@@ -168,6 +189,7 @@ mod tests {
             forecast: None,
             ping_loss_all: false,
             score_ratio: Some(1.5),
+            risk: None,
         }
     }
 
@@ -175,15 +197,25 @@ mod tests {
     fn default_rules_follow_the_documented_order() {
         let rules = default_rules();
         assert_eq!(evaluate(&rules, &facts(Class::Anomaly)), Severity::P3);
-        assert_eq!(evaluate(&rules, &facts(Class::Risk)), Severity::P4);
         let mut f = facts(Class::Forecast);
         f.forecast = Some(ForecastLevel::Warning);
         assert_eq!(evaluate(&rules, &f), Severity::P2);
         f.forecast = Some(ForecastLevel::Critical);
         assert_eq!(evaluate(&rules, &f), Severity::P1);
+        // Lost ping targets make a ping incident urgent, not an unrelated anomaly.
         let mut f = facts(Class::Anomaly);
         f.ping_loss_all = true;
+        assert_eq!(evaluate(&rules, &f), Severity::P3);
+        let mut f = facts(Class::Ping);
+        assert_eq!(evaluate(&rules, &f), Severity::P2);
+        f.ping_loss_all = true;
         assert_eq!(evaluate(&rules, &f), Severity::P1);
+        // A high fault risk raises an anomaly.
+        let mut f = facts(Class::Anomaly);
+        f.risk = Some(0.79);
+        assert_eq!(evaluate(&rules, &f), Severity::P3);
+        f.risk = Some(0.8);
+        assert_eq!(evaluate(&rules, &f), Severity::P2);
     }
 
     #[test]

@@ -35,8 +35,11 @@ pub enum Class {
     Anomaly,
     /// A capacity forecast: a resource will run out within a horizon.
     Forecast,
-    /// The fault-risk probability crossed its trigger level.
+    /// The fault-risk probability crossed its trigger level. No longer raised (the
+    /// risk is an attribute of an anomaly incident); kept so old tickets still read.
     Risk,
+    /// A ping target that used to answer stopped answering.
+    Ping,
 }
 
 /// One contributing metric: its value now against what the model learned as normal.
@@ -95,13 +98,19 @@ pub enum Change {
         what: String,
     },
     Resolved(Incident),
+    /// Ended because the problem moved elsewhere: the dominant cause now belongs to
+    /// another label or resource, and `by` (a new incident) carries it on.
+    Superseded {
+        incident: Incident,
+        by: String,
+    },
 }
 
 impl Change {
     pub fn incident(&self) -> &Incident {
         match self {
             Change::Opened(i) | Change::Resolved(i) => i,
-            Change::Updated { incident, .. } => incident,
+            Change::Updated { incident, .. } | Change::Superseded { incident, .. } => incident,
         }
     }
 }
@@ -144,7 +153,7 @@ names!(Label {
     Latency => "latency",
     Other => "other",
 });
-names!(Class { Anomaly => "anomaly", Forecast => "forecast", Risk => "risk" });
+names!(Class { Anomaly => "anomaly", Forecast => "forecast", Risk => "risk", Ping => "ping" });
 
 /// `INC-<n>`.
 pub fn ticket_id(seq: u64) -> String {

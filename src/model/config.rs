@@ -14,6 +14,9 @@ pub struct ModelConfig {
     pub enabled: bool,
     /// History needed (time since the first stored sample) before the first training.
     pub warmup: Duration,
+    /// Until the history covers this long, a trained model's anomaly tickets open
+    /// muted (recorded, not sent, no remediation): a young model observes first.
+    pub probation: Duration,
     /// How often the model is retrained in the background.
     pub retrain_interval: Duration,
     /// How much history a training run reads (the newest part).
@@ -32,6 +35,7 @@ impl Default for ModelConfig {
         ModelConfig {
             enabled: true,
             warmup: Duration::from_secs(3600),
+            probation: Duration::from_secs(24 * 3600),
             retrain_interval: Duration::from_secs(6 * 3600),
             window: Duration::from_secs(30 * 24 * 3600),
             max_training_rows: 43_200,
@@ -53,11 +57,13 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> ModelConfi
         &[
             "enabled",
             "warmup",
+            "probation",
             "retrain_interval",
             "window",
             "max_training_rows",
             "top_causes",
             "spec_file",
+            "floors",
         ],
     );
     let dm = ModelConfig::default();
@@ -75,6 +81,14 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> ModelConfi
             }
         },
     };
+    let mut spec = spec;
+    if m.get("floors").is_some() {
+        spec.floors = m
+            .list(r, "floors")
+            .into_iter()
+            .filter_map(|(p, v)| parse_floor(r, v, &p))
+            .collect();
+    }
     ModelConfig {
         enabled: m.bool(r, "enabled", dm.enabled),
         warmup: m.duration(
@@ -82,6 +96,13 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> ModelConfi
             "warmup",
             dm.warmup,
             Duration::from_millis(100),
+            SECS(365 * DAY),
+        ),
+        probation: m.duration(
+            r,
+            "probation",
+            dm.probation,
+            Duration::ZERO,
             SECS(365 * DAY),
         ),
         retrain_interval: m.duration(
@@ -103,4 +124,28 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> ModelConfi
         spec_file,
         spec,
     }
+}
+
+/// One `model.floors` entry: `{pattern, absolute, relative}`.
+fn parse_floor(r: &mut Reader, v: &Value, path: &str) -> Option<super::spec::Floor> {
+    let f = r.section(Some(v), path, &["pattern", "absolute", "relative"]);
+    let before = r.errors.len();
+    let pattern = f.string(r, "pattern", "");
+    if pattern.is_empty() {
+        r.error(
+            &f.path("pattern"),
+            "missing (an anchored regular expression on the metric name)",
+        );
+    } else if let Err(e) = regex::Regex::new(&format!("^(?:{pattern})$")) {
+        r.error(
+            &f.path("pattern"),
+            format!("invalid regular expression: {e}"),
+        );
+    }
+    let floor = super::spec::Floor {
+        pattern,
+        absolute: f.float(r, "absolute", 0.0, 0.0, 1e18),
+        relative: f.float(r, "relative", 0.0, 0.0, 10.0),
+    };
+    (r.errors.len() == before).then_some(floor)
 }

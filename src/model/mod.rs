@@ -13,7 +13,8 @@
 //!    subtracted, so a nightly backup is normal, before and after a DST change.
 //! 4. **Operating modes**: k-means (linfa, k = 5) on the scaled residuals.
 //! 5. **Score** ([`score`]): per feature, the squared distance to the nearest centroid
-//!    (|z| capped at 10), smoothed per feature with an EWMA (α = 0.1 per training row
+//!    beyond the feature's floor (a minimum real change in its unit, by kind of
+//!    metric: `spec.floors`) (|z| capped at 10), smoothed per feature with an EWMA (α = 0.1 per training row
 //!    interval: with timestamps the weight follows the time elapsed, so 1 s live
 //!    samples are smoothed over the same minutes as the minute rows the threshold was
 //!    learnt on; without, per sample); the score is the sum, so the per-feature
@@ -106,6 +107,69 @@ pub enum ModelState {
     Trained(Arc<Model>),
 }
 
+/// Where the model is in its life, as operators see it (`anomalyd_model_state`, the
+/// log, `collect --once`, systemd's status line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No model yet: the history is being collected. The first training is due at
+    /// `until_ms` (unknown before the first sample).
+    WarmingUp { until_ms: Option<i64> },
+    /// A model scores and its verdicts are exported, but the tickets it opens are
+    /// muted until `until_ms`, when the history covers `model.probation`.
+    Probation { until_ms: i64 },
+    /// Scoring, and paging.
+    Trained,
+}
+
+impl Phase {
+    pub const NAMES: [&'static str; 3] = ["warming_up", "probation", "trained"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::WarmingUp { .. } => "warming_up",
+            Phase::Probation { .. } => "probation",
+            Phase::Trained => "trained",
+        }
+    }
+
+    /// When the model will be scoring and paging, if known and not yet.
+    pub fn ready_ms(&self) -> Option<i64> {
+        match self {
+            Phase::WarmingUp { until_ms } => *until_ms,
+            Phase::Probation { until_ms } => Some(*until_ms),
+            Phase::Trained => None,
+        }
+    }
+
+    /// From the model in use, the oldest sample known (history, or the model's own
+    /// training window when it learnt from elsewhere) and the configured durations.
+    pub fn at(
+        state: &ModelState,
+        first_ms: Option<i64>,
+        warmup_ms: i64,
+        probation_ms: i64,
+        now_ms: i64,
+    ) -> Phase {
+        match state {
+            ModelState::Untrained => Phase::WarmingUp {
+                until_ms: first_ms.map(|f| f + warmup_ms),
+            },
+            ModelState::Trained(m) => {
+                let first = match (first_ms, m.window().first_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                match first {
+                    Some(f) if now_ms < f + probation_ms => Phase::Probation {
+                        until_ms: f + probation_ms,
+                    },
+                    _ => Phase::Trained,
+                }
+            }
+        }
+    }
+}
+
 impl ModelState {
     pub fn model(&self) -> Option<&Arc<Model>> {
         match self {
@@ -152,6 +216,9 @@ pub struct Model {
     pub(crate) skipped: Vec<String>,
     pub(crate) center: Vec<f64>,
     pub(crate) scale: Vec<f64>,
+    /// Per feature, the minimum real change in its own unit (`spec.floors`); a
+    /// deviation counts only beyond it. Empty: none (files from before).
+    pub(crate) floor: Vec<f64>,
     pub(crate) clusters: usize,
     /// `clusters × features`, row-major.
     pub(crate) centroids: Vec<f64>,

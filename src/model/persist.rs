@@ -61,6 +61,9 @@ struct ModelFile {
 struct Params {
     center: Vec<f64>,
     scale: Vec<f64>,
+    /// Minimum real change per feature, in its unit; absent in older files (none).
+    #[serde(default)]
+    floor: Vec<f64>,
     centroids: Vec<Vec<f64>>,
     time_of_day: Option<TimeOfDay>,
 }
@@ -83,6 +86,7 @@ impl Model {
             params: Params {
                 center: self.center.clone(),
                 scale: self.scale.clone(),
+                floor: self.floor.clone(),
                 centroids: self
                     .centroids
                     .chunks(d.max(1))
@@ -190,6 +194,11 @@ impl Model {
                 "centroids must be non-empty rows of {d} values"
             )));
         }
+        if !(p.floor.is_empty() || p.floor.len() == d)
+            || !p.floor.iter().all(|f| f.is_finite() && *f >= 0.0)
+        {
+            return Err(corrupt(format!("floor must be empty or {d} values >= 0")));
+        }
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
         if !finite(&p.center)
             || !p.scale.iter().all(|s| s.is_finite() && *s > 0.0)
@@ -216,6 +225,7 @@ impl Model {
             skipped: f.skipped_constant,
             center: p.center,
             scale: p.scale,
+            floor: p.floor,
             clusters: p.centroids.len(),
             centroids: p.centroids.concat(),
             time_of_day: p.time_of_day,

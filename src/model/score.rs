@@ -90,7 +90,12 @@ impl Model {
             terms[j] = if z.is_nan() {
                 0.0
             } else {
-                ((z - cen[j]) * (z - cen[j])).min(cap2)
+                // Only the part of the deviation beyond the floor counts.
+                let dz = match self.floor.get(j) {
+                    Some(&f) if f > 0.0 => ((z - cen[j]).abs() - f / self.scale[j]).max(0.0),
+                    _ => z - cen[j],
+                };
+                (dz * dz).min(cap2)
             };
         }
     }

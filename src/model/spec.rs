@@ -39,6 +39,53 @@ pub struct Spec {
     pub threshold_quantile: f64,
     /// Optional time-of-day baseline.
     pub time_of_day: TimeOfDaySpec,
+    /// Minimum real changes per kind of metric (first match wins): a deviation from
+    /// the model's expectation counts only beyond its floor, in the metric's own
+    /// unit, so a ping RTT going from 0.40 ms to 0.42 ms is nothing whatever its
+    /// z-score, and a feature that barely varied in training cannot page for a
+    /// rounding step. Absent in files from before: no floors.
+    #[serde(default)]
+    pub floors: Vec<Floor>,
+}
+
+/// A minimum real change for the features whose metric name matches `pattern`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Floor {
+    /// Anchored regular expression on the metric name (the feature's labels left out).
+    pub pattern: String,
+    /// In the metric's own unit (seconds, a 0-1 ratio, bytes, per second...).
+    #[serde(default)]
+    pub absolute: f64,
+    /// As a share of the feature's mean in training.
+    #[serde(default)]
+    pub relative: f64,
+}
+
+impl Floor {
+    fn regex(&self) -> Result<regex::Regex, regex::Error> {
+        regex::Regex::new(&format!("^(?:{})$", self.pattern))
+    }
+}
+
+/// Per feature: the floor of the first rule matching its metric name, `max(absolute,
+/// relative × |mean|)`, 0 when none matches.
+pub fn floors_for(floors: &[Floor], names: &[String], means: &[f64]) -> Vec<f64> {
+    let rules: Vec<(regex::Regex, &Floor)> = floors
+        .iter()
+        .filter_map(|f| f.regex().ok().map(|r| (r, f)))
+        .collect();
+    names
+        .iter()
+        .zip(means)
+        .map(|(name, mean)| {
+            let metric = name.split('{').next().unwrap_or(name);
+            rules
+                .iter()
+                .find(|(r, _)| r.is_match(metric))
+                .map_or(0.0, |(_, f)| f.absolute.max(f.relative * mean.abs()))
+        })
+        .collect()
 }
 
 /// When and how the model learns a per-time-of-day baseline (on the host's local wall
@@ -124,6 +171,20 @@ impl Spec {
         if !(t.min_days.is_finite() && t.min_days >= 1.0) {
             errs.push(format!("time_of_day.min_days: {} must be >= 1", t.min_days));
         }
+        for (i, f) in self.floors.iter().enumerate() {
+            if let Err(e) = f.regex() {
+                errs.push(format!("floors[{i}].pattern: {e}"));
+            }
+            if !(f.absolute.is_finite() && f.absolute >= 0.0) {
+                errs.push(format!("floors[{i}].absolute: {} must be >= 0", f.absolute));
+            }
+            if !(f.relative.is_finite() && (0.0..=10.0).contains(&f.relative)) {
+                errs.push(format!(
+                    "floors[{i}].relative: {} must be between 0 and 10",
+                    f.relative
+                ));
+            }
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -152,6 +213,39 @@ mod tests {
         let err = spec.validate().expect_err("invalid").to_string();
         assert!(err.contains("clusters"), "{err}");
         assert!(err.contains("smoothing_alpha: 1.5"), "{err}");
+    }
+
+    #[test]
+    fn floors_follow_the_metric_name_first_match_wins() {
+        let spec = Spec::default();
+        let names: Vec<String> = [
+            "ping_rtt_median_seconds{target=\"gw\"}",
+            "network_receive_bytes_per_second{interface=\"eth0\"}",
+            "memory_available_bytes",
+            "filesystem_inodes_free{mountpoint=\"/\"}",
+            "m11",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let means = [0.0004, 1e6, 8e9, 16e6, 0.5];
+        let f = floors_for(&spec.floors, &names, &means);
+        assert_eq!(f[0], 0.001, "ping RTT: 1 ms");
+        assert_eq!(f[1], 0.2e6, "a byte rate: 20 % of its mean");
+        assert_eq!(f[2], 0.02 * 8e9, "bytes: 2 %");
+        assert_eq!(f[3], 0.01 * 16e6, "inodes: 1 %");
+        assert_eq!(f[4], 0.0, "unknown unit: none");
+        let bad = Spec {
+            floors: vec![Floor {
+                pattern: "([".into(),
+                absolute: -1.0,
+                relative: 0.0,
+            }],
+            ..Spec::default()
+        };
+        let err = bad.validate().expect_err("invalid").to_string();
+        assert!(err.contains("floors[0].pattern"), "{err}");
+        assert!(err.contains("floors[0].absolute: -1 must be >= 0"), "{err}");
     }
 
     #[test]

@@ -240,11 +240,13 @@ impl Model {
         drop(z);
         progress("k-means", 1, 1);
 
+        let floor = super::spec::floors_for(&spec.floors, &names, &center);
         let mut model = Model {
             schema: Schema::new(names),
             skipped,
             center,
             scale,
+            floor,
             clusters: k,
             centroids,
             time_of_day,

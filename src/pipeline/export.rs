@@ -2,7 +2,7 @@
 //! state, the history writer's drops, and the incident stages' own metrics.
 
 use super::{Pipeline, Training};
-use crate::model::{ModelState, Score};
+use crate::model::{ModelState, Phase, Score};
 use crate::sample::Sample;
 
 impl Pipeline {
@@ -41,6 +41,33 @@ impl Pipeline {
             &[],
             features,
         );
+        let phase = self.phase(sample.timestamp_ms);
+        for name in Phase::NAMES {
+            sample.info(
+                "model_state",
+                "The model's phase: warming_up (no model yet), probation (scoring, its anomaly tickets muted), trained",
+                &[("state", name)],
+                if phase.name() == name { 1.0 } else { 0.0 },
+            );
+        }
+        sample.info(
+            "model_ready_seconds",
+            "Seconds until the model scores and pages (end of warm-up or probation); 0 when it does",
+            &[],
+            phase
+                .ready_ms()
+                .map_or(0.0, |t| ((t - sample.timestamp_ms) as f64 / 1000.0).max(0.0)),
+        );
+        if let Some(i) = &self.incidents {
+            if matches!(self.state, ModelState::Trained(_)) {
+                sample.info(
+                    "anomaly_opening_level",
+                    "Score, in units of the threshold, above which anomalous samples open an incident (false-alarm budget, recent level)",
+                    &[],
+                    i.opening_level(),
+                );
+            }
+        }
         sample.info(
             "model_training_running",
             "Whether a training run is in progress",

@@ -80,6 +80,23 @@ impl Incidents {
         }
     }
 
+    pub fn config(&self) -> &incident::IncidentConfig {
+        self.engine.config()
+    }
+
+    /// A new model is in use: the gate takes its budget multiplier and its view of the
+    /// recent past.
+    pub fn new_model(&mut self, multiplier: f64, recent: &[(i64, f64)]) {
+        self.engine.new_model(multiplier);
+        self.engine.prime(recent);
+    }
+
+    /// The level a smoothed score must exceed to open an incident, in units of the
+    /// model's threshold.
+    pub fn opening_level(&self) -> f64 {
+        self.engine.opening_level()
+    }
+
     pub fn desk(&self) -> &Desk {
         &self.desk
     }
@@ -104,9 +121,14 @@ impl Incidents {
         self.desk
             .record_tick(now_ms, record, signals, &decided, &self.engine);
         changes.extend(decided);
-        // remediate
+        // remediate: never for a young model's muted tickets
         if let Some(r) = &mut self.remediation {
-            self.escalations = remediate_stage(r, &self.desk, &changes, now_ms);
+            let acted: Vec<Change> = changes
+                .iter()
+                .filter(|c| !self.desk.on_probation(&c.incident().id))
+                .cloned()
+                .collect();
+            self.escalations = remediate_stage(r, &self.desk, &acted, now_ms);
         }
         changes
     }
@@ -261,8 +283,9 @@ mod tests {
                 t += 1000;
                 desk.tick(t, &record, &fill(600.0));
             }
-            for _ in 0..30 {
-                t += 1000;
+            // Resolved once quiet for `resolve_for` (10 min).
+            for _ in 0..11 {
+                t += 60_000;
                 desk.tick(t, &record, &Signals::default());
             }
         }
@@ -287,8 +310,8 @@ mod tests {
         )
         .unwrap();
         desk.reconfigure(&config, &StateDir::at(dir.path()));
-        for t in 2..40 {
-            desk.tick(t * 1000, &record, &Signals::default());
+        for t in 2..14 {
+            desk.tick(t * 60_000, &record, &Signals::default());
         }
         let conn = rusqlite::Connection::open(dir.path().join("tickets.db")).unwrap();
         let rows = crate::tickets::outbox::rows(&conn).unwrap();

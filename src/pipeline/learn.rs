@@ -1,8 +1,11 @@
 //! The model stage's training: when it is due (warm-up over, model old, back-off
 //! after a failure), on which rows (only history already stored: no look-ahead), and
 //! where it runs (a background thread live, inline in replay). A trained model is
-//! saved atomically and swapped in whole, with the fault-risk calibration fitted on
-//! the same rows.
+//! saved atomically and swapped in whole, with what is fitted on the same rows: the
+//! fault-risk calibration and the false-alarm budget's multiplier
+//! (`incident::calibrate`). The new model starts warm: its scorer has run over the
+//! training rows (so its averages do not start from nothing) and the incident gate
+//! gets its view of the recent past.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -11,15 +14,21 @@ use std::time::Duration;
 
 use super::{Mode, Pipeline};
 use crate::forecast::{self, Calibration};
+use crate::incident::{self, IncidentConfig};
 use crate::model::{Model, ModelState, Scorer};
 use crate::sample::Record;
 use crate::store::History;
 
-/// A trained model and the fault-risk calibration fitted on the same rows (or why
-/// there is none).
+/// A trained model, its scorer warmed on the training rows, and what was fitted on
+/// the same rows: the fault-risk calibration (or why there is none) and the
+/// false-alarm budget's calibration (when incidents are on).
 pub(super) struct Trained {
-    model: Model,
+    model: Arc<Model>,
+    scorer: Scorer,
     calibration: Result<Calibration, String>,
+    opening: Option<incident::Calibration>,
+    /// `(timestamp, score / threshold)` of the newest rows: the gate's recent past.
+    recent: Vec<(i64, f64)>,
 }
 
 pub(super) enum Training {
@@ -48,7 +57,24 @@ impl Pipeline {
                     None
                 };
                 self.risk.set_calibration(calibration);
-                self.swap(m);
+                let m = Arc::new(m);
+                let opening = self.incidents.as_ref().map(|i| {
+                    let budget = i.config().false_alarm_budget;
+                    incident::Calibration::load(&self.state_dir.opening(), m.created_ms(), &budget)
+                });
+                let multiplier = match opening {
+                    Some(Ok(c)) => c.multiplier,
+                    Some(Err(e)) => {
+                        // Without its calibration the model would page at its bare
+                        // threshold: train again at once instead.
+                        tracing::info!("false-alarm budget: {e}; retraining now");
+                        self.last_train_start_ms = None;
+                        1.0
+                    }
+                    None => 1.0,
+                };
+                let (scorer, recent) = self.warm_from_history(&m);
+                self.swap(m, scorer, multiplier, &recent);
             }
             Err(e) => {
                 let aside = model_path
@@ -59,10 +85,40 @@ impl Pipeline {
         }
     }
 
-    fn swap(&mut self, model: Model) {
-        let model = Arc::new(model);
-        self.scorer = Some(Scorer::new(model.clone()));
+    /// Put `model` in use with its warmed `scorer`; the incident gate gets the budget's
+    /// `multiplier` and the model's view of the `recent` past.
+    fn swap(&mut self, model: Arc<Model>, scorer: Scorer, multiplier: f64, recent: &[(i64, f64)]) {
+        self.scorer = Some(scorer);
         self.state = ModelState::Trained(model);
+        if let Some(i) = &mut self.incidents {
+            i.new_model(multiplier, recent);
+        }
+    }
+
+    /// A saved model loaded at start: score the newest history with it, so its averages
+    /// and the gate's recent level start where the host is (not from nothing).
+    fn warm_from_history(&self, model: &Arc<Model>) -> (Scorer, Vec<(i64, f64)>) {
+        let mut scorer = Scorer::new(model.clone());
+        let Some(window) = self
+            .incidents
+            .as_ref()
+            .map(|i| i.config().opening.recent_window)
+        else {
+            return (scorer, Vec::new());
+        };
+        let now = crate::sample::now_ms();
+        let rows = History::open(self.state_dir.history(), &self.history_cfg)
+            .and_then(|h| h.training_rows(now - window.as_millis() as i64, 100_000));
+        match rows {
+            Ok(rows) => {
+                let recent = warm(&mut scorer, model, &rows, now);
+                (scorer, recent)
+            }
+            Err(e) => {
+                tracing::warn!("cannot read recent history to warm the model: {e}");
+                (scorer, Vec::new())
+            }
+        }
     }
 
     pub(super) fn poll_training(&mut self) {
@@ -84,7 +140,13 @@ impl Pipeline {
 
     fn finish_training(&mut self, result: Result<Trained, String>) {
         match result {
-            Ok(Trained { model, calibration }) => {
+            Ok(Trained {
+                model,
+                scorer,
+                calibration,
+                opening,
+                recent,
+            }) => {
                 tracing::info!(
                     rows = model.window().rows,
                     features = model.schema().len(),
@@ -120,7 +182,27 @@ impl Pipeline {
                 };
                 self.risk.set_calibration(calibration);
                 self.last_error = None;
-                self.swap(model);
+                let multiplier = match &opening {
+                    Some(c) => {
+                        tracing::info!(
+                            budget = %c.budget,
+                            multiplier = c.multiplier,
+                            openings = c.openings,
+                            at_threshold = c.openings_at_threshold,
+                            allowed = c.allowed,
+                            "false-alarm budget: opening level calibrated on the training rows"
+                        );
+                        if self.mode == Mode::Live {
+                            let path = self.state_dir.opening();
+                            if let Err(e) = c.save(&path, model.created_ms()) {
+                                tracing::warn!("saving {}: {e}", path.display());
+                            }
+                        }
+                        c.multiplier
+                    }
+                    None => 1.0,
+                };
+                self.swap(model, scorer, multiplier, &recent);
             }
             Err(e) => {
                 tracing::warn!("training failed: {e}");
@@ -165,9 +247,18 @@ impl Pipeline {
             .enabled
             .then(|| self.forecast_cfg.risk.clone())
             .filter(|r| r.enabled);
+        let incidents = self.incidents.as_ref().map(|i| i.config().clone());
         match self.writer.inline() {
             Some(history) => {
-                let result = train_from(history, since, now, max_rows, &spec, risk.as_ref());
+                let result = train_from(
+                    history,
+                    since,
+                    now,
+                    max_rows,
+                    &spec,
+                    risk.as_ref(),
+                    incidents.as_ref(),
+                );
                 self.finish_training(result);
             }
             None => {
@@ -180,7 +271,15 @@ impl Pipeline {
                         let result = History::open(&path, &hcfg)
                             .map_err(|e| e.to_string())
                             .and_then(|h| {
-                                train_from(&h, since, now, max_rows, &spec, risk.as_ref())
+                                train_from(
+                                    &h,
+                                    since,
+                                    now,
+                                    max_rows,
+                                    &spec,
+                                    risk.as_ref(),
+                                    incidents.as_ref(),
+                                )
                             });
                         let _ = tx.send(result);
                     });
@@ -200,6 +299,7 @@ fn train_from(
     max_rows: usize,
     spec: &crate::model::Spec,
     risk: Option<&forecast::RiskConfig>,
+    incidents: Option<&IncidentConfig>,
 ) -> Result<Trained, String> {
     let rows: Vec<Record> = history
         .training_rows(since, max_rows)
@@ -207,23 +307,66 @@ fn train_from(
         .into_iter()
         .filter(|r| r.timestamp_ms.is_none_or(|t| t <= now))
         .collect();
-    let model = Model::train(&rows, spec).map_err(|e| e.to_string())?;
+    let model = Arc::new(Model::train(&rows, spec).map_err(|e| e.to_string())?);
     // The risk is calibrated on the rows the model learnt from, scored by the model
     // itself: the host's own history, no labels.
     let calibration = match risk {
-        Some(cfg) => {
-            let shared = Arc::new(model);
-            let c = forecast::risk::calibrate(&shared, &rows, cfg);
-            // The scorer's reference is gone by now; the clone is only a fallback.
-            let model = Arc::try_unwrap(shared).unwrap_or_else(|m| (*m).clone());
-            return Ok(Trained {
-                model,
-                calibration: c,
-            });
-        }
+        Some(cfg) => forecast::risk::calibrate(&model, &rows, cfg),
         None => Err("fault risk disabled".to_string()),
     };
-    Ok(Trained { model, calibration })
+    // One more pass: the gate's view of the training rows, for the budget, and the
+    // scorer left warm for the live stream.
+    let mut scorer = Scorer::new(model.clone());
+    let gate_rows = gate_rows(&mut scorer, &model, &rows, now);
+    let opening = incidents.map(|c| incident::calibrate::calibrate(c, &gate_rows));
+    let recent = match incidents {
+        Some(c) => {
+            let from = now - c.opening.recent_window.as_millis() as i64;
+            gate_rows
+                .iter()
+                .filter(|r| r.timestamp_ms >= from)
+                .map(|r| (r.timestamp_ms, r.ratio))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    Ok(Trained {
+        model,
+        scorer,
+        calibration,
+        opening,
+        recent,
+    })
+}
+
+/// Score `rows` (those before `now`: the record at `now` is scored live next) with
+/// `scorer`, as the incident gate sees them.
+fn gate_rows(
+    scorer: &mut Scorer,
+    model: &Model,
+    rows: &[Record],
+    now: i64,
+) -> Vec<incident::calibrate::Row> {
+    let threshold = model.threshold();
+    rows.iter()
+        .filter_map(|r| {
+            let t = r.timestamp_ms.filter(|t| *t < now)?;
+            let s = scorer.score(r);
+            Some(incident::calibrate::Row {
+                timestamp_ms: t,
+                ratio: incident::signals::ratio(s.value, threshold),
+                sample_anomalous: s.raw_anomaly,
+            })
+        })
+        .collect()
+}
+
+/// [`gate_rows`] as `(timestamp, ratio)`, for a loaded model's start.
+fn warm(scorer: &mut Scorer, model: &Model, rows: &[Record], now: i64) -> Vec<(i64, f64)> {
+    gate_rows(scorer, model, rows, now)
+        .into_iter()
+        .map(|r| (r.timestamp_ms, r.ratio))
+        .collect()
 }
 
 /// Write to a temporary file and rename it over the old one, so a crash mid-write

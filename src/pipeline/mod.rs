@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::forecast::{ForecastConfig, Forecaster, Outlook, RiskTracker};
-use crate::incident::{AnomalySignal, Signals};
-use crate::model::{Model, ModelConfig, ModelState, Score, Scorer};
+use crate::incident::{AnomalySignal, PingSignal, Signals};
+use crate::model::{Model, ModelConfig, ModelState, Phase, Score, Scorer};
 use crate::sample::{Record, Sample};
 use crate::settings::Config;
 use crate::store::{History, HistoryConfig, StateDir};
@@ -67,6 +67,8 @@ pub struct Pipeline {
     first_ms: Option<i64>,
     last_train_start_ms: Option<i64>,
     last_error: Option<String>,
+    /// The phase last logged, so each change is said once.
+    logged_phase: Option<&'static str>,
     // forecast
     forecast_cfg: ForecastConfig,
     forecaster: Forecaster,
@@ -133,6 +135,7 @@ impl Pipeline {
             first_ms,
             last_train_start_ms: None,
             last_error: None,
+            logged_phase: None,
             forecast_cfg: config.forecast.clone(),
             forecaster,
             risk: RiskTracker::new(&config.forecast.risk),
@@ -171,6 +174,7 @@ impl Pipeline {
         } else {
             None
         };
+        self.log_phase(now);
         // forecast
         let outlook = if self.forecast_cfg.enabled {
             let mut outlook = self.forecaster.observe(record);
@@ -182,6 +186,7 @@ impl Pipeline {
             Outlook::default()
         };
         // incident -> tickets -> remediate
+        let probation = matches!(self.phase(now), Phase::Probation { .. });
         if let Some(incidents) = &mut self.incidents {
             let anomaly = match (&score, &self.state) {
                 (Some(s), ModelState::Trained(m)) => {
@@ -193,11 +198,51 @@ impl Pipeline {
                 anomaly,
                 forecasts: incidents::forecast_signals(&outlook),
                 risk: outlook.risk.map(|r| r.probability),
-                ping_loss_all: Signals::ping_loss_all_in(record),
+                ping: PingSignal::from_record(record),
+                probation,
             };
             incidents.tick(now, record, &signals);
         }
         Verdict { score, outlook }
+    }
+
+    /// Where the model is in its life at `now_ms`.
+    pub fn phase(&self, now_ms: i64) -> Phase {
+        let ms = |d: Duration| d.as_millis() as i64;
+        Phase::at(
+            &self.state,
+            self.first_ms,
+            ms(self.model_cfg.warmup),
+            ms(self.model_cfg.probation),
+            now_ms,
+        )
+    }
+
+    /// Say when the model's phase changes, and when the next one starts.
+    fn log_phase(&mut self, now_ms: i64) {
+        if !self.model_cfg.enabled {
+            return;
+        }
+        let phase = self.phase(now_ms);
+        if self.logged_phase == Some(phase.name()) {
+            return;
+        }
+        self.logged_phase = Some(phase.name());
+        let at = |t: i64| crate::text::fmt_time(t);
+        match phase {
+            Phase::WarmingUp { until_ms: Some(t) } => tracing::info!(
+                "model: warming up; first training at {} (after {} of history)",
+                at(t),
+                crate::text::fmt_duration(self.model_cfg.warmup)
+            ),
+            Phase::WarmingUp { until_ms: None } => tracing::info!("model: warming up"),
+            Phase::Probation { until_ms } => tracing::info!(
+                "model: trained; on probation until {} (the history covers {} then): anomaly tickets open muted until then",
+                at(until_ms),
+                crate::text::fmt_duration(self.model_cfg.probation)
+            ),
+            Phase::Trained => tracing::info!("model: trained and out of probation; anomaly tickets are sent"),
+        }
     }
 
     /// The incident, ticket and remediation stages, when incidents are on.
@@ -218,19 +263,36 @@ impl Pipeline {
 
     /// One-line summary for systemd's STATUS=.
     pub fn status(&self) -> String {
+        let now = crate::sample::now_ms();
         match &self.state {
-            ModelState::Trained(m) => format!(
-                "model: trained on {} rows, {} features",
-                m.window().rows,
-                m.schema().len()
-            ),
+            ModelState::Trained(m) => {
+                let probation = match self.phase(now) {
+                    Phase::Probation { until_ms } => {
+                        format!(", on probation until {}", crate::text::fmt_time(until_ms))
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "model: trained on {} rows, {} features{probation}",
+                    m.window().rows,
+                    m.schema().len()
+                )
+            }
             ModelState::Untrained if matches!(self.training, Training::Running(_)) => {
                 "model: training".into()
             }
-            ModelState::Untrained => match &self.last_error {
-                Some(e) => format!("model: learning ({e})"),
-                None => "model: learning".into(),
-            },
+            ModelState::Untrained => {
+                let until = match self.phase(now) {
+                    Phase::WarmingUp { until_ms: Some(t) } => {
+                        format!(" until {}", crate::text::fmt_time(t))
+                    }
+                    _ => String::new(),
+                };
+                match &self.last_error {
+                    Some(e) => format!("model: warming up{until} ({e})"),
+                    None => format!("model: warming up{until}"),
+                }
+            }
         }
     }
 

@@ -300,6 +300,31 @@ impl Engine {
                 self.trigger(i, now_ms);
             }
             Change::Updated { .. } => self.trigger(i, now_ms),
+            Change::Superseded { by, .. } => {
+                // Not a resolution: the problem moved to another incident. A run on
+                // this one gets no credit for it.
+                self.triggered.retain(|(id, _)| id != &i.id);
+                let (gone, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.verifying)
+                    .into_iter()
+                    .partition(|v| v.ticket_id == i.id);
+                self.verifying = rest;
+                for v in gone {
+                    self.out.push(Event {
+                        ticket_id: v.ticket_id.clone(),
+                        at_ms: now_ms,
+                        kind: "action",
+                        summary: format!(
+                            "remediation {:?} not verified: the incident was superseded by {by}",
+                            v.rule
+                        ),
+                        detail: serde_json::json!({
+                            "verify": "superseded", "rule": v.rule, "run": v.run_id,
+                            "ran_ms": v.ran_ms,
+                        }),
+                        escalate: None,
+                    });
+                }
+            }
             Change::Resolved(_) => {
                 self.resolved.insert(i.id.clone(), now_ms);
                 self.triggered.retain(|(id, _)| id != &i.id);

@@ -15,5 +15,5 @@ mod state_dir;
 pub use config::{parse_config, HistoryConfig};
 pub use history::{History, HistoryError, PruneStats, Stats, Tier};
 pub use state_dir::{
-    StateDir, HISTORY_FILE, MODEL_FILE, REMEDIATION_FILE, RISK_FILE, TICKETS_FILE,
+    Scratch, StateDir, HISTORY_FILE, MODEL_FILE, REMEDIATION_FILE, RISK_FILE, TICKETS_FILE,
 };

@@ -5,6 +5,7 @@
 //! | `history.db` | the history writer (`store/history.rs`) | training, forecasts, `collect --once`, `train --history` |
 //! | `model.json` | training (`pipeline`), `train --history` | the daemon at start, `collect --once` |
 //! | `risk.json` | training, beside the model (`forecast/risk.rs`) | the daemon at start, `collect --once` |
+//! | `opening.json` | training, beside the model (`incident/calibrate.rs`) | the daemon at start |
 //! | `tickets.db` | the desk, the outbox, operators (`tickets/`) | `tickets`, `silence`, `/api/v1/tickets` |
 //! | `remediation.json` | remediation's guards (`remediate/guards.rs`) | `remediation status` |
 
@@ -18,6 +19,8 @@ pub const HISTORY_FILE: &str = "history.db";
 pub const MODEL_FILE: &str = "model.json";
 /// The fault-risk calibration fitted with the model.
 pub const RISK_FILE: &str = "risk.json";
+/// The false-alarm budget's calibration for the model.
+pub const OPENING_FILE: &str = "opening.json";
 /// Tickets, their timelines, silences and the outbox.
 pub const TICKETS_FILE: &str = "tickets.db";
 /// Remediation's guard state (cooldowns, runs per window, tripped rules).
@@ -66,11 +69,43 @@ impl StateDir {
         self.root.join(RISK_FILE)
     }
 
+    pub fn opening(&self) -> PathBuf {
+        self.root.join(OPENING_FILE)
+    }
+
     pub fn tickets(&self) -> PathBuf {
         self.root.join(TICKETS_FILE)
     }
 
     pub fn remediation(&self) -> PathBuf {
         self.root.join(REMEDIATION_FILE)
+    }
+}
+
+/// A state directory of its own under the system's temporary directory, removed on
+/// drop: for replays and evaluations, whose state is disposable and must never mix
+/// with the daemon's.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(what: &str) -> anyhow::Result<Scratch> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("anomalyd-{what}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+
+    pub fn state(&self) -> StateDir {
+        StateDir::at(&self.0)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -4,6 +4,11 @@
 //! the engine (which incidents are open, which flap) and never drives it: the pipeline
 //! runs the engine, then hands its changes here.
 //!
+//! Probation is applied here too: an anomaly incident that opens while the model is
+//! young (`model.probation`) gets a ticket muted by [`PROBATION`]: recorded, never
+//! sent, never remediated, and it stays muted (it was decided by a model nobody
+//! should trust yet).
+//!
 //! Silences are applied here: an incident that a silence matches when it opens is
 //! recorded and gets its ticket as usual, but the ticket is *muted*: nothing goes to
 //! the sinks. If the silence ends (or is removed) while the problem lasts, the ticket
@@ -29,6 +34,9 @@ use crate::incident::{
 use crate::sample::{Record, Sample};
 use crate::store::StateDir;
 
+/// What mutes the tickets of anomalies decided during the model's probation.
+pub const PROBATION: &str = "probation";
+
 pub struct Desk {
     store: Store,
     recent: Recent,
@@ -39,8 +47,9 @@ pub struct Desk {
     muted: HashMap<String, String>,
     /// Report material of each open incident.
     contexts: HashMap<String, Context>,
-    /// Samples that open an incident (the debounce window): not part of its "before".
-    debounce_rows: usize,
+    /// How long before an incident opens its samples may already be anomalous (the
+    /// opening window): not part of its "before".
+    opening_ms: i64,
     failing: bool,
     /// Incidents opened and resolved since the daemon started, per label: counters,
     /// so `increase()` over any window counts incidents even when one opens and
@@ -85,7 +94,7 @@ impl Desk {
             data_version: None,
             muted,
             contexts: HashMap::new(),
-            debounce_rows: incidents.open_window,
+            opening_ms: incidents.opening.open_window.as_millis() as i64,
             failing: false,
             opened: HashMap::new(),
             resolved: HashMap::new(),
@@ -101,7 +110,7 @@ impl Desk {
     }
 
     pub fn reconfigure(&mut self, incidents: &IncidentConfig, tickets: &TicketsConfig) {
-        self.debounce_rows = incidents.open_window;
+        self.opening_ms = incidents.opening.open_window.as_millis() as i64;
         self.config_silences = incidents.silences.clone();
         self.store.set_sinks(tickets.sink_names());
     }
@@ -161,7 +170,7 @@ impl Desk {
                 record,
                 &self.recent,
                 signals,
-                self.debounce_rows,
+                self.opening_ms,
             );
         }
         for c in changes {
@@ -181,12 +190,18 @@ impl Desk {
         let inc = c.incident();
         match c {
             Change::Opened(i) => *self.opened.entry(i.label).or_default() += 1,
-            Change::Resolved(i) => *self.resolved.entry(i.label).or_default() += 1,
+            Change::Resolved(i) | Change::Superseded { incident: i, .. } => {
+                *self.resolved.entry(i.label).or_default() += 1
+            }
             Change::Updated { .. } => {}
         }
         let muted_by = match c {
             Change::Opened(i) => {
-                let m = self.silence_for(i, now_ms).map(|s| s.id.clone());
+                let young = signals.probation && i.class == crate::incident::Class::Anomaly;
+                let m = match young {
+                    true => Some(PROBATION.to_string()),
+                    false => self.silence_for(i, now_ms).map(|s| s.id.clone()),
+                };
                 match &m {
                     Some(s) => self.muted.insert(i.id.clone(), s.clone()),
                     None => self.muted.remove(&i.id),
@@ -194,11 +209,15 @@ impl Desk {
                 m
             }
             Change::Updated { .. } => self.muted.get(&inc.id).cloned(),
-            Change::Resolved(i) => self.muted.remove(&i.id),
+            Change::Resolved(i) | Change::Superseded { incident: i, .. } => {
+                self.muted.remove(&i.id)
+            }
         };
         let flapping = engine.is_flapping(&inc.id);
         let ctx = match c {
-            Change::Resolved(i) => self.contexts.remove(&i.id).unwrap_or_default(),
+            Change::Resolved(i) | Change::Superseded { incident: i, .. } => {
+                self.contexts.remove(&i.id).unwrap_or_default()
+            }
             _ => self.contexts.get(&inc.id).cloned().unwrap_or_default(),
         };
         let report = render(
@@ -237,12 +256,18 @@ impl Desk {
             .find(|s| s.active(now_ms) && s.matchers.matches(i))
     }
 
+    /// Whether `id`'s ticket was muted because the model was on probation.
+    pub fn on_probation(&self, id: &str) -> bool {
+        self.muted.get(id).is_some_and(|m| m == PROBATION)
+    }
+
     fn unmute_ended(&mut self, now_ms: i64, engine: &Engine) {
         if self.muted.is_empty() {
             return;
         }
         for i in engine.open() {
-            if self.muted.contains_key(&i.id) && self.silence_for(i, now_ms).is_none() {
+            let silenced = self.muted.get(&i.id).is_some_and(|m| m != PROBATION);
+            if silenced && self.silence_for(i, now_ms).is_none() {
                 match self.store.unmute(&i.id, now_ms) {
                     Ok(()) => {
                         self.muted.remove(&i.id);
@@ -305,5 +330,8 @@ fn log_change(c: &Change, muted_by: Option<&str>) {
             tracing::info!(ticket = %i.id, severity = %i.severity, "incident updated: {what}")
         }
         Change::Resolved(_) => tracing::info!(ticket = %i.id, "incident resolved: {}", i.title),
+        Change::Superseded { by, .. } => {
+            tracing::info!(ticket = %i.id, "incident superseded by {by}: {}", i.title)
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use crate::incident::{Class, ForecastLevel, Incident, Signals};
 use crate::sample::Record;
-use crate::text::{fmt_duration_ms, fmt_time, fmt_value};
+use crate::text::{fmt_duration_ms, fmt_quantity, fmt_time, fmt_value};
 
 /// Recent values of every feature, for the report's history summary. Live and
 /// replay alike (no history database query on the tick path): at most `MAX_ROWS`
@@ -75,18 +75,17 @@ impl Recent {
     }
 
     pub fn summary(&self, feature: &str) -> Option<Summary> {
-        self.summary_before(feature, 0)
+        self.summary_before(feature, i64::MAX)
     }
 
-    /// Like [`summary`](Self::summary) without the newest `skip` rows (the samples
-    /// that opened an incident are not its "before").
-    pub fn summary_before(&self, feature: &str, skip: usize) -> Option<Summary> {
+    /// Like [`summary`](Self::summary), from the rows before `before_ms` only (the
+    /// samples that opened an incident are not its "before").
+    pub fn summary_before(&self, feature: &str, before_ms: i64) -> Option<Summary> {
         let j = self.names.iter().position(|n| n == feature)?;
-        let keep = self.rows.len().saturating_sub(skip);
         summarize(
             self.rows
                 .iter()
-                .take(keep)
+                .filter(|(t, _)| *t < before_ms)
                 .map(|(_, r)| r[j])
                 .filter(|x| !x.is_nan())
                 .collect(),
@@ -155,19 +154,20 @@ pub struct Context {
 }
 
 impl Context {
-    /// Follow the metrics of `inc`'s causes in this tick's `record`. `skip`: the
-    /// newest rows of `recent` that belong to the incident already (its debounce).
+    /// Follow the metrics of `inc`'s causes in this tick's `record`. `opening_ms`: how
+    /// long before it opened the incident's samples were already anomalous (they are
+    /// not its "before").
     pub fn observe(
         &mut self,
         inc: &Incident,
         record: &Record,
         recent: &Recent,
         signals: &Signals,
-        skip: usize,
+        opening_ms: i64,
     ) {
         for c in &inc.causes {
             if !self.during.iter().any(|(f, _)| *f == c.feature) {
-                if let Some(b) = recent.summary_before(&c.feature, skip) {
+                if let Some(b) = recent.summary_before(&c.feature, inc.opened_ms - opening_ms) {
                     self.before.push((c.feature.clone(), b));
                 }
                 self.during.push((c.feature.clone(), Series::default()));
@@ -247,7 +247,7 @@ pub fn render(
                     s,
                     "\nNow: score {} ({}).",
                     fmt_value(a.score),
-                    if a.anomalous {
+                    if a.anomalous() && inc.resolved_ms.is_none() {
                         "still anomalous"
                     } else {
                         "under the threshold"
@@ -263,6 +263,14 @@ pub fn render(
                 inc.title
             );
         }
+        Class::Ping => {
+            let _ = writeln!(
+                s,
+                "The ping target {} answered before and has lost every packet since {}.",
+                inc.resource.as_deref().unwrap_or("?"),
+                fmt_time(inc.opened_ms)
+            );
+        }
         Class::Risk => {
             let p = signals
                 .risk
@@ -274,10 +282,11 @@ pub fn render(
             );
         }
     }
-    if signals.ping_loss_all {
+    if let (Some(r), Class::Anomaly) = (signals.risk, inc.class) {
         let _ = writeln!(
             s,
-            "\nEvery ping target lost every packet of its last round."
+            "\nFault risk now: {:.0} % (the chance that an incident opens within the risk horizon, from the score's recent course).",
+            r * 100.0
         );
     }
 
@@ -307,8 +316,8 @@ pub fn render(
                 s,
                 "| `{}` | {} | {} | {share} |",
                 c.feature,
-                fmt_value(c.value),
-                fmt_value(c.baseline)
+                fmt_quantity(&c.feature, c.value),
+                fmt_quantity(&c.feature, c.baseline)
             );
         }
         let _ = writeln!(
@@ -317,12 +326,12 @@ pub fn render(
              | Metric | Before: min / median / max | Since: min / median / max | Points since |\n|---|---|---|---|",
             fmt_duration_ms(window_ms)
         );
-        let three = |h: Option<Summary>| match h {
+        let three = |feature: &str, h: Option<Summary>| match h {
             Some(h) => format!(
                 "{} / {} / {}",
-                fmt_value(h.min),
-                fmt_value(h.median),
-                fmt_value(h.max)
+                fmt_quantity(feature, h.min),
+                fmt_quantity(feature, h.median),
+                fmt_quantity(feature, h.max)
             ),
             None => "-".to_string(),
         };
@@ -341,8 +350,8 @@ pub fn render(
                 s,
                 "| `{}` | {} | {} | {} |",
                 c.feature,
-                three(before),
-                three(during),
+                three(&c.feature, before),
+                three(&c.feature, during),
                 during.map_or(0, |h| h.points)
             );
         }
@@ -446,8 +455,7 @@ mod tests {
             anomaly: Some(AnomalySignal {
                 score,
                 threshold: 8.0,
-                anomalous: score > 8.0,
-                ongoing: score > 8.0,
+                sample_anomalous: score > 8.0,
                 causes: inc.causes.clone(),
             }),
             ..Default::default()
@@ -466,11 +474,11 @@ mod tests {
         for needle in [
             "# INC-7: storage anomaly on web1 (sdb)",
             "| Severity | P3 |",
-            "anomaly score peaked at 20.00 at 1970-01-01 01:00:00 UTC, 2.5× its learned threshold of 8.00",
-            "Now: score 4.00 (under the threshold).",
-            "| `disk_busy_ratio{device=\"sdb\"}` | 0.690 | 0.100 | 75% |",
+            "anomaly score peaked at 20 at 1970-01-01 01:00:00 UTC, 2.5× its learned threshold of 8",
+            "Now: score 4 (under the threshold).",
+            "| `disk_busy_ratio{device=\"sdb\"}` | 69.0 % | 10.0 % | 75% |",
             "## Affected metrics: the 1 h 00 min before, and since it started",
-            "| `disk_busy_ratio{device=\"sdb\"}` | 0.100 / 0.110 / 0.120 | 0.500 / 0.690 / 0.900 | 3 |",
+            "| `disk_busy_ratio{device=\"sdb\"}` | 10.0 % / 11.0 % / 12.0 % | 50.0 % / 69.0 % / 90.0 % | 3 |",
             "No capacity forecast is firing.",
             "open for 10 min",
         ] {

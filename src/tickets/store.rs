@@ -363,12 +363,15 @@ impl Store {
                     .map_err(self.err("cannot update ticket"))?;
                 ("updated", DeliveryKind::Update, what.clone())
             }
-            (Change::Resolved(_), prev) => {
+            (Change::Resolved(_) | Change::Superseded { .. }, prev) => {
                 let opened = prev.as_ref().map_or(inc.opened_ms, |p| p.opened_ms);
-                let resolution = format!(
-                    "recovered: back to normal after {}",
-                    crate::text::fmt_duration_ms(at_ms - opened)
-                );
+                let resolution = match change {
+                    Change::Superseded { by, .. } => format!("superseded by {by}"),
+                    _ => format!(
+                        "recovered: back to normal after {}",
+                        crate::text::fmt_duration_ms(at_ms - opened)
+                    ),
+                };
                 let n = tx
                     .execute(
                         "UPDATE tickets SET status = 'resolved', updated_ms = ?2, resolved_ms = ?2,

@@ -27,6 +27,7 @@ const LAYERS: &[&str] = &[
     "export",
     "settings",
     "pipeline",
+    "eval",
     "daemon",
     "cli",
     "commands",

@@ -98,10 +98,10 @@ fn replay_of_100_bursts_gives_exactly_100_tickets() {
     assert_eq!(kinds, ["opened", "resolved"]);
     let body = first["body"].as_str().unwrap();
     for section in [
-        "# INC-1: storage anomaly on test-host (sdb): disk_busy_ratio{device=\"sdb\"} 0.980",
+        "# INC-1: storage anomaly on test-host (sdb): disk_busy_ratio{device=\"sdb\"} 98.0 %",
         "## What is anomalous",
         "## Top contributing metrics (at the worst moment)",
-        "| `disk_busy_ratio{device=\"sdb\"}` | 0.980 |",
+        "| `disk_busy_ratio{device=\"sdb\"}` | 98.0 % |",
         "## Affected metrics: the 1 h 00 min before, and since it started",
         "## Forecast",
         "## Remediation",

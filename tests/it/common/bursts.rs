@@ -6,8 +6,10 @@
 //! bursts of 4 minutes with `disk_busy_ratio{device="sdb"}` at 0.98 (normal: ~0.1),
 //! each followed by 100 normal minutes, long enough for the smoothed score to decay
 //! and the incident to resolve. The config trains once after a 2 h warm-up, never
-//! retrains (bursts stay out of the model), and sets `reopen_window: 0s` and
-//! `flap_max_opens: 0` so each burst opens a new incident and ticket:
+//! retrains (bursts stay out of the model), has no probation (the tickets are sent at
+//! once), and sets `reopen_window: 0s`,
+//! `flap_max_opens: 0` and `recent_factor: 0` (equal bursts would not stand out from
+//! each other) so each burst opens a new incident and ticket:
 //!
 //! `anomalyd replay --input dir/bursts.csv --config dir/bursts.yaml --state-dir DIR`
 //! gives exactly `n` tickets `INC-1..INC-n` (label storage, resource sdb, P3), each
@@ -66,9 +68,9 @@ pub fn write(dir: &Path, n: usize, extra_yaml: &str) -> (PathBuf, PathBuf) {
     std::fs::write(
         &cfg,
         format!(
-            "interval: 1m\nmodel:\n  warmup: 2h\n  retrain_interval: 365d\n\
-             incidents:\n  host: test-host\n  open_after: 2\n  open_window: 3\n  resolve_after: 5\n  \
-             reopen_window: 0s\n  flap_max_opens: 0\n{extra_yaml}"
+            "interval: 1m\nmodel:\n  warmup: 2h\n  probation: 0s\n  retrain_interval: 365d\n\
+             incidents:\n  host: test-host\n  open_for: 2m\n  open_window: 3m\n  resolve_for: 5m\n  \
+             recent_factor: 0\n  reopen_window: 0s\n  flap_max_opens: 0\n{extra_yaml}"
         ),
     )
     .unwrap();
