@@ -19,6 +19,7 @@ mod remediation_replay;
 mod remediation_runner;
 mod remediation_scripts;
 mod sinks_alertmanager;
+mod sinks_alertmanager_cluster;
 mod sinks_github;
 mod sinks_jira;
 mod sinks_reload;
