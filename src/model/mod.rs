@@ -74,6 +74,7 @@
 //! 0.03 F1 without losing AUPRC; a drift that is "the new normal" and a labelled
 //! anomaly of 800-3161 rows look the same without labels.
 
+pub mod bootstrap;
 pub mod clock;
 mod config;
 pub mod csv;
