@@ -6,6 +6,7 @@ mod common;
 
 mod config;
 mod daemon;
+mod fleet;
 mod forecast;
 mod history_crash;
 mod layers;
@@ -13,6 +14,7 @@ mod metrics_golden;
 mod model_daemon;
 mod outbox_fault;
 mod outbox_kill;
+mod package;
 mod prometheus;
 mod remediation;
 mod remediation_replay;

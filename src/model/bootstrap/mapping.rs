@@ -419,8 +419,8 @@ impl Family {
         Some(q)
     }
 
-    /// The feature name of one answer series (`None`: the collectors' filters drop it,
-    /// or a label is missing). `address` resolves a ping target the way the ping
+    /// The feature name of one answer series (`None`: the collectors' filters drop a
+    /// node_exporter series, or a label is missing). `address` resolves a ping target the way the ping
     /// collector does.
     pub fn feature(
         &self,
@@ -440,6 +440,9 @@ impl Family {
         }
         let get = |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
         let keep = match self.group {
+            // anomalyd's own series are what that host's daemon produced, with its own
+            // filters and ping targets: taken as they are.
+            _ if source == Source::Anomalyd => true,
             Group::Cpu => collectors.cpu.enabled,
             Group::Memory => collectors.memory.enabled,
             Group::Filesystem => {

@@ -23,7 +23,7 @@ pub use client::{Auth, Endpoint, Tls, MAX_POINTS};
 pub use mapping::Source;
 
 use crate::collect::Collectors;
-use crate::config::reader::{Reader, Section};
+use crate::config::reader::Reader;
 use crate::sample::Record;
 use mapping::{alternation, escape, Rows, Vars, FAMILIES};
 
