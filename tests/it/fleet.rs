@@ -456,11 +456,11 @@ fn prometheus_history_trains_a_model_the_daemon_scores_with_at_once() {
         text(&o)
     );
     let own = features(&own);
-    assert!(
-        own.is_subset(&live_features),
-        "{:?}",
-        own.difference(&live_features).collect::<Vec<_>>()
-    );
+    let foreign: Vec<&String> = own
+        .difference(&live_features)
+        .filter(|f| mount(f).is_none_or(|m| live_mounts.contains(&m)))
+        .collect();
+    assert!(foreign.is_empty(), "{foreign:?}");
     assert!(
         own.iter()
             .any(|f| f.starts_with("ping_rtt_median_seconds{target=\"127.0.0.1\"")),
