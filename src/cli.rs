@@ -72,12 +72,12 @@ pub struct TrainArgs {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present = "history",
-        conflicts_with = "history"
+        required_unless_present_any = ["history", "prometheus"],
+        conflicts_with_all = ["history", "prometheus"]
     )]
     pub input: Option<PathBuf>,
     /// Train from the daemon's history in the state directory instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prometheus")]
     pub history: bool,
     /// Where to write the model (default with --history: <state_dir>/model.json).
     #[arg(long, value_name = "MODEL")]
@@ -89,6 +89,59 @@ pub struct TrainArgs {
     /// (the daemon would not; such a model has seen too little to know normal).
     #[arg(long, requires = "history")]
     pub force: bool,
+    #[command(flatten)]
+    pub prometheus: Box<PrometheusArgs>,
+}
+
+/// `train --prometheus`: the host's history from Prometheus. Unset flags come from the
+/// config's `model.bootstrap` section, then the defaults.
+#[derive(Args, Debug, Default)]
+pub struct PrometheusArgs {
+    /// Train from this Prometheus (or Thanos, Mimir) server's history of a host.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// The host's `instance` label (default: <host name>:9100).
+    #[arg(long, value_name = "HOST:PORT", requires = "prometheus")]
+    pub instance: Option<String>,
+    /// How much history to read, ending now (default 14d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "prometheus")]
+    pub range: Option<Duration>,
+    /// Resolution of the training rows (default 1m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "prometheus")]
+    pub step: Option<Duration>,
+    /// Window of the rate()s (default: twice the step, at least 1m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "prometheus")]
+    pub rate_window: Option<Duration>,
+    /// auto (anomalyd's own series if the instance has them), node or anomalyd.
+    #[arg(long, value_name = "SOURCE", requires = "prometheus")]
+    pub source: Option<String>,
+    /// Label matchers of blackbox_exporter ICMP probes (default job="blackbox"; "" for none).
+    #[arg(long, value_name = "MATCHERS", requires = "prometheus")]
+    pub blackbox: Option<String>,
+    /// Basic auth user (with --password-file).
+    #[arg(long, requires = "password_file")]
+    pub username: Option<String>,
+    /// File holding the basic auth password.
+    #[arg(long, value_name = "FILE", requires = "username")]
+    pub password_file: Option<PathBuf>,
+    /// File holding a bearer token.
+    #[arg(long, value_name = "FILE", conflicts_with = "username")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) to check the server's certificate with.
+    #[arg(long, value_name = "FILE", requires = "prometheus")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with --key-file.
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate (test servers only).
+    #[arg(long, requires = "prometheus")]
+    pub insecure_skip_verify: bool,
+    /// The whole read may take this long (default 60s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "prometheus")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Args, Debug)]

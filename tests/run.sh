@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it (`.ci/run` calls exactly this).
 # Installs the Debian packages the integration tests use (real Prometheus, promtool,
-# Alertmanager, node_exporter for the benchmark, iproute2 for network namespaces),
+# Alertmanager, node_exporter, iproute2 for network namespaces) and cargo-deb,
 # then checks formatting and lints and runs every test optimised (the model quality
 # tests are too slow unoptimised).
 set -euo pipefail
@@ -29,6 +29,12 @@ fi
 # tests/it/smd_quality.rs checks our metrics against ../shared/tools/pointwise.py (numpy).
 python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy
 
+# The Debian package is built here and installed by tests/it/package.rs (cargo holds
+# its build lock while tests run, so a test cannot build it). cargo-deb is a cargo
+# subcommand, not a dependency: installed once (a few minutes of compiling in a
+# fresh CI machine), then found in ~/.cargo/bin.
+command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked
+
 # One profile for the lints and the tests, so build scripts and proc macros are built
 # once; `ci` is the release profile without LTO (see Cargo.toml). Lints do not depend
 # on it: `cargo clippy --release` reports the same.
@@ -38,6 +44,8 @@ cargo clippy --profile ci --all-targets -- -D warnings
 # CI=true they fail instead (tests/it/common/mod.rs, `skip`).
 skipped=target/tmp/skipped-tests
 rm -f "$skipped"
+rm -f target/debian/anomalyd_*.deb
+cargo deb --profile ci
 cargo test --profile ci --all-targets -- --test-threads=2
 if [ -s "$skipped" ]; then
   echo "skipped: $(wc -l < "$skipped") test(s)"

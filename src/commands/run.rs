@@ -18,6 +18,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let file = args.common.config;
     let (config, state) = resolve(file.as_deref(), &flags)?;
     let state = StateDir::create(state.path())?;
+    // Before the pipeline opens, so a model read from Prometheus is the one it loads
+    // and the first tick is scored.
+    super::train::bootstrap_at_start(&config, &state);
     // SIGHUP reads the file again and applies the same flags over it.
     let reload = Reload {
         file: file.clone(),

@@ -28,6 +28,9 @@ pub struct ModelConfig {
     /// Hyper-parameters: `models/default.json` built in, or a file.
     pub spec_file: Option<PathBuf>,
     pub spec: Spec,
+    /// `model.bootstrap`: on a start without a model, train one from the host's
+    /// history in Prometheus first (`None`: off).
+    pub bootstrap: Option<super::bootstrap::BootstrapConfig>,
 }
 
 impl Default for ModelConfig {
@@ -42,6 +45,7 @@ impl Default for ModelConfig {
             top_causes: 3,
             spec_file: None,
             spec: Spec::default(),
+            bootstrap: None,
         }
     }
 }
@@ -64,6 +68,7 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> ModelConfi
             "top_causes",
             "spec_file",
             "floors",
+            "bootstrap",
         ],
     );
     let dm = ModelConfig::default();
@@ -123,6 +128,7 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> ModelConfi
         top_causes: m.int(r, "top_causes", dm.top_causes as u64, 1, 20) as usize,
         spec_file,
         spec,
+        bootstrap: super::bootstrap::parse_config(r, m.get("bootstrap"), &m.path("bootstrap")),
     }
 }
 

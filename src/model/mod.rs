@@ -75,6 +75,7 @@
 //! 0.03 F1 without losing AUPRC; a drift that is "the new normal" and a labelled
 //! anomaly of 800-3161 rows look the same without labels.
 
+pub mod bootstrap;
 pub mod clock;
 mod config;
 pub mod csv;
@@ -141,8 +142,8 @@ impl Phase {
         }
     }
 
-    /// From the model in use, the oldest sample known (history, or the model's own
-    /// training window when it learnt from elsewhere) and the configured durations.
+    /// From the model in use, the first stored sample, the configured durations and
+    /// the time now.
     pub fn at(
         state: &ModelState,
         first_ms: Option<i64>,
@@ -155,15 +156,18 @@ impl Phase {
                 until_ms: first_ms.map(|f| f + warmup_ms),
             },
             ModelState::Trained(m) => {
-                let first = match (first_ms, m.window().first_ms) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                match first {
-                    Some(f) if now_ms < f + probation_ms => Phase::Probation {
-                        until_ms: f + probation_ms,
-                    },
-                    _ => Phase::Trained,
+                // The longer of the daemon's own history and the span the model was
+                // trained on (a model bootstrapped from the fleet's Prometheus has seen
+                // the host already): docs/bootstrap.md, "Probation".
+                let own = first_ms.map_or(0, |f| (now_ms - f).max(0));
+                let learnt = bootstrap::covered_history(m.window()).as_millis() as i64;
+                let covered = own.max(learnt);
+                if covered < probation_ms {
+                    Phase::Probation {
+                        until_ms: now_ms + (probation_ms - covered),
+                    }
+                } else {
+                    Phase::Trained
                 }
             }
         }

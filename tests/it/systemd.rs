@@ -12,7 +12,7 @@ fn shipped(name: &str) -> String {
 /// A copy of the shipped unit `name` in `dir`. verify checks that ExecStart exists:
 /// the copy points it at the binary under test.
 fn copy_unit(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let text = shipped(name).replace("/usr/local/bin/anomalyd", env!("CARGO_BIN_EXE_anomalyd"));
+    let text = shipped(name).replace("/usr/bin/anomalyd", env!("CARGO_BIN_EXE_anomalyd"));
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
@@ -98,7 +98,7 @@ fn unit_grants_only_cap_net_raw() {
     for key in [
         "Type=notify",
         "WatchdogSec=",
-        "ExecStartPre=/usr/local/bin/anomalyd check-config",
+        "ExecStartPre=/usr/bin/anomalyd check-config",
         "ExecReload=",
         "StateDirectory=anomalyd",
         "DynamicUser=yes",

@@ -34,9 +34,10 @@ use super::{CollectError, Collector};
 use crate::sample::Sample;
 pub use config::{parse_config, PingConfig};
 use packet::{stats, Family};
-use round::{probe, resolve, Round, RoundError};
+use round::{probe, Round, RoundError};
 use socket::{IcmpSocket, Kind, OpenError};
 
+pub use round::resolve;
 pub use socket::SocketMode;
 
 const RTT_MIN: &str = "ping_rtt_min_seconds";

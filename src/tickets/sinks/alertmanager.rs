@@ -3,6 +3,14 @@
 //! The path for fleets: every host posts its alerts to the same Alertmanager cluster,
 //! which groups, dedups (by label set) and routes them.
 //!
+//! A cluster is given as `urls:`, one per Alertmanager, and every POST goes to each of
+//! them: Alertmanager's documented high-availability contract is that clients send
+//! to *all* instances, never through a load balancer, and the instances deduplicate
+//! the notifications among themselves (gossip). As in Prometheus' notifier, a POST
+//! counts as delivered when at least one instance took it; the ones that failed are
+//! logged, and they get the alert again with the next re-send (every
+//! `resend_interval`), or resolve it by its `endsAt` if they stay down.
+//!
 //! An alert's labels identify it, so they must not change while the problem lasts:
 //! `alertname="anomalyd_<class>"`, `host`, `area`, `severity`, `resource` (when there
 //! is one), `fingerprint`, plus the sink's configured `labels`. If an update changes
@@ -29,12 +37,13 @@ use crate::config::reader::{Reader, Section};
 use crate::incident::Incident;
 use crate::tickets::DeliveryKind;
 
-pub(crate) const KEYS: &[&str] = &["url", "resend_interval", "labels"];
+pub(crate) const KEYS: &[&str] = &["url", "urls", "resend_interval", "labels"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertmanagerConfig {
-    /// Base URL; alerts go to `<url>/api/v2/alerts`.
-    pub url: String,
+    /// Base URLs, one per instance of the cluster (`url:` for one, `urls:` for
+    /// several); alerts go to `<url>/api/v2/alerts` of each.
+    pub urls: Vec<String>,
     /// Firing alerts are posted again this often.
     pub resend_interval: Duration,
     /// Extra labels on every alert (e.g. `team: infra`).
@@ -56,7 +65,7 @@ pub(crate) fn parse(r: &mut Reader, s: &Section) -> AlertmanagerConfig {
         }
     }
     AlertmanagerConfig {
-        url: super::url(r, s, "url", true, ""),
+        urls: urls(r, s),
         resend_interval: s.duration(
             r,
             "resend_interval",
@@ -68,16 +77,66 @@ pub(crate) fn parse(r: &mut Reader, s: &Section) -> AlertmanagerConfig {
     }
 }
 
+/// `url: U` or `urls: [U, ...]` (exactly one of the two), each checked like every
+/// sink URL, without duplicates.
+fn urls(r: &mut Reader, s: &Section) -> Vec<String> {
+    match (s.get("url").is_some(), s.get("urls").is_some()) {
+        (true, true) => {
+            r.error(
+                &s.path("urls"),
+                "set either url (one Alertmanager) or urls (a cluster), not both",
+            );
+            Vec::new()
+        }
+        (true, false) => vec![super::url(r, s, "url", true, "")],
+        (false, false) => {
+            r.error(
+                &s.path("url"),
+                "missing: an http:// or https:// URL (or urls: a list, for a cluster)",
+            );
+            Vec::new()
+        }
+        (false, true) => {
+            let list = s.strings(r, "urls");
+            if list.is_empty() && s.get("urls").is_some_and(|v| v.is_sequence()) {
+                r.error(
+                    &s.path("urls"),
+                    "empty: list every Alertmanager of the cluster",
+                );
+            }
+            let mut out: Vec<String> = Vec::new();
+            for (i, u) in list.iter().enumerate() {
+                let at = format!("{}[{i}]", s.path("urls"));
+                if let Err(e) = super::check_url(u) {
+                    r.error(&at, format!("{u:?}: {e}"));
+                    continue;
+                }
+                let u = u.trim_end_matches('/').to_string();
+                if out.contains(&u) {
+                    r.error(&at, format!("{u:?} is listed twice"));
+                }
+                out.push(u);
+            }
+            out
+        }
+    }
+}
+
 pub struct Alertmanager {
     config: AlertmanagerConfig,
     http: Http,
-    endpoint: String,
+    /// `<url>/api/v2/alerts` of every instance.
+    endpoints: Vec<String>,
 }
 
 impl Alertmanager {
     pub fn new(c: &SinkConfig, a: AlertmanagerConfig) -> Result<Self, String> {
         Ok(Alertmanager {
-            endpoint: format!("{}/api/v2/alerts", a.url),
+            endpoints: a
+                .urls
+                .iter()
+                .map(|u| format!("{u}/api/v2/alerts"))
+                .collect(),
             config: a,
             http: Http::new(c.timeout),
         })
@@ -104,18 +163,26 @@ impl Alertmanager {
         l
     }
 
+    /// POST `alerts` to every instance; delivered when one of them took it.
     fn post(&self, alerts: &[Value], what: &str) -> Result<(), SinkError> {
         let body = serde_json::to_vec(alerts)
             .map_err(|e| SinkError::rejected(format!("cannot encode: {e}")))?;
-        self.http
-            .send(
-                "POST",
-                &self.endpoint,
-                &[("Content-Type", "application/json")],
-                Some(&body),
-                what,
-            )
-            .map(|_| ())
+        let results: Vec<Result<(), SinkError>> = self
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                self.http
+                    .send(
+                        "POST",
+                        endpoint,
+                        &[("Content-Type", "application/json")],
+                        Some(&body),
+                        what,
+                    )
+                    .map(|_| ())
+            })
+            .collect();
+        one_is_enough(results)
     }
 
     fn ends_firing(&self, now_ms: i64) -> String {
@@ -195,6 +262,34 @@ impl Sink for Alertmanager {
     }
 }
 
+/// The outcome of one POST sent to every instance: `Ok` when at least one took it
+/// (the others are logged: they catch up with the next re-send). When none did, the
+/// error of the one that may have processed it wins (the retry is then in doubt),
+/// else the first; every instance's message is kept.
+fn one_is_enough(results: Vec<Result<(), SinkError>>) -> Result<(), SinkError> {
+    let (ok, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    let errors: Vec<SinkError> = failed.into_iter().filter_map(Result::err).collect();
+    if !ok.is_empty() {
+        for e in &errors {
+            tracing::warn!("{e} (delivered to another Alertmanager of the cluster)");
+        }
+        return Ok(());
+    }
+    let message = errors
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut worst = errors
+        .iter()
+        .find(|e| e.maybe_delivered)
+        .or(errors.first())
+        .cloned()
+        .unwrap_or_else(|| SinkError::rejected("no Alertmanager configured"));
+    worst.message = message;
+    Err(worst)
+}
+
 /// Unix milliseconds as RFC 3339 UTC (`2024-05-01T12:00:00.000Z`).
 pub fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -222,6 +317,21 @@ pub fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_instance_that_took_it_is_enough() {
+        let down = || SinkError::unreachable("am1: connection refused");
+        assert_eq!(one_is_enough(vec![Err(down()), Ok(())]), Ok(()));
+        assert_eq!(one_is_enough(vec![Ok(()), Ok(())]), Ok(()));
+        // None took it: an instance that may have processed it makes the retry in
+        // doubt, and every instance's message is kept.
+        let e = one_is_enough(vec![Err(down()), Err(SinkError::in_doubt("am2: HTTP 503"))])
+            .expect_err("none took it");
+        assert!(e.sink_down && e.maybe_delivered, "{e:?}");
+        assert_eq!(e.message, "am1: connection refused; am2: HTTP 503");
+        let e = one_is_enough(vec![Err(down()), Err(down())]).expect_err("both down");
+        assert!(e.sink_down && !e.maybe_delivered, "{e:?}");
+    }
 
     #[test]
     fn rfc3339_known_instants() {

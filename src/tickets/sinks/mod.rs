@@ -346,7 +346,7 @@ pub(crate) fn url(r: &mut Reader, s: &Section, key: &str, required: bool, defaul
     u.trim_end_matches('/').to_string()
 }
 
-fn check_url(u: &str) -> Result<(), &'static str> {
+pub(crate) fn check_url(u: &str) -> Result<(), &'static str> {
     let uri: ureq::http::Uri = u.parse().map_err(|_| "not a valid URL")?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
