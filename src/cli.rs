@@ -234,8 +234,9 @@ pub enum EvalDataset {
         /// Random seed (the same seed gives the same rows).
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Inject the faults: a disk saturated for 40 min on day 20, a CPU pegged for
-        /// 30 min on day 24, every ping lost for 20 min on day 27 (those within --days).
+        /// Inject the faults: a disk saturated for 40 min, a CPU pegged for 30 min, every
+        /// ping lost for 20 min, at 67 %, 80 % and 90 % of the span (days 20, 24 and 27
+        /// of 30). The benign memory step is at 41 % either way.
         #[arg(long)]
         faults: bool,
         /// Where to write the CSV; `-` for stdout.

@@ -22,8 +22,7 @@ pub fn run(
             faults,
             out: path,
         } => {
-            let mut spec = synth::Spec::month(seed, faults);
-            spec.days = days;
+            let spec = synth::Spec::month(seed, faults, days);
             let series = synth::generate(&spec);
             if path.as_os_str() == "-" {
                 series.write_csv(out)?;

@@ -193,14 +193,6 @@ impl Engine {
             .any(|l| l.incident.id == id && l.flapping)
     }
 
-    /// Ping targets that have not answered once since the daemon started.
-    pub fn silent_targets(&self) -> impl Iterator<Item = &str> {
-        self.targets
-            .iter()
-            .filter(|(_, t)| !t.answered)
-            .map(|(k, _)| k.as_str())
-    }
-
     fn slots(&self) -> impl Iterator<Item = &Slot> {
         std::iter::once(&self.anomaly)
             .chain(self.forecasts.values())
@@ -367,17 +359,14 @@ impl Engine {
     /// Open an anomaly incident, unless a forecast incident about the same thing is
     /// open: then it is news on that one.
     fn open_anomaly(&mut self, ev: Evidence, now_ms: i64, out: &mut Vec<Change>) {
-        let forecast = self
+        let related = self
             .forecasts
-            .iter()
-            .find(|(_, s)| {
-                s.open
-                    .as_ref()
-                    .is_some_and(|l| same_episode(ev.label, ev.resource.as_deref(), &l.incident))
-            })
-            .map(|(k, _)| k.clone());
-        if let Some(key) = forecast {
-            if let Some(live) = self.forecasts.get_mut(&key).and_then(|s| s.open.as_mut()) {
+            .values_mut()
+            .chain(self.targets.values_mut().map(|t| &mut t.slot))
+            .filter_map(|s| s.open.as_mut())
+            .find(|l| same_episode(ev.label, ev.resource.as_deref(), &l.incident));
+        if let Some(live) = related {
+            {
                 let news = ev
                     .causes
                     .iter()
@@ -462,9 +451,9 @@ impl Engine {
         }
     }
 
-    /// A forecast about what the open anomaly incident is about: news on it (once per
-    /// forecast, and whenever it makes the severity worse), not an incident of its
-    /// own. `false` when there is no such anomaly incident.
+    /// A forecast or a lost ping target about what the open anomaly incident is about:
+    /// news on it (once, and whenever it makes the severity worse), not an incident of
+    /// its own. `false` when there is no such anomaly incident.
     fn join_anomaly(
         &mut self,
         key: &str,
@@ -480,13 +469,11 @@ impl Engine {
             return false;
         }
         let mut what = Vec::new();
-        if live.reported.insert(format!("forecast:{key}")) {
-            what.push(format!("forecast: {}", ev.title));
+        if live.reported.insert(format!("joined:{key}")) {
+            what.push(format!("same episode: {}", ev.title));
         }
-        let mut facts = ev.facts.clone();
-        facts.class = live.incident.class;
-        facts.label = live.incident.label;
-        let sev = evaluate(&rules, &facts);
+        // The episode is as urgent as the worst of its parts.
+        let sev = evaluate(&rules, &ev.facts);
         if sev < live.incident.severity {
             what.push(format!("severity {} -> {sev}", live.incident.severity));
             live.incident.severity = sev;
@@ -556,6 +543,7 @@ impl Engine {
             }
             let open = t.slot.open.is_some();
             if open || held >= rule.open_for.as_millis() as i64 {
+                let key = key.clone();
                 let ev = Evidence {
                     class: Class::Ping,
                     key: Some(key.clone()),
@@ -582,6 +570,9 @@ impl Engine {
                     eta: None,
                     score: f64::NAN,
                 };
+                if !open && self.join_anomaly(&format!("ping/{key}"), &ev, now_ms, out) {
+                    continue;
+                }
                 self.active(SlotId::Ping(key), &ev, now_ms, out);
             }
         }

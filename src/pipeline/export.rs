@@ -41,23 +41,7 @@ impl Pipeline {
             &[],
             features,
         );
-        let phase = self.phase(sample.timestamp_ms);
-        for name in Phase::NAMES {
-            sample.info(
-                "model_state",
-                "The model's phase: warming_up (no model yet), probation (scoring, its anomaly tickets muted), trained",
-                &[("state", name)],
-                if phase.name() == name { 1.0 } else { 0.0 },
-            );
-        }
-        sample.info(
-            "model_ready_seconds",
-            "Seconds until the model scores and pages (end of warm-up or probation); 0 when it does",
-            &[],
-            phase
-                .ready_ms()
-                .map_or(0.0, |t| ((t - sample.timestamp_ms) as f64 / 1000.0).max(0.0)),
-        );
+        export_phase(sample, self.phase(sample.timestamp_ms));
         if let Some(i) = &self.incidents {
             if matches!(self.state, ModelState::Trained(_)) {
                 sample.info(
@@ -125,4 +109,25 @@ impl Pipeline {
             );
         }
     }
+}
+
+/// `model_state{state}` (one of them 1) and `model_ready_seconds`: where the model is
+/// in its life and how long until it pages.
+pub(super) fn export_phase(sample: &mut Sample, phase: Phase) {
+    for name in Phase::NAMES {
+        sample.info(
+            "model_state",
+            "The model's phase: warming_up (no model yet), probation (scoring, its anomaly tickets muted), trained",
+            &[("state", name)],
+            if phase.name() == name { 1.0 } else { 0.0 },
+        );
+    }
+    sample.info(
+        "model_ready_seconds",
+        "Seconds until the model scores and pages (end of warm-up or probation); 0 when it does",
+        &[],
+        phase.ready_ms().map_or(0.0, |t| {
+            ((t - sample.timestamp_ms) as f64 / 1000.0).max(0.0)
+        }),
+    );
 }

@@ -1,10 +1,10 @@
-//! `collect --once`: the forecast for one fresh sample, from what the daemon left in
-//! the state directory. Reads only; nothing is written.
+//! `collect --once`: the model's phase and the forecast for one fresh sample, from
+//! what the daemon left in the state directory. Reads only; nothing is written.
 
 use std::sync::Arc;
 
 use crate::forecast::{Calibration, Forecaster, Outlook, RiskTracker};
-use crate::model::{Model, Scorer};
+use crate::model::{Model, ModelState, Phase, Scorer};
 use crate::sample::Sample;
 use crate::settings::Config;
 use crate::store::{History, StateDir};
@@ -46,6 +46,23 @@ pub fn forecast_once(config: &Config, sample: &mut Sample) -> Outlook {
         })
         .flatten()
         .map(Arc::new);
+    // Where the daemon's model is in its life, as the daemon would say it now.
+    let first = history
+        .as_ref()
+        .and_then(|h| h.stats().ok())
+        .and_then(|s| s.oldest_ms);
+    let model_state = model
+        .clone()
+        .map_or(ModelState::Untrained, ModelState::Trained);
+    let ms = |d: std::time::Duration| d.as_millis() as i64;
+    let phase = Phase::at(
+        &model_state,
+        first,
+        ms(config.model.warmup),
+        ms(config.model.probation),
+        now,
+    );
+    super::export::export_phase(sample, phase);
     let mut scorer = None;
     if let Some(m) = &model {
         let calibration = Calibration::load(&state.risk(), m, &cfg.risk)

@@ -9,6 +9,7 @@ mod daemon;
 mod fleet;
 mod forecast;
 mod history_crash;
+mod incidents;
 mod layers;
 mod metrics_golden;
 mod model_daemon;

@@ -63,6 +63,10 @@ const RTT_HELP: &str = "ICMP echo round-trip times; every reply is observed once
 const UP: &str = "ping_up";
 const UP_HELP: &str = "1 if the last ping round got at least one reply, 0 if it got none or \
      could not run (see anomalyd_collector_success and the log).";
+const ANSWERED: &str = "ping_target_answered";
+const ANSWERED_HELP: &str = "1 once the target has answered since the daemon started; 0 after \
+     rounds without any reply: a configuration problem (wrong name or address, no route, a \
+     firewall), and no incident is opened for a target that never answered.";
 
 /// Observations kept for a target when nobody collects (the collector list is built
 /// but not run); beyond this the oldest are dropped rather than growing without bound.
@@ -125,6 +129,8 @@ struct Slot {
     latest: Option<Result<Round, String>>,
     /// RTTs of rounds completed since the last collect.
     fresh: Vec<(IpAddr, f64)>,
+    /// A round has had a reply since the daemon started.
+    answered: bool,
 }
 
 struct Shared {
@@ -141,6 +147,7 @@ impl Shared {
             return;
         };
         if let Ok(round) = &outcome {
+            slot.answered |= round.received > 0;
             slot.fresh
                 .extend(round.rtts.iter().map(|rtt| (round.address, *rtt)));
             let excess = slot.fresh.len().saturating_sub(MAX_FRESH);
@@ -181,6 +188,7 @@ impl Ping {
                 raw_ident: rand::random(),
                 fell_back: [false; 2],
                 problem: None,
+                answered: false,
                 _alive: Alive::new(&shared.workers),
             };
             let spawned = thread::Builder::new()
@@ -216,6 +224,10 @@ impl Collector for Ping {
         let mut errors = Vec::new();
         let mut slots = lock(&self.shared.slots);
         for (target, slot) in self.targets.iter().zip(slots.iter_mut()) {
+            if slot.latest.is_some() {
+                let answered = if slot.answered { 1.0 } else { 0.0 };
+                sample.info(ANSWERED, ANSWERED_HELP, &[("target", target)], answered);
+            }
             match &slot.latest {
                 None => {}
                 Some(Err(e)) => {
@@ -300,6 +312,8 @@ struct Worker {
     fell_back: [bool; 2],
     /// The problem last logged, so each is logged once rather than every round.
     problem: Option<String>,
+    /// A reply has come since the start (the log says when one never did).
+    answered: bool,
     _alive: Alive,
 }
 
@@ -373,10 +387,18 @@ impl Worker {
             }),
             Ok(_) => None,
         };
+        if matches!(outcome, Ok(r) if r.received > 0) {
+            self.answered = true;
+        }
         if problem == self.problem {
             return;
         }
         match (&problem, outcome) {
+            (Some(p), _) if !self.answered => tracing::warn!(
+                "ping {:?}: {p}; it has not answered since the start: check the target \
+                 (a target that never answered opens no incident)",
+                self.target
+            ),
             (Some(p), _) => tracing::warn!("ping {:?}: {p}", self.target),
             (None, Ok(round)) => tracing::info!(
                 "ping {:?}: echo replies from {} again",

@@ -491,6 +491,7 @@ fn a_lasting_problem_is_logged_once_and_its_end_once() {
         raw_ident: 0,
         fell_back: [false; 2],
         problem: None,
+        answered: false,
         _alive: Alive::new(&shared.workers),
     };
     let lost = Round {
@@ -521,13 +522,56 @@ fn a_lasting_problem_is_logged_once_and_its_end_once() {
     let text = String::from_utf8(lock(&log.0).clone()).expect("utf8");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
+    // Never answered yet: the warning says it is a configuration problem.
     assert!(
-        lines[0].contains("WARN") && lines[0].contains("100% loss"),
+        lines[0].contains("WARN")
+            && lines[0].contains("100% loss")
+            && lines[0].contains("has not answered since the start"),
         "{text}"
     );
     assert!(
         lines[1].contains("INFO") && lines[1].contains("again"),
         "{text}"
+    );
+    // Once it has answered, losing it again is an ordinary warning.
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        worker.log_transition(&Ok(lost.clone()));
+    });
+    let text = String::from_utf8(lock(&log.0).clone()).expect("utf8");
+    assert!(
+        text.contains("100% loss") && !text.contains("since the start"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_target_that_never_answered_is_exported_as_such() {
+    let p = Ping::new(config(&["192.0.2.9", "127.0.0.1"]));
+    let round = |received| Round {
+        address: "192.0.2.9".parse().expect("ip"),
+        sent: 3,
+        received,
+        rtts: vec![0.001; received as usize],
+        error: None,
+    };
+    p.shared.publish(0, Ok(round(0)));
+    p.shared.publish(1, Ok(round(3)));
+    let mut s = Sample::new(0);
+    let mut ping = p;
+    let _ = ping.collect(&mut s);
+    assert_eq!(
+        s.get("ping_target_answered", &[("target", "192.0.2.9")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.get("ping_target_answered", &[("target", "127.0.0.1")]),
+        Some(1.0)
     );
 }
 

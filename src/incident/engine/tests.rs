@@ -264,7 +264,6 @@ fn lost_ping_targets_do_not_make_an_anomaly_urgent() {
     let severities: Vec<(Class, Severity)> = e.open().map(|i| (i.class, i.severity)).collect();
     // A target that never answered opens nothing and raises nothing.
     assert_eq!(severities, [(Class::Anomaly, Severity::P3)]);
-    assert_eq!(e.silent_targets().collect::<Vec<_>>(), ["gw"]);
 }
 
 #[test]
@@ -452,7 +451,43 @@ fn a_memory_forecast_during_a_memory_anomaly_is_news_on_it() {
         "{changes:?}"
     );
     assert!(
-        matches!(&changes[1], Change::Updated { what, incident } if what.starts_with("forecast: memory: memory out of memory in") && incident.severity == Severity::P2),
+        matches!(&changes[1], Change::Updated { what, incident } if what.starts_with("same episode: memory: memory out of memory in") && incident.severity == Severity::P2),
+        "{changes:?}"
+    );
+    assert_eq!(e.open().count(), 1);
+}
+
+#[test]
+fn a_lost_target_during_its_latency_anomaly_is_one_incident() {
+    let mut e = engine(config());
+    let mut t = 0;
+    let answering = |loss: f64| PingSignal {
+        target: "gw".into(),
+        loss,
+    };
+    let mut s = anomaly(false);
+    s.ping = vec![answering(0.0)];
+    t += MIN;
+    e.tick(t, &s);
+    let mut changes = Vec::new();
+    for _ in 0..8 {
+        t += MIN;
+        let mut s = anomaly_with(true, &["ping_loss_ratio{target=\"gw\"}"]);
+        s.ping = vec![answering(1.0)];
+        changes.extend(e.tick(t, &s));
+    }
+    let seen: Vec<(&str, Class)> = changes
+        .iter()
+        .map(|c| (kind(c), c.incident().class))
+        .collect();
+    assert_eq!(
+        seen,
+        [("opened", Class::Anomaly), ("updated", Class::Anomaly)],
+        "{changes:?}"
+    );
+    // Its only target lost: as urgent as a ping incident would have been.
+    assert!(
+        matches!(&changes[1], Change::Updated { what, incident } if what.contains("stopped answering") && incident.severity == Severity::P1),
         "{changes:?}"
     );
     assert_eq!(e.open().count(), 1);
