@@ -55,5 +55,8 @@ fn missing_numpy_is_installed_with_apt_not_pip() {
         .unwrap_or_else(|| panic!("no apt-get install:\n{calls}"));
     assert!(install.contains("python3-numpy"), "{install}");
     assert!(!calls.contains("pip"), "pip was called:\n{calls}");
-    assert!(calls.contains("cargo test"), "the tests did not run:\n{calls}");
+    assert!(
+        calls.contains("cargo test"),
+        "the tests did not run:\n{calls}"
+    );
 }

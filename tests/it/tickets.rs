@@ -404,3 +404,208 @@ fn replayed_fill_opens_one_forecast_ticket_and_escalates() {
         "opened {opened} s in: {text}"
     );
 }
+
+/// The ticket's fields as its body's table shows them, in order.
+fn body_fields(body: &str) -> Vec<(String, String)> {
+    body.lines()
+        .skip_while(|l| *l != "|---|---|")
+        .skip(1)
+        .take_while(|l| l.starts_with("| "))
+        .map(|l| {
+            let (k, v) = l
+                .trim_start_matches("| ")
+                .trim_end_matches(" |")
+                .split_once(" | ")
+                .unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Every field of `t`'s body against the ticket's own fields; and what sinks got last.
+fn assert_body_agrees(t: &anomalyd::tickets::Ticket, step: &str, db: &Path) {
+    use anomalyd::text::{fmt_duration_ms, fmt_time};
+    let body = &t.body;
+    assert!(
+        body.starts_with(&format!("# {}: {}\n", t.id, t.title)),
+        "{step}: title\n{body}"
+    );
+    let mut want = vec![
+        ("Severity", t.severity.clone()),
+        ("Label", t.label.clone()),
+        ("Class", t.class.clone()),
+        ("Host", t.incident.host.clone()),
+        (
+            "Resource",
+            t.incident.resource.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("Opened", fmt_time(t.opened_ms)),
+    ];
+    if t.incident.opened_ms > t.opened_ms {
+        want.push(("Reopened", fmt_time(t.incident.opened_ms)));
+    }
+    let state = match t.resolved_ms {
+        Some(r) => format!(
+            "resolved at {} after {}",
+            fmt_time(r),
+            fmt_duration_ms(r - t.opened_ms)
+        ),
+        None => t.status.as_str().to_string(),
+    };
+    want.push(("State", state));
+    want.push(("Assignee", t.assignee.clone().unwrap_or_else(|| "-".into())));
+    if let Some(r) = &t.resolution {
+        want.push(("Resolution", r.clone()));
+    }
+    want.push(("Fingerprint", format!("`{}`", t.fingerprint)));
+    if let Some(m) = &t.muted_by {
+        want.push(("Silenced by", format!("{m} (not sent to the sinks)")));
+    }
+    let want: Vec<(String, String)> = want
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.replace('|', "\\|")))
+        .collect();
+    assert_eq!(body_fields(body), want, "{step}:\n{body}");
+    // What the body says about "now" is for open tickets only.
+    let resolved = t.status == anomalyd::tickets::Status::Resolved;
+    assert_eq!(
+        body.contains("Latest score: "),
+        !resolved,
+        "{step}: latest score on a {:?} ticket:\n{body}",
+        t.status
+    );
+    assert!(
+        !body.contains("still anomalous") || !resolved,
+        "{step}:\n{body}"
+    );
+    // The sinks got this very body with the change.
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let rows = anomalyd::tickets::outbox::rows(&conn).unwrap();
+    let last = rows
+        .iter()
+        .rev()
+        .find(|r| r.delivery.ticket_id == t.id)
+        .unwrap_or_else(|| panic!("{step}: nothing queued"));
+    assert_eq!(last.delivery.body, *body, "{step}: the sinks' body");
+}
+
+/// Open, update, ack, assign, operator resolve, reopen, automatic resolve: after each,
+/// every field of the body (the report the sinks receive) is the ticket's.
+#[test]
+fn the_body_says_what_the_ticket_says_after_every_change() {
+    use anomalyd::incident::{AnomalySignal, Cause, Signals};
+    use anomalyd::pipeline::Incidents;
+    use anomalyd::sample::Record;
+    use anomalyd::store::StateDir;
+    use anomalyd::tickets::Store;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = anomalyd::settings::parse(
+        "incidents:\n  host: web1\ntickets:\n  sinks:\n  - name: hook\n    type: webhook\n    \
+         url: http://127.0.0.1:9/t\n",
+    )
+    .unwrap();
+    let state = StateDir::at(dir.path());
+    let mut stages = Incidents::open(&config, &state, 0).unwrap();
+    let db = dir.path().join("tickets.db");
+    // The operator's side: another connection, as `anomalyd tickets ...` has.
+    let cli = || Store::open(&db).unwrap().with_sinks(vec!["hook".into()]);
+    let busy = "disk_busy_ratio{device=\"sdb\"}";
+    let latency = "disk_write_latency_seconds{device=\"sdb\"}";
+    let cause = |feature: &str, value: f64, contribution: f64| Cause {
+        feature: feature.into(),
+        value,
+        baseline: 0.1,
+        contribution,
+    };
+    let anomalous = |score: f64, causes: Vec<Cause>| Signals {
+        anomaly: Some(AnomalySignal {
+            score,
+            threshold: 1.0,
+            anomalous: true,
+            ongoing: true,
+            causes,
+        }),
+        ..Signals::default()
+    };
+    let normal = Signals {
+        anomaly: Some(AnomalySignal {
+            score: 0.2,
+            threshold: 1.0,
+            anomalous: false,
+            ongoing: false,
+            causes: Vec::new(),
+        }),
+        ..Signals::default()
+    };
+    let mut t = 1_700_000_000_000i64;
+    let mut tick = |stages: &mut Incidents, signals: &Signals| {
+        t += 1000;
+        let record = Record {
+            timestamp_ms: Some(t),
+            values: vec![(busy.to_string(), 0.9), (latency.to_string(), 0.05)],
+        };
+        stages.tick(t, &record, signals);
+        t
+    };
+    let show = |step: &str| {
+        let t = cli().get("INC-1", i64::MAX).unwrap().unwrap();
+        assert_body_agrees(&t, step, &db);
+        t
+    };
+
+    for _ in 0..3 {
+        tick(&mut stages, &anomalous(12.0, vec![cause(busy, 0.9, 10.0)]));
+    }
+    assert_eq!(show("open").status.as_str(), "open");
+    tick(
+        &mut stages,
+        &anomalous(
+            20.0,
+            vec![cause(busy, 0.95, 11.0), cause(latency, 0.3, 8.0)],
+        ),
+    );
+    let updated = show("update");
+    assert_eq!(updated.timeline.last().unwrap().kind, "updated");
+    let now = tick(&mut stages, &anomalous(20.0, vec![cause(busy, 0.95, 11.0)]));
+    assert!(cli().ack("INC-1", Some("alice"), now).unwrap());
+    assert_eq!(show("ack").assignee.as_deref(), Some("alice"));
+    assert!(cli().assign("INC-1", "bob", now + 1).unwrap());
+    show("assign");
+    cli().resolve("INC-1", "replaced sdb", now + 2).unwrap();
+    assert_eq!(
+        show("operator resolve").resolution.as_deref(),
+        Some("replaced sdb")
+    );
+    // The problem goes on: the engine notices the resolution, then reopens.
+    for _ in 0..4 {
+        tick(&mut stages, &anomalous(12.0, vec![cause(busy, 0.9, 10.0)]));
+    }
+    let reopened = show("reopen");
+    assert_eq!(reopened.status.as_str(), "open");
+    assert_eq!(reopened.timeline.last().unwrap().kind, "reopened");
+    for _ in 0..12 {
+        tick(&mut stages, &normal);
+    }
+    let resolved = show("automatic resolve");
+    assert!(
+        resolved
+            .resolution
+            .as_deref()
+            .unwrap()
+            .starts_with("recovered"),
+        "{resolved:?}"
+    );
+    // A post-mortem owner for the resolved ticket: the body follows (and the sinks,
+    // whose last word was the resolution, get nothing more).
+    let queued = |db: &Path| {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        anomalyd::tickets::outbox::rows(&conn).unwrap().len()
+    };
+    let before = queued(&db);
+    assert!(cli().assign("INC-1", "carol", now + 60_000).unwrap());
+    let t = cli().get("INC-1", i64::MAX).unwrap().unwrap();
+    assert_eq!(t.assignee.as_deref(), Some("carol"));
+    assert!(t.body.contains("| Assignee | carol |"), "{}", t.body);
+    assert_eq!(queued(&db), before);
+}
