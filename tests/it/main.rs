@@ -4,6 +4,7 @@
 
 mod common;
 
+mod cli;
 mod config;
 mod daemon;
 mod fleet;

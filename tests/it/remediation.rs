@@ -957,3 +957,18 @@ fn a_rule_runs_once_per_incident_across_reopens_and_restarts() {
         .count();
     assert_eq!(runs, 1);
 }
+
+#[test]
+fn status_says_when_there_are_no_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["remediation", "status", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no remediation rules configured (remediation.rules in the built-in defaults)\n"
+    );
+}

@@ -609,3 +609,123 @@ fn the_body_says_what_the_ticket_says_after_every_change() {
     assert!(t.body.contains("| Assignee | carol |"), "{}", t.body);
     assert_eq!(queued(&db), before);
 }
+
+/// A state directory with INC-1 resolved and INC-2 still open (the series ends inside
+/// the second burst).
+fn one_resolved_one_open(dir: &Path) -> String {
+    let (csv, cfg) = bursts::write(dir, 1, "");
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    let last: i64 = text.lines().last().unwrap()[..10].parse().unwrap();
+    for k in 1..=4 {
+        text.push_str(&format!("{},0.3,0.5,0.98,1000000.0\n", last + k * 60));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let state = dir.join("state");
+    ok(&[
+        "replay",
+        "--input",
+        csv.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    state.to_str().unwrap().to_string()
+}
+
+fn summaries(state: &str, id: &str) -> Vec<String> {
+    json(&["tickets", "show", id, "--json", "--state-dir", state])["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn ack_once_by_a_named_user_assign_resolved_tickets_silence_by_regex() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = one_resolved_one_open(dir.path());
+    let state = state.as_str();
+    // No $USER (cron, `env -i`): the uid's name is recorded.
+    let me = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let me = String::from_utf8(me.stdout).unwrap().trim().to_string();
+    let out = std::process::Command::new(common::bin())
+        .args(["tickets", "ack", "INC-2", "--state-dir", state])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("SUDO_USER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "INC-2: acknowledged\n"
+    );
+    assert_eq!(
+        summaries(state, "INC-2").last().unwrap(),
+        &format!("acknowledged by {me}")
+    );
+    // A second ack adds nothing.
+    let before = summaries(state, "INC-2").len();
+    assert_eq!(
+        ok(&[
+            "tickets",
+            "ack",
+            "INC-2",
+            "--by",
+            "alice",
+            "--state-dir",
+            state
+        ]),
+        "INC-2: already acknowledged\n"
+    );
+    assert_eq!(summaries(state, "INC-2").len(), before);
+    // A post-mortem owner for a resolved ticket.
+    assert_eq!(
+        ok(&["tickets", "assign", "INC-1", "carol", "--state-dir", state]),
+        "INC-1: assigned to carol\n"
+    );
+    let t = json(&["tickets", "show", "INC-1", "--json", "--state-dir", state]);
+    assert_eq!(
+        (t["status"].as_str(), t["assignee"].as_str()),
+        (Some("resolved"), Some("carol"))
+    );
+    assert!(t["body"].as_str().unwrap().contains("| Assignee | carol |"));
+    // `--resource` is a regular expression, like a rule's; a broken one is refused.
+    let out = anomalyd(&[
+        "silence",
+        "add",
+        "--resource",
+        "([",
+        "--duration",
+        "1h",
+        "--comment",
+        "x",
+        "--state-dir",
+        state,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--resource: invalid regular expression \"([\": unclosed"),
+        "{err}"
+    );
+    ok(&[
+        "silence",
+        "add",
+        "--resource",
+        "sd[a-c]",
+        "--duration",
+        "1h",
+        "--comment",
+        "swap",
+        "--state-dir",
+        state,
+    ]);
+    let listed = json(&["silence", "list", "--json", "--state-dir", state]);
+    assert_eq!(listed[0]["matchers"]["resource"], "sd[a-c]");
+}

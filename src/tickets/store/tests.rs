@@ -280,7 +280,7 @@ fn silences_are_stored_listed_and_removed() {
     let s = store(dir.path());
     let m = Matchers {
         label: Some("storage".into()),
-        resource: Some("sdb".into()),
+        resource: Some(crate::config::reader::Pattern::parse("sd[b-c]").expect("regex")),
         ..Default::default()
     };
     let id = s.add_silence(&m, 0, 10_000, "disk swap", 0).expect("add");
@@ -295,6 +295,11 @@ fn silences_are_stored_listed_and_removed() {
     assert!(active[0].matchers.matches(&incident("INC-1", Severity::P3)));
     let mut other = incident("INC-1", Severity::P3);
     other.resource = Some("sda".into());
+    assert!(!active[0].matchers.matches(&other));
+    // The resource is an anchored regular expression, like a rule's.
+    other.resource = Some("sdc".into());
+    assert!(active[0].matchers.matches(&other));
+    other.resource = Some("sdbx".into());
     assert!(!active[0].matchers.matches(&other));
     assert_eq!(s.silences(1_000, true).expect("list").len(), 2);
     s.remove_silence(&id2).expect("remove");
