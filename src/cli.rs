@@ -340,6 +340,9 @@ pub enum TicketsCommand {
         id: String,
         /// The assignee, e.g. a user name or a team.
         who: String,
+        /// Who assigns (default: as for `ack`).
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
     },
     /// Resolve a ticket with a note. If the problem goes on, the daemon opens it again.
     Resolve {
@@ -350,6 +353,9 @@ pub enum TicketsCommand {
         /// How it was resolved (the ticket's resolution).
         #[arg(long, value_name = "TEXT")]
         note: String,
+        /// Who resolves (default: as for `ack`).
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
     },
 }
 

@@ -84,22 +84,34 @@ pub fn run(cmd: TicketsCommand, out: &mut dyn Write) -> anyhow::Result<ExitCode>
                 writeln!(out, "{id}: already acknowledged")?;
             }
         }
-        TicketsCommand::Assign { common, id, who } => {
+        TicketsCommand::Assign {
+            common,
+            id,
+            who,
+            by,
+        } => {
             let id = ticket_id(&id);
             anyhow::ensure!(!who.trim().is_empty(), "WHO must not be empty");
-            if open_store(&common)?.assign(&id, who.trim(), now)? {
+            let by = by.or_else(operator);
+            if open_store(&common)?.assign(&id, who.trim(), by.as_deref(), now)? {
                 writeln!(out, "{id}: assigned to {}", who.trim())?;
             } else {
                 writeln!(out, "{id}: already assigned to {}", who.trim())?;
             }
         }
-        TicketsCommand::Resolve { common, id, note } => {
+        TicketsCommand::Resolve {
+            common,
+            id,
+            note,
+            by,
+        } => {
             let id = ticket_id(&id);
             anyhow::ensure!(
                 !note.trim().is_empty(),
                 "--note must say how it was resolved"
             );
-            open_store(&common)?.resolve(&id, note.trim(), now)?;
+            let by = by.or_else(operator);
+            open_store(&common)?.resolve(&id, note.trim(), by.as_deref(), now)?;
             writeln!(out, "{id}: resolved")?;
         }
     }

@@ -482,10 +482,20 @@ impl Store {
         )
     }
 
-    /// Give the ticket an owner; resolved tickets too (a post-mortem has one).
-    /// Returns false, and records nothing, when `who` is the assignee already.
-    pub fn assign(&self, id: &str, who: &str, at_ms: i64) -> Result<bool, StoreError> {
-        let summary = format!("assigned to {who}");
+    /// Give the ticket an owner; resolved tickets too (a post-mortem has one). `by`,
+    /// who did it, is recorded. Returns false, and records nothing, when `who` is the
+    /// assignee already.
+    pub fn assign(
+        &self,
+        id: &str,
+        who: &str,
+        by: Option<&str>,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let summary = match by {
+            Some(b) => format!("assigned to {who} by {b}"),
+            None => format!("assigned to {who}"),
+        };
         let step = Step {
             kind: "assigned",
             summary: &summary,
@@ -506,10 +516,17 @@ impl Store {
         )
     }
 
-    /// Operator resolution with a note. The engine notices and forgets the incident;
-    /// if the problem goes on, it opens (or, within the reopen window, reopens) again.
-    pub fn resolve(&self, id: &str, note: &str, at_ms: i64) -> Result<(), StoreError> {
-        let summary = format!("resolved by operator: {note}");
+    /// Operator resolution with a note; `by`, who resolved it, is recorded. The engine
+    /// notices and forgets the incident; if the problem goes on, it opens (or, within
+    /// the reopen window, reopens) again.
+    pub fn resolve(
+        &self,
+        id: &str,
+        note: &str,
+        by: Option<&str>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let summary = format!("resolved by {}: {note}", by.unwrap_or("operator"));
         let step = Step {
             kind: "resolved",
             summary: &summary,

@@ -185,7 +185,16 @@ fn operators_ack_assign_resolve_and_silence() {
         ok(&["tickets", "ack", &id, "--by", "alice", "--state-dir", fresh]),
         "INC-4: acknowledged\n"
     );
-    ok(&["tickets", "assign", &id, "bob", "--state-dir", fresh]);
+    ok(&[
+        "tickets",
+        "assign",
+        &id,
+        "bob",
+        "--by",
+        "alice",
+        "--state-dir",
+        fresh,
+    ]);
     let table = ok(&["tickets", "list", "--open", "--state-dir", fresh]);
     assert!(
         table.contains("acknowledged") && table.contains("bob"),
@@ -197,6 +206,8 @@ fn operators_ack_assign_resolve_and_silence() {
         &id,
         "--note",
         "replaced sdb",
+        "--by",
+        "alice",
         "--state-dir",
         fresh,
     ]);
@@ -214,8 +225,8 @@ fn operators_ack_assign_resolve_and_silence() {
         &summaries[1..],
         [
             "acknowledged by alice",
-            "assigned to bob",
-            "resolved by operator: replaced sdb"
+            "assigned to bob by alice",
+            "resolved by alice: replaced sdb"
         ]
     );
     let text = ok(&["tickets", "show", &id, "--state-dir", fresh]);
@@ -570,9 +581,13 @@ fn the_body_says_what_the_ticket_says_after_every_change() {
     let now = tick(&mut stages, &anomalous(20.0, vec![cause(busy, 0.95, 11.0)]));
     assert!(cli().ack("INC-1", Some("alice"), now).unwrap());
     assert_eq!(show("ack").assignee.as_deref(), Some("alice"));
-    assert!(cli().assign("INC-1", "bob", now + 1).unwrap());
+    assert!(cli()
+        .assign("INC-1", "bob", Some("alice"), now + 1)
+        .unwrap());
     show("assign");
-    cli().resolve("INC-1", "replaced sdb", now + 2).unwrap();
+    cli()
+        .resolve("INC-1", "replaced sdb", Some("alice"), now + 2)
+        .unwrap();
     assert_eq!(
         show("operator resolve").resolution.as_deref(),
         Some("replaced sdb")
@@ -603,7 +618,7 @@ fn the_body_says_what_the_ticket_says_after_every_change() {
         anomalyd::tickets::outbox::rows(&conn).unwrap().len()
     };
     let before = queued(&db);
-    assert!(cli().assign("INC-1", "carol", now + 60_000).unwrap());
+    assert!(cli().assign("INC-1", "carol", None, now + 60_000).unwrap());
     let t = cli().get("INC-1", i64::MAX).unwrap().unwrap();
     assert_eq!(t.assignee.as_deref(), Some("carol"));
     assert!(t.body.contains("| Assignee | carol |"), "{}", t.body);
@@ -684,10 +699,39 @@ fn ack_once_by_a_named_user_assign_resolved_tickets_silence_by_regex() {
         "INC-2: already acknowledged\n"
     );
     assert_eq!(summaries(state, "INC-2").len(), before);
-    // A post-mortem owner for a resolved ticket.
+    // A post-mortem owner for a resolved ticket; who assigned it is recorded, as
+    // who resolves one is.
+    let as_nobody_in_particular = |args: &[&str]| {
+        let out = std::process::Command::new(common::bin())
+            .args(args)
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .env_remove("SUDO_USER")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
     assert_eq!(
-        ok(&["tickets", "assign", "INC-1", "carol", "--state-dir", state]),
+        as_nobody_in_particular(&["tickets", "assign", "INC-1", "carol", "--state-dir", state]),
         "INC-1: assigned to carol\n"
+    );
+    assert_eq!(
+        summaries(state, "INC-1").last().unwrap(),
+        &format!("assigned to carol by {me}")
+    );
+    as_nobody_in_particular(&[
+        "tickets",
+        "resolve",
+        "INC-2",
+        "--note",
+        "fixed",
+        "--state-dir",
+        state,
+    ]);
+    assert_eq!(
+        summaries(state, "INC-2").last().unwrap(),
+        &format!("resolved by {me}: fixed")
     );
     let t = json(&["tickets", "show", "INC-1", "--json", "--state-dir", state]);
     assert_eq!(

@@ -186,14 +186,15 @@ fn operator_ack_assign_resolve_and_persistence() {
         )
         .expect("open");
         s.ack("INC-1", Some("alice"), 3_000).expect("ack");
-        s.assign("INC-1", "bob", 4_000).expect("assign");
-        s.resolve("INC-1", "disk replaced", 5_000).expect("resolve");
+        s.assign("INC-1", "bob", None, 4_000).expect("assign");
+        s.resolve("INC-1", "disk replaced", None, 5_000)
+            .expect("resolve");
         assert!(matches!(
             s.ack("INC-1", None, 6_000),
             Err(StoreError::Resolved { .. })
         ));
         assert!(matches!(
-            s.assign("INC-9", "x", 6_000),
+            s.assign("INC-9", "x", None, 6_000),
             Err(StoreError::NoTicket(_))
         ));
     }
@@ -386,8 +387,8 @@ fn a_second_ack_or_the_same_assignment_adds_nothing() {
     assert!(s.ack("INC-1", Some("alice"), 2_000).expect("ack"));
     assert!(!s.ack("INC-1", Some("alice"), 3_000).expect("ack"));
     assert!(!s.ack("INC-1", Some("bob"), 3_000).expect("ack"));
-    assert!(s.assign("INC-1", "bob", 4_000).expect("assign"));
-    assert!(!s.assign("INC-1", "bob", 5_000).expect("assign"));
+    assert!(s.assign("INC-1", "bob", None, 4_000).expect("assign"));
+    assert!(!s.assign("INC-1", "bob", None, 5_000).expect("assign"));
     assert_eq!(kinds(&s, "INC-1"), ["opened", "acknowledged", "assigned"]);
     assert_eq!(queued(&s).len(), 6, "one delivery per sink and change");
 }
@@ -403,7 +404,9 @@ fn resolved_tickets_take_an_assignee_but_send_nothing_more() {
     s.apply(&Change::Resolved(inc), "r", None, 2_000)
         .expect("resolve");
     let sent = queued(&s).len();
-    assert!(s.assign("INC-1", "carol", 3_000).expect("assign"));
+    assert!(s
+        .assign("INC-1", "carol", Some("alice"), 3_000)
+        .expect("assign"));
     s.add_event(
         "INC-1",
         3_500,
@@ -416,6 +419,13 @@ fn resolved_tickets_take_an_assignee_but_send_nothing_more() {
     assert_eq!(t.assignee.as_deref(), Some("carol"));
     assert!(t.body.contains("| Assignee | carol |"), "{}", t.body);
     assert!(t.body.contains("verified"), "{}", t.body);
+    assert_eq!(
+        t.timeline
+            .iter()
+            .find(|e| e.kind == "assigned")
+            .map(|e| e.summary.as_str()),
+        Some("assigned to carol by alice")
+    );
     // Alertmanager would fire a resolved alert again on an update.
     assert_eq!(queued(&s).len(), sent);
     assert!(matches!(
