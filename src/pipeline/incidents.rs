@@ -214,7 +214,8 @@ pub fn remediate_stage(
         let id = &c.incident().id;
         // The first time an open incident comes by (new, reopened, or open before a
         // restart): the rules its ticket says already ran do not run again.
-        if !matches!(c, Change::Resolved(_)) && !engine.recalled(id) {
+        let ends = matches!(c, Change::Resolved(_) | Change::Superseded { .. });
+        if !ends && !engine.recalled(id) {
             match desk.store().timeline(id) {
                 Ok(events) => engine.recall(
                     id,

@@ -334,6 +334,7 @@ impl Engine {
                 // Not a resolution: the problem moved to another incident. A run on
                 // this one gets no credit for it.
                 self.triggered.retain(|(id, _)| id != &i.id);
+                self.recalled.remove(&i.id);
                 let (gone, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.verifying)
                     .into_iter()
                     .partition(|v| v.ticket_id == i.id);

@@ -227,19 +227,14 @@ pub fn render(
             }
             match (&signals.anomaly, inc.resolved_ms) {
                 (Some(a), Some(r)) => {
+                    // Why it ended (recovered, superseded, an operator) is the
+                    // ticket's resolution; this only says where the score was.
                     let _ = writeln!(
                         s,
-                        "\nResolved at {}: the samples had been normal on their own long \
-                         enough{}.",
+                        "\nScore when it ended ({}): {} ({} the threshold).",
                         fmt_time(r),
-                        if a.anomalous() {
-                            format!(
-                                " (the smoothed score, {}, was still decaying)",
-                                fmt_value(a.score)
-                            )
-                        } else {
-                            format!("; score {}, under the threshold", fmt_value(a.score))
-                        }
+                        fmt_value(a.score),
+                        if a.anomalous() { "above" } else { "under" }
                     );
                 }
                 (Some(a), None) => {
