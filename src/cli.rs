@@ -37,10 +37,12 @@ pub enum Command {
     Collect(CollectArgs),
     /// Train a model from a CSV file (or from the daemon's history with --history).
     Train(TrainArgs),
-    /// Score a CSV file with a model: CSV `score,anomaly,cause` on stdout.
+    /// Score a CSV file with a model: CSV `score,anomaly,cause` on stdout, after a
+    /// `timestamp` column when the input has one.
     Score(ScoreArgs),
     /// Stream a CSV file through the daemon's own pipeline (warm-up, retraining, no
-    /// look-ahead): CSV `score,anomaly,cause` on stdout.
+    /// look-ahead): CSV `score,anomaly,cause` on stdout, after a `timestamp` column
+    /// when the input has one.
     Replay(ReplayArgs),
     /// Remediation: guard state, re-enabling rules, the privileged runner.
     Remediation {
@@ -146,8 +148,12 @@ pub struct PrometheusArgs {
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
+    /// The model to score with (`anomalyd train --out`, or a state directory's
+    /// model.json).
     #[arg(long, value_name = "MODEL")]
     pub model: PathBuf,
+    /// CSV or gzip CSV with the model's feature columns; header optional; a
+    /// `timestamp` column is time.
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
 }
@@ -158,6 +164,8 @@ pub struct ReplayArgs {
     /// scratch directory, removed afterwards).
     #[command(flatten)]
     pub common: Common,
+    /// CSV or gzip CSV; header optional; a `timestamp` column is time (rows in time
+    /// order, no time twice), without one rows are one `interval` apart.
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
     /// Add the forecast columns fault_risk,min_eta_seconds,forecast_events.
@@ -310,32 +318,45 @@ pub enum TicketsCommand {
         common: Common,
         /// Ticket id, e.g. INC-42 (or 42).
         id: String,
+        /// The ticket as JSON (fields, body, timeline) instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Acknowledge a ticket ("someone is on it").
+    /// Acknowledge a ticket ("someone is on it"); once: a second ack changes nothing.
     Ack {
         #[command(flatten)]
         common: Common,
+        /// Ticket id, e.g. INC-42 (or 42).
         id: String,
-        /// Who acknowledges (default: $SUDO_USER or $USER).
+        /// Who acknowledges (default: $SUDO_USER, $USER, $LOGNAME, else the name of
+        /// the user running the command).
         #[arg(long, value_name = "WHO")]
         by: Option<String>,
     },
-    /// Assign a ticket to someone.
+    /// Assign a ticket to someone; resolved tickets too (a post-mortem owner).
     Assign {
         #[command(flatten)]
         common: Common,
+        /// Ticket id, e.g. INC-42 (or 42).
         id: String,
+        /// The assignee, e.g. a user name or a team.
         who: String,
+        /// Who assigns (default: as for `ack`).
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
     },
     /// Resolve a ticket with a note. If the problem goes on, the daemon opens it again.
     Resolve {
         #[command(flatten)]
         common: Common,
+        /// Ticket id, e.g. INC-42 (or 42).
         id: String,
+        /// How it was resolved (the ticket's resolution).
         #[arg(long, value_name = "TEXT")]
         note: String,
+        /// Who resolves (default: as for `ack`).
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
     },
 }
 
@@ -348,8 +369,10 @@ pub enum SilenceCommand {
     List {
         #[command(flatten)]
         common: Common,
+        /// Expired silences too.
         #[arg(long)]
         all: bool,
+        /// JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -372,8 +395,10 @@ pub struct SilenceAdd {
     /// anomaly, forecast or risk.
     #[arg(long)]
     pub class: Option<String>,
-    /// A mount point, device, interface or ping target, e.g. /var.
-    #[arg(long)]
+    /// The incident's resource (mount point, device, interface or ping target): an
+    /// anchored regular expression, like a remediation rule's `resource`, e.g. /var
+    /// or 'sd[a-c]'.
+    #[arg(long, value_name = "REGEX")]
     pub resource: Option<String>,
     /// An exact incident fingerprint.
     #[arg(long)]
@@ -384,6 +409,7 @@ pub struct SilenceAdd {
     /// When it starts (RFC 3339); default: now.
     #[arg(long, value_name = "TIME")]
     pub starts: Option<String>,
+    /// Why (shown by `anomalyd silence list`).
     #[arg(long)]
     pub comment: String,
 }
@@ -425,4 +451,32 @@ pub enum RemediationCommand {
         #[arg(last = true, required = true)]
         argv: Vec<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every (visible) subcommand says what it is for in
+    /// `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "anomalyd", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

@@ -14,8 +14,10 @@ fn main() -> ExitCode {
     anomalyd::logging::init();
     match anomalyd::commands::dispatch(cli) {
         Ok(code) => code,
+        // A reader that went away (`anomalyd score ... | head -1`) is not an error.
+        Err(e) if anomalyd::commands::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", anomalyd::commands::error_text(&e));
             if e.downcast_ref::<ConfigErrors>().is_some() {
                 ExitCode::from(2)
             } else {

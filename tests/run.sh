@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it (`.ci/run` calls exactly this).
 # Installs the Debian packages the integration tests use (real Prometheus, promtool,
-# Alertmanager, node_exporter, iproute2 for network namespaces) and cargo-deb,
+# Alertmanager, node_exporter, iproute2 for network namespaces, numpy for the
+# reference metrics script) and cargo-deb,
 # then checks formatting and lints and runs every test optimised (the model quality
 # tests are too slow unoptimised).
 set -euo pipefail
@@ -13,6 +14,10 @@ for pkg_bin in prometheus:promtool prometheus-alertmanager:prometheus-alertmanag
                python3-aiosmtpd:aiosmtpd; do
   command -v "${pkg_bin#*:}" >/dev/null 2>&1 || need+=("${pkg_bin%%:*}")
 done
+# tests/it/smd_quality.rs checks our metrics against ../shared/tools/pointwise.py
+# (numpy). Debian's package, not pip: Debian 12's Python refuses `pip install` into
+# the system (externally-managed-environment).
+python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
@@ -25,9 +30,6 @@ if [ ${#need[@]} -gt 0 ]; then
   # fails harmlessly. The tests start their own instances on loopback.
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-
-# tests/it/smd_quality.rs checks our metrics against ../shared/tools/pointwise.py (numpy).
-python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy
 
 # The Debian package is built here and installed by tests/it/package.rs (cargo holds
 # its build lock while tests run, so a test cannot build it). cargo-deb is a cargo

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use super::{resolve, Overrides};
 use crate::cli::CollectArgs;
 use crate::collect::{self, Collector};
+use crate::export::table::History;
 use crate::sample::{now_ms, Sample};
 use crate::settings::Config;
 
@@ -17,19 +18,19 @@ pub fn run(args: CollectArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> 
         ..Default::default()
     };
     let (config, _) = resolve(args.common.config.as_deref(), &flags)?;
-    let sample = collect_once(&config);
+    let (sample, history) = collect_once(&config);
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &sample)?;
         writeln!(out)?;
     } else {
-        crate::export::table::write(out, &sample)?;
+        crate::export::table::write(out, &sample, history)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// One sample: two readings one interval apart so rates exist, with the forecast from
-/// the state directory's history and model.
-pub fn collect_once(config: &Config) -> Sample {
+/// the state directory's history and model, and whether there was history for it.
+pub fn collect_once(config: &Config) -> (Sample, History) {
     let mut collectors: Vec<Box<dyn Collector>> = collect::build(&config.paths, &config.collectors);
     let _ = collect::run_all(&mut collectors, now_ms());
     // Ping rounds run in the background; give one round time to finish.
@@ -41,6 +42,11 @@ pub fn collect_once(config: &Config) -> Sample {
     };
     std::thread::sleep(wait);
     let mut sample = collect::run_all(&mut collectors, now_ms());
-    crate::pipeline::forecast_once(config, &mut sample);
-    sample
+    let seeded = crate::pipeline::forecast_once(config, &mut sample).1;
+    let history = if seeded > 0 {
+        History::Some
+    } else {
+        History::None
+    };
+    (sample, history)
 }

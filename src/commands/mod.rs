@@ -86,6 +86,34 @@ fn spec(file: Option<&Path>, default: &Spec) -> anyhow::Result<Spec> {
     })
 }
 
+/// `e` and its causes, each said once: a message that already quotes its cause
+/// (`cannot read x.csv: No such file or directory (os error 2)`) is not followed by
+/// the cause again, as `{:#}` would.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if text.contains(&s) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&s);
+    }
+    text
+}
+
+/// Whether `e` is a write to a pipe whose reader has gone (`| head`): Unix tools
+/// stop quietly then (Rust ignores SIGPIPE, so the write fails with EPIPE instead of
+/// killing the process).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Run one parsed command line.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let stdout = || std::io::stdout().lock();
@@ -105,7 +133,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tickets { command } => tickets::run(command, &mut stdout()),
         Command::Silence { command } => silence::run(command, &mut stdout()),
-        Command::Remediation { command } => remediation::run(command),
+        Command::Remediation { command } => remediation::run(command, &mut stdout()),
         Command::Eval {
             dataset: dataset @ EvalDataset::Smd { .. },
         } => eval::run(dataset, &mut stdout()),

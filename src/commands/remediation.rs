@@ -14,15 +14,27 @@ use crate::remediate::spool::Spool;
 use crate::remediate::supervise::{supervise, Supervise};
 use crate::store::StateDir;
 
-pub fn run(command: RemediationCommand) -> anyhow::Result<ExitCode> {
+pub fn run(command: RemediationCommand, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match command {
         RemediationCommand::Status { common, json } => {
             let (c, state_dir) = resolve_common(&common)?;
             let state = GuardFile::in_dir(&state_dir).read()?;
-            let mut out = std::io::stdout().lock();
             if json {
-                serde_json::to_writer_pretty(&mut out, &state)?;
+                serde_json::to_writer_pretty(&mut *out, &state)?;
                 writeln!(out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if c.remediation.rules.is_empty() {
+                let from = common
+                    .config
+                    .as_ref()
+                    .map_or("the built-in defaults".to_string(), |p| {
+                        p.display().to_string()
+                    });
+                writeln!(
+                    out,
+                    "no remediation rules configured (remediation.rules in {from})"
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
             let now = crate::sample::now_ms();
@@ -67,9 +79,9 @@ pub fn run(command: RemediationCommand) -> anyhow::Result<ExitCode> {
             }
             let file = GuardFile::in_dir(&state_dir);
             if file.update(|s| s.enable(&rule))? {
-                println!("{rule}: re-enabled");
+                writeln!(out, "{rule}: re-enabled")?;
             } else {
-                println!("{rule}: was not disabled");
+                writeln!(out, "{rule}: was not disabled")?;
             }
             Ok(ExitCode::SUCCESS)
         }

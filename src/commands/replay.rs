@@ -4,7 +4,8 @@
 //! directory (or `--state-dir`), so warm-up, retraining, history-based training,
 //! incidents and tickets happen exactly as in the daemon, with the clock taken from
 //! the rows. Rows without a `timestamp` column are spaced one `interval` apart from
-//! the Unix epoch.
+//! the Unix epoch; with one, they must be in time order, each time once (the error
+//! names the first line that is not).
 //!
 //! With `--state-dir DIR` the tickets stay in `DIR/tickets.db` (see them with
 //! `anomalyd tickets list --state-dir DIR`) and the sinks get them: replay delivers
@@ -16,9 +17,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::score::write_row;
+use super::score::{write_row, write_time};
 use crate::cli::ReplayArgs;
-use crate::model::csv::read_table;
+use crate::model::csv::read_series;
 use crate::pipeline::{Mode, Pipeline};
 use crate::settings::Config;
 use crate::store::{Scratch, StateDir};
@@ -46,7 +47,8 @@ pub fn run(
 pub const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Stream `input` through the pipeline; one `score,anomaly,cause` row per input row
-/// (`0,0,` while the model is still warming up). With `forecast`, three columns
+/// (`0,0,` while the model is still warming up), after a `timestamp` column (RFC 3339)
+/// when the input has one. With `forecast`, three columns
 /// follow: `fault_risk` (empty without a calibrated model), `min_eta_seconds` (the
 /// nearest exhaustion, `inf` when nothing runs out) and `forecast_events` (the firing
 /// events as `kind:resource:severity`, `;`-separated). A summary of the tickets opened
@@ -59,7 +61,8 @@ pub fn replay(
     out: &mut dyn Write,
     log: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let table = read_table(input)?;
+    let table = read_series(input)?;
+    let timed = table.timed();
     let scratch;
     let state = match state_dir {
         Some(d) => StateDir::create(d)?,
@@ -74,6 +77,9 @@ pub fn replay(
         None => 1,
     };
     let step = config.interval.as_millis() as i64;
+    if timed {
+        write!(out, "timestamp,")?;
+    }
     if forecast {
         writeln!(
             out,
@@ -90,6 +96,9 @@ pub fn replay(
         }
         let verdict = pipeline.process_record(&record);
         row.clear();
+        if timed {
+            write_time(&mut row, record.timestamp_ms)?;
+        }
         match (&verdict.score, pipeline.model()) {
             (Some(score), Some(model)) => write_row(&mut row, model, score)?,
             _ => writeln!(row, "0,0,")?,

@@ -27,15 +27,32 @@ pub fn write_row(out: &mut dyn Write, model: &Model, s: &Score) -> std::io::Resu
     )
 }
 
+/// The output's first column when the input has times: the row's time, RFC 3339
+/// (empty for a row without one), so the output lines up with the input by time.
+pub fn write_time(out: &mut dyn Write, timestamp_ms: Option<i64>) -> std::io::Result<()> {
+    match timestamp_ms {
+        Some(t) => write!(out, "{},", crate::text::fmt_rfc3339(t)),
+        None => write!(out, ","),
+    }
+}
+
 /// `anomalyd score --model MODEL --input FILE`: one CSV row `score,anomaly,cause` per
-/// input row, in input order, scored as a stream by one [`Scorer`].
+/// input row, in input order, scored as a stream by one [`Scorer`]; after a
+/// `timestamp` column when the input has one.
 pub fn score(model_path: &Path, input: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let table = read_table(input)?;
     let model = Arc::new(Model::load_for(model_path, &table.columns)?);
     let mut scorer = Scorer::new(Arc::clone(&model));
+    let timed = table.timed();
+    if timed {
+        write!(out, "timestamp,")?;
+    }
     writeln!(out, "score,anomaly,cause")?;
     for r in &table.records {
         let s = scorer.score(r);
+        if timed {
+            write_time(out, r.timestamp_ms)?;
+        }
         write_row(out, &model, &s)?;
     }
     out.flush()?;
@@ -81,7 +98,12 @@ mod tests {
         score(&model, &csv, &mut out).expect("score");
         let out = String::from_utf8(out).expect("utf8");
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "score,anomaly,cause");
+        assert_eq!(lines[0], "timestamp,score,anomaly,cause");
+        assert!(
+            lines[1].starts_with("2023-11-14T22:13:20Z,"),
+            "{}",
+            lines[1]
+        );
         assert_eq!(lines.len(), 816);
         assert!(
             lines[815].ends_with(",1,load1") || lines[815].ends_with(",1,cpu"),

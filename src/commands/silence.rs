@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use super::tickets::open_store;
 use crate::cli::SilenceCommand;
+use crate::config::reader::Pattern;
 use crate::incident::{Class, Label, Matchers};
 use crate::sample::now_ms;
 use crate::text::fmt_time;
@@ -28,10 +29,16 @@ pub fn run(cmd: SilenceCommand, out: &mut dyn Write) -> anyhow::Result<ExitCode>
                     "--class {c:?} is not one of: anomaly, forecast, risk"
                 );
             }
+            let resource = match &a.resource {
+                Some(r) if !r.is_empty() => {
+                    Some(Pattern::parse(r).map_err(|e| anyhow::anyhow!("--resource: {e}"))?)
+                }
+                _ => None,
+            };
             let matchers = Matchers {
                 label: a.label,
                 class: a.class,
-                resource: a.resource,
+                resource,
                 fingerprint: a.fingerprint,
             };
             anyhow::ensure!(

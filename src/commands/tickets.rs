@@ -34,10 +34,21 @@ fn ticket_id(id: &str) -> String {
     }
 }
 
+/// Who is at the keyboard: the sudo caller, the login's variables, else the name the
+/// password database has for our uid (cron, `env -i` and some containers set no
+/// `$USER`; an acknowledgement must still say by whom).
 fn operator() -> Option<String> {
     ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(|| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            crate::remediate::resolve_user(&uid.to_string())
+                .map(|u| u.name)
+                .ok()
+                .filter(|n| !n.is_empty())
+        })
 }
 
 pub fn run(cmd: TicketsCommand, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -67,22 +78,40 @@ pub fn run(cmd: TicketsCommand, out: &mut dyn Write) -> anyhow::Result<ExitCode>
         TicketsCommand::Ack { common, id, by } => {
             let id = ticket_id(&id);
             let by = by.or_else(operator);
-            open_store(&common)?.ack(&id, by.as_deref(), now)?;
-            writeln!(out, "{id}: acknowledged")?;
+            if open_store(&common)?.ack(&id, by.as_deref(), now)? {
+                writeln!(out, "{id}: acknowledged")?;
+            } else {
+                writeln!(out, "{id}: already acknowledged")?;
+            }
         }
-        TicketsCommand::Assign { common, id, who } => {
+        TicketsCommand::Assign {
+            common,
+            id,
+            who,
+            by,
+        } => {
             let id = ticket_id(&id);
             anyhow::ensure!(!who.trim().is_empty(), "WHO must not be empty");
-            open_store(&common)?.assign(&id, who.trim(), now)?;
-            writeln!(out, "{id}: assigned to {}", who.trim())?;
+            let by = by.or_else(operator);
+            if open_store(&common)?.assign(&id, who.trim(), by.as_deref(), now)? {
+                writeln!(out, "{id}: assigned to {}", who.trim())?;
+            } else {
+                writeln!(out, "{id}: already assigned to {}", who.trim())?;
+            }
         }
-        TicketsCommand::Resolve { common, id, note } => {
+        TicketsCommand::Resolve {
+            common,
+            id,
+            note,
+            by,
+        } => {
             let id = ticket_id(&id);
             anyhow::ensure!(
                 !note.trim().is_empty(),
                 "--note must say how it was resolved"
             );
-            open_store(&common)?.resolve(&id, note.trim(), now)?;
+            let by = by.or_else(operator);
+            open_store(&common)?.resolve(&id, note.trim(), by.as_deref(), now)?;
             writeln!(out, "{id}: resolved")?;
         }
     }

@@ -21,6 +21,18 @@ impl Pattern {
     pub fn new(src: &str) -> Result<Self, regex::Error> {
         Regex::new(&format!("^(?:{src})$")).map(Pattern)
     }
+    /// [`new`](Self::new) with the error as one line people can read:
+    /// `invalid regular expression "([": unclosed group`.
+    pub fn parse(src: &str) -> Result<Self, String> {
+        Pattern::new(src).map_err(|e| {
+            // The regex crate's message is a drawing of the pattern; its last line
+            // says what is wrong.
+            let text = e.to_string();
+            let what = text.lines().last().unwrap_or("").trim();
+            let what = what.strip_prefix("error: ").unwrap_or(what);
+            format!("invalid regular expression {src:?}: {what}")
+        })
+    }
     pub fn is_match(&self, s: &str) -> bool {
         self.0.is_match(s)
     }
@@ -39,6 +51,20 @@ impl Pattern {
 impl PartialEq for Pattern {
     fn eq(&self, other: &Self) -> bool {
         self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// Stored (silences in the ticket store) as the pattern the user wrote.
+impl serde::Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let src = String::deserialize(d)?;
+        Pattern::parse(&src).map_err(serde::de::Error::custom)
     }
 }
 
@@ -421,20 +447,10 @@ impl<'a> Section<'a> {
         match self.get(key) {
             None => default,
             Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => match Pattern::new(s) {
+            Some(Value::String(s)) => match Pattern::parse(s) {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    let first = e
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                        .trim()
-                        .to_string();
-                    r.error(
-                        &self.path(key),
-                        format!("invalid regular expression {s:?}: {first}"),
-                    );
+                    r.error(&self.path(key), e);
                     default
                 }
             },

@@ -1,22 +1,25 @@
 //! Maintenance silences: what they match, when they are active, and how the config's
 //! `incidents.silences` are read. Stored silences (`anomalyd silence add`) are the
-//! same type, kept in the ticket store.
+//! same type, kept in the ticket store. `label`, `class` and `fingerprint` match
+//! exactly; `resource` is an anchored regular expression, as a remediation rule's
+//! `resource` is (one way to name a set of mount points or devices everywhere).
 
 use serde::Serialize;
 use serde_yaml::Value;
 
 use super::{Class, Incident, Label};
-use crate::config::reader::{show, Reader};
+use crate::config::reader::{show, Pattern, Reader};
 
 /// What a maintenance silence matches; every field set must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Matchers {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub label: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub class: Option<String>,
+    /// Anchored regular expression on the incident's resource.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub resource: Option<String>,
+    pub resource: Option<Pattern>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub fingerprint: Option<String>,
 }
@@ -28,7 +31,10 @@ impl Matchers {
         };
         eq(&self.label, Some(i.label.as_str()))
             && eq(&self.class, Some(i.class.as_str()))
-            && eq(&self.resource, i.resource.as_deref())
+            && self
+                .resource
+                .as_ref()
+                .is_none_or(|p| i.resource.as_deref().is_some_and(|r| p.is_match(r)))
             && eq(&self.fingerprint, Some(&i.fingerprint))
     }
 
@@ -41,10 +47,10 @@ impl std::fmt::Display for Matchers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts = Vec::new();
         for (k, v) in [
-            ("label", &self.label),
-            ("class", &self.class),
-            ("resource", &self.resource),
-            ("fingerprint", &self.fingerprint),
+            ("label", self.label.as_deref()),
+            ("class", self.class.as_deref()),
+            ("resource", self.resource.as_ref().map(Pattern::as_str)),
+            ("fingerprint", self.fingerprint.as_deref()),
         ] {
             if let Some(v) = v {
                 parts.push(format!("{k}={v}"));
@@ -59,7 +65,7 @@ impl std::fmt::Display for Matchers {
 }
 
 /// A maintenance window: matching incidents are recorded, their tickets muted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Silence {
     /// `S-<n>` for silences in the store, `config[<i>]` for the config's.
     pub id: String,
@@ -94,7 +100,7 @@ pub(super) fn parse_silence(
     let matchers = Matchers {
         label: opt(r, "label"),
         class: opt(r, "class"),
-        resource: opt(r, "resource"),
+        resource: m.pattern(r, "resource", None),
         fingerprint: opt(r, "fingerprint"),
     };
     let before = r.errors.len();

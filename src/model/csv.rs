@@ -45,6 +45,13 @@ pub struct Table {
     pub records: Vec<Record>,
 }
 
+impl Table {
+    /// Whether the rows carry times (the file has a `timestamp` column).
+    pub fn timed(&self) -> bool {
+        self.records.iter().any(|r| r.timestamp_ms.is_some())
+    }
+}
+
 /// Open a file, transparently decompressing gzip.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead>, CsvError> {
     let io = |source| CsvError::Io {
@@ -135,8 +142,20 @@ pub fn read_table(path: &Path) -> Result<Table, CsvError> {
     read_table_from(open(path)?, path)
 }
 
+/// [`read_table`] for a series that is played in time (`anomalyd replay`): with a
+/// `timestamp` column, every row must have a time later than the row before, else
+/// the error names the line (a sorted copy is one `sort` away; guessing which of
+/// two rows for one instant is right is not).
+pub fn read_series(path: &Path) -> Result<Table, CsvError> {
+    read(open(path)?, path, true)
+}
+
 /// [`read_table`] from any reader; `path` is only used in messages.
 pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvError> {
+    read(reader, path, false)
+}
+
+fn read(reader: impl BufRead, path: &Path, in_order: bool) -> Result<Table, CsvError> {
     let perr = |line: usize, msg: String| CsvError::Parse {
         path: path.to_path_buf(),
         line,
@@ -149,6 +168,8 @@ pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvEr
     let mut width = 0usize;
     let mut records = Vec::new();
     let mut first = true;
+    // (time, line) of the previous row, for `in_order`.
+    let mut previous: Option<(i64, usize)> = None;
     for (i, line) in lines {
         let line = line.map_err(|source| CsvError::Io {
             path: path.to_path_buf(),
@@ -208,6 +229,24 @@ pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvEr
                 rec.values.push((columns[c].clone(), v));
             }
             c += 1;
+        }
+        if in_order && time_col.is_some() {
+            let Some(t) = rec.timestamp_ms else {
+                return Err(perr(lineno, "no timestamp".into()));
+            };
+            if let Some((p, pline)) = previous.filter(|(p, _)| t <= *p) {
+                let what = if t == p { "repeats" } else { "is before" };
+                return Err(perr(
+                    lineno,
+                    format!(
+                        "timestamp {} {what} the one on line {pline} ({}): the rows must be in \
+                         time order, each time once",
+                        crate::text::fmt_time(t),
+                        crate::text::fmt_time(p)
+                    ),
+                ));
+            }
+            previous = Some((t, lineno));
         }
         records.push(rec);
     }
@@ -276,6 +315,36 @@ mod tests {
         assert!(e.to_string().contains("t.csv:1: unterminated"), "{e}");
         let e = read("\"a\"x,b\n1,2\n").expect_err("junk after quote");
         assert!(e.to_string().contains("after a quoted field"), "{e}");
+    }
+
+    #[test]
+    fn a_series_must_be_in_time_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("s.csv");
+        let series = |text: &str| {
+            std::fs::write(&p, text).expect("write");
+            read_series(&p)
+        };
+        let ok = series("timestamp,a\n100,1\n\n160,2\n").expect("in order");
+        assert!(ok.timed());
+        let e = series("timestamp,a\n100,1\n160,2\n130,3\n").expect_err("unsorted");
+        assert!(
+            e.to_string().ends_with(
+                "s.csv:4: timestamp 1970-01-01 00:02:10 UTC is before the one on line 3 \
+                 (1970-01-01 00:02:40 UTC): the rows must be in time order, each time once"
+            ),
+            "{e}"
+        );
+        let e = series("timestamp,a\n100,1\n\n100,2\n").expect_err("repeated");
+        assert!(e.to_string().contains("s.csv:4: timestamp"), "{e}");
+        assert!(e.to_string().contains("repeats the one on line 2"), "{e}");
+        let e = series("timestamp,a\n100,1\n,2\n").expect_err("missing");
+        assert!(e.to_string().contains("s.csv:3: no timestamp"), "{e}");
+        // Without a time column there is no order to check; plain tables are lenient.
+        assert!(!series("a\n1\n1\n").expect("no time").timed());
+        assert!(read_table(&p).is_ok());
+        std::fs::write(&p, "timestamp,a\n100,1\n100,2\n").expect("write");
+        assert!(read_table(&p).is_ok());
     }
 
     #[test]

@@ -211,6 +211,19 @@ pub fn remediate_stage(
     now_ms: i64,
 ) -> Vec<Escalation> {
     for c in changes {
+        let id = &c.incident().id;
+        // The first time an open incident comes by (new, reopened, or open before a
+        // restart): the rules its ticket says already ran do not run again.
+        let ends = matches!(c, Change::Resolved(_) | Change::Superseded { .. });
+        if !ends && !engine.recalled(id) {
+            match desk.store().timeline(id) {
+                Ok(events) => engine.recall(
+                    id,
+                    remediate::engine::rules_on_timeline(events.iter().map(|e| &e.detail)),
+                ),
+                Err(err) => tracing::warn!(ticket = %id, "cannot read the timeline: {err}"),
+            }
+        }
         engine.on_change(c, now_ms);
     }
     let mut escalations = Vec::new();

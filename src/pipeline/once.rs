@@ -11,11 +11,13 @@ use crate::store::{History, StateDir};
 
 /// `collect --once`: the forecast for one fresh sample, from the state directory's
 /// history (the trend of the last window) and saved model (the fault risk, warmed
-/// on the last horizon of history). Added to `sample`; nothing is written.
-pub fn forecast_once(config: &Config, sample: &mut Sample) -> Outlook {
+/// on the last horizon of history). Added to `sample`; nothing is written. Also
+/// returned: how many resources the history had samples of (0: no history yet, so
+/// no ETA can be more than "unknown").
+pub fn forecast_once(config: &Config, sample: &mut Sample) -> (Outlook, usize) {
     let cfg = &config.forecast;
     if !cfg.enabled {
-        return Outlook::default();
+        return (Outlook::default(), 0);
     }
     let now = sample.timestamp_ms;
     let record = sample.record();
@@ -31,9 +33,11 @@ pub fn forecast_once(config: &Config, sample: &mut Sample) -> Outlook {
     } else {
         None
     };
+    let mut seeded = 0;
     if let Some(h) = &history {
-        if let Err(e) = forecaster.seed(h, now) {
-            tracing::warn!("forecast: {e}");
+        match forecaster.seed(h, now) {
+            Ok(n) => seeded = n,
+            Err(e) => tracing::warn!("forecast: {e}"),
         }
     }
     let model_path = state.model();
@@ -91,5 +95,5 @@ pub fn forecast_once(config: &Config, sample: &mut Sample) -> Outlook {
         outlook.risk = risk.observe(now, Some((&s, m.threshold())), outlook.min_eta());
     }
     outlook.export(sample, cfg);
-    outlook
+    (outlook, seeded)
 }

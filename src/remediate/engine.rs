@@ -1,11 +1,17 @@
 //! Incident changes in, ticket timeline events out.
 //!
 //! The engine decides *which* rules an incident triggers (each rule at most once per
-//! incident: on open, or on the update that first makes it match), hands the runs
-//! to an executor, and watches each incident after a run: resolved within the rule's
-//! verify window means the action is verified; still open means it did not help and
-//! the ticket's severity should go up one step. It also asks for a diagnosis of
-//! every new incident.
+//! incident: on open, or on the update that first makes it match; a reopened incident
+//! is the same incident, so what ran before it resolved does not run again), hands
+//! the runs to an executor, and watches each incident after a successful run:
+//! resolved within the rule's verify window means the action is verified; still open
+//! means it did not help and the ticket's severity should go up one step. A run that
+//! failed is never verified, and a resolution is only credited to a run that started
+//! before it. It also asks for a diagnosis of every new incident.
+//!
+//! What ran on an incident before this engine saw it (before a restart, or before it
+//! resolved and reopened) is on its ticket's timeline: the remediate stage hands it
+//! over with [`Engine::recall`] the first time the incident comes by.
 //!
 //! Live, runs and diagnoses happen on worker threads (a hung script never delays a
 //! tick) or in the privileged runner unit through the spool directory; in replay
@@ -86,8 +92,13 @@ pub struct Engine {
     config: RemediationConfig,
     backend: Backend,
     diagnoser: Diagnoser,
-    /// (incident id, rule) pairs already handed to the executor.
+    /// (incident id, rule) pairs already handed to the executor (or recalled from the
+    /// ticket's timeline), for the open incidents.
     triggered: HashSet<(String, String)>,
+    /// Open incidents whose earlier runs have been recalled.
+    recalled: HashSet<String>,
+    /// Requests handed to the executor so far (each comes back as one record).
+    requested: u64,
     verifying: Vec<Verify>,
     /// Incidents resolved recently, for runs whose result arrives after the fact.
     resolved: HashMap<String, i64>,
@@ -230,6 +241,8 @@ impl Engine {
             backend,
             diagnoser,
             triggered: HashSet::new(),
+            recalled: HashSet::new(),
+            requested: 0,
             verifying: Vec::new(),
             resolved: HashMap::new(),
             runs: BTreeMap::new(),
@@ -291,11 +304,28 @@ impl Engine {
         }
     }
 
+    /// Whether the runs recorded on `incident_id`'s ticket have been handed over with
+    /// [`recall`](Self::recall) since it (re)opened.
+    pub fn recalled(&self, incident_id: &str) -> bool {
+        self.recalled.contains(incident_id)
+    }
+
+    /// The rules already requested for `incident_id` (from its ticket's timeline, see
+    /// [`rules_on_timeline`]): they do not run on it again.
+    pub fn recall(&mut self, incident_id: &str, rules: impl IntoIterator<Item = String>) {
+        self.recalled.insert(incident_id.to_string());
+        for rule in rules {
+            self.triggered.insert((incident_id.to_string(), rule));
+        }
+    }
+
     /// React to one incident change at `now_ms`.
     pub fn on_change(&mut self, change: &Change, now_ms: i64) {
         let i = change.incident();
         match change {
             Change::Opened(_) => {
+                // A reopened incident: its earlier resolution is not this run's.
+                self.resolved.remove(&i.id);
                 self.diagnose(i, now_ms);
                 self.trigger(i, now_ms);
             }
@@ -304,6 +334,7 @@ impl Engine {
                 // Not a resolution: the problem moved to another incident. A run on
                 // this one gets no credit for it.
                 self.triggered.retain(|(id, _)| id != &i.id);
+                self.recalled.remove(&i.id);
                 let (gone, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.verifying)
                     .into_iter()
                     .partition(|v| v.ticket_id == i.id);
@@ -327,7 +358,10 @@ impl Engine {
             }
             Change::Resolved(_) => {
                 self.resolved.insert(i.id.clone(), now_ms);
+                // Forgotten while it is resolved (memory stays bounded); a reopen
+                // recalls its runs from the ticket.
                 self.triggered.retain(|(id, _)| id != &i.id);
+                self.recalled.remove(&i.id);
                 let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.verifying)
                     .into_iter()
                     .partition(|v| v.ticket_id == i.id);
@@ -490,6 +524,7 @@ impl Engine {
             .collect();
         for rule in matching {
             self.triggered.insert((i.id.clone(), rule.clone()));
+            self.requested += 1;
             self.seq += 1;
             let req = Request {
                 id: format!("{}-{}-{}-{}", i.id, rule, now_ms, self.seq),
@@ -553,7 +588,9 @@ impl Engine {
             detail: serde_json::to_value(&rec).unwrap_or_default(),
             escalate: None,
         });
-        if !rec.result.ran() {
+        // Only a run that did its job can be credited with the incident resolving;
+        // a failure is on the timeline already.
+        if rec.result != RunResult::Ok {
             return;
         }
         let window = self
@@ -570,19 +607,30 @@ impl Engine {
             deadline_ms: ran_ms + window.as_millis() as i64,
         };
         match self.resolved.get(&rec.ticket_id) {
-            Some(&t) => self.verified(v, t),
+            // Resolved while the command ran (its result came in after).
+            Some(&t) if t >= rec.started_ms => self.verified(v, t),
+            // Resolved before the run started: nothing to credit it with.
+            Some(_) => {}
             None => self.verifying.push(v),
         }
     }
 
     fn verified(&mut self, v: Verify, resolved_ms: i64) {
-        let after = crate::text::fmt_duration_ms((resolved_ms - v.ran_ms).max(0));
+        let when = if resolved_ms >= v.ran_ms {
+            format!(
+                "{} after the run",
+                crate::text::fmt_duration_ms(resolved_ms - v.ran_ms)
+            )
+        } else {
+            "while the command ran".to_string()
+        };
         self.out.push(Event {
             ticket_id: v.ticket_id.clone(),
-            at_ms: resolved_ms,
+            // Never before the run it verifies.
+            at_ms: resolved_ms.max(v.ran_ms),
             kind: "action",
             summary: format!(
-                "remediation {:?} verified: the incident resolved {after} after the run",
+                "remediation {:?} verified: the incident resolved {when}",
                 v.rule
             ),
             detail: serde_json::json!({
@@ -634,9 +682,8 @@ impl Engine {
         let mut events = Vec::new();
         loop {
             events.extend(self.poll(now_ms));
-            let expected = self.triggered.len();
             let recorded: u64 = self.runs.values().sum();
-            if recorded as usize >= expected || std::time::Instant::now() > end {
+            if recorded >= self.requested || std::time::Instant::now() > end {
                 return events;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -658,6 +705,18 @@ impl Match {
                 .as_ref()
                 .is_none_or(|p| i.resource.as_deref().is_some_and(|r| p.is_match(r)))
     }
+}
+
+/// The rules a ticket's timeline says were requested for it (its `action` events that
+/// are run records, whatever their result), for [`Engine::recall`].
+pub fn rules_on_timeline<'a>(
+    details: impl IntoIterator<Item = &'a serde_json::Value>,
+) -> Vec<String> {
+    details
+        .into_iter()
+        .filter(|d| d.get("result").is_some() && d.get("verify").is_none())
+        .filter_map(|d| d.get("rule")?.as_str().map(str::to_string))
+        .collect()
 }
 
 /// The incident as environment variables: the only way its data reaches a command.

@@ -8,7 +8,7 @@ pub mod time;
 pub mod value;
 
 pub use duration::{fmt_duration, fmt_duration_ms};
-pub use time::{fmt_time, parse_timestamp_ms};
+pub use time::{fmt_rfc3339, fmt_time, parse_timestamp_ms};
 pub use value::{fmt_quantity, fmt_value};
 
 /// `s` with every character but ASCII letters, digits, '-', '_' and '.' replaced by '_'.

@@ -1,11 +1,27 @@
 //! Times as text, both ways. Out: [`fmt_time`], the UTC form every report, ticket and
-//! log line shows. In: [`parse_timestamp_ms`], the timestamps of CSV input and command
+//! log line shows, and [`fmt_rfc3339`] for CSV output that tools read back. In: [`parse_timestamp_ms`], the timestamps of CSV input and command
 //! lines: RFC 3339 (`2024-05-01T02:00:00Z`, `…T02:00:00.5+02:00`), `YYYY-MM-DD
 //! HH:MM:SS` (taken as UTC), or Unix epoch seconds (integer or decimal; values ≥ 1e11
 //! are taken as milliseconds). Small on purpose: no date crate.
 
 /// UTC `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn fmt_time(ms: i64) -> String {
+    let (y, mo, d, h, m, s) = civil(ms);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02} UTC")
+}
+
+/// RFC 3339 in UTC, `2024-05-01T02:00:00Z`, with milliseconds when there are some
+/// (`…T02:00:00.250Z`); [`parse_timestamp_ms`] reads it back.
+pub fn fmt_rfc3339(ms: i64) -> String {
+    let (y, mo, d, h, m, s) = civil(ms);
+    match ms.rem_euclid(1000) {
+        0 => format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z"),
+        frac => format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{frac:03}Z"),
+    }
+}
+
+/// (year, month, day, hour, minute, second) of Unix milliseconds, in UTC.
+fn civil(ms: i64) -> (i64, i64, i64, i64, i64, i64) {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
@@ -19,7 +35,7 @@ pub fn fmt_time(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let mo = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02} UTC")
+    (y, mo, d, h, m, s)
 }
 
 /// Unix milliseconds of `s`, or `None` when it is none of the accepted forms.
@@ -119,6 +135,15 @@ mod tests {
         assert_eq!(fmt_time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(fmt_time(1_700_000_000_000), "2023-11-14 22:13:20 UTC");
         assert_eq!(fmt_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for ms in [0, 1_714_528_800_000, 1_714_528_800_250, 951_782_400_123] {
+            assert_eq!(parse_timestamp_ms(&fmt_rfc3339(ms)), Some(ms));
+        }
+        assert_eq!(fmt_rfc3339(1_714_528_800_000), "2024-05-01T02:00:00Z");
+        assert_eq!(fmt_rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
     }
 
     #[test]

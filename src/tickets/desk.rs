@@ -1,6 +1,6 @@
 //! The ticket desk: records what the incident engine decided. Per tick it gets the
-//! engine's changes, renders each changed incident's report and writes it to the
-//! ticket store (which queues the sinks' deliveries in the same transaction). It reads
+//! engine's changes, renders each changed incident's evidence (its report but for the
+//! ticket's own fields, which the store adds) and writes it to the ticket store (which queues the sinks' deliveries in the same transaction). It reads
 //! the engine (which incidents are open, which flap) and never drives it: the pipeline
 //! runs the engine, then hands its changes here.
 //!
@@ -220,16 +220,15 @@ impl Desk {
             }
             _ => self.contexts.get(&inc.id).cloned().unwrap_or_default(),
         };
-        let report = render(
+        let evidence = render(
             inc,
             signals,
             &ctx,
             self.recent.window_ms(),
             flapping,
-            muted_by.as_deref(),
             now_ms,
         );
-        match self.store.apply(c, &report, muted_by.as_deref(), now_ms) {
+        match self.store.apply(c, &evidence, muted_by.as_deref(), now_ms) {
             Ok(()) => {
                 if self.failing {
                     self.failing = false;

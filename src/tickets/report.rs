@@ -1,7 +1,16 @@
-//! The ticket body: a report in Markdown that a person can act on. What was
-//! anomalous and since when, the top contributing metrics against the learned
-//! baseline, the affected metrics over the recent history, the forecasts, and what
-//! remediation did. Regenerated on every change of the ticket.
+//! The ticket body: a report in Markdown that a person can act on. The ticket's own
+//! fields (severity, state, assignee, resolution...), what was anomalous and since
+//! when, the top contributing metrics against the learned baseline, the affected
+//! metrics over the recent history, the forecasts, and what remediation did.
+//!
+//! It is put together in two parts, so that it never contradicts the ticket:
+//! - the *evidence* ([`render`]) comes from the tick's signals, which only the daemon
+//!   has: the desk renders it when the incident engine changes the incident, and the
+//!   store keeps it;
+//! - the *body* ([`body`]) is the ticket's fields as a table, that evidence and the
+//!   remediation runs, rebuilt by the store from the stored row on every change of
+//!   the ticket, the operator's (`tickets ack`, `assign`, `resolve`) included. What
+//!   the evidence says about "now" ([`LATEST`]) is left out once the ticket is resolved.
 
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -186,47 +195,21 @@ impl Context {
     }
 }
 
-/// Render the report of `inc` at `now_ms` from this tick's signals.
+/// How the evidence's paragraph about the latest score begins; [`body`] leaves it out
+/// of a resolved ticket (the problem is over, whatever the score was then).
+pub const LATEST: &str = "Latest score: ";
+
+/// Render the evidence for `inc` at `now_ms` from this tick's signals: everything
+/// after the table of the ticket's fields (see [`body`]).
 pub fn render(
     inc: &Incident,
     signals: &Signals,
     ctx: &Context,
     window_ms: i64,
     flapping: bool,
-    muted_by: Option<&str>,
     now_ms: i64,
 ) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# {}: {}\n", inc.id, inc.title);
-    let state = match inc.resolved_ms {
-        Some(r) => format!(
-            "resolved at {} after {}",
-            fmt_time(r),
-            fmt_duration_ms(r - inc.opened_ms)
-        ),
-        None if flapping => "open (flapping: held open until quiet)".to_string(),
-        None => format!("open for {}", fmt_duration_ms(now_ms - inc.opened_ms)),
-    };
-    let _ = writeln!(s, "| | |\n|---|---|");
-    for (k, v) in [
-        ("Severity", inc.severity.to_string()),
-        ("Label", inc.label.to_string()),
-        ("Class", inc.class.to_string()),
-        ("Host", inc.host.clone()),
-        (
-            "Resource",
-            inc.resource.clone().unwrap_or_else(|| "-".into()),
-        ),
-        ("Opened", fmt_time(inc.opened_ms)),
-        ("State", state),
-        ("Fingerprint", format!("`{}`", inc.fingerprint)),
-    ] {
-        let _ = writeln!(s, "| {k} | {} |", escape(&v));
-    }
-    if let Some(m) = muted_by {
-        let _ = writeln!(s, "| Silenced by | {m} (not sent to the sinks) |");
-    }
-
     let _ = writeln!(s, "\n## What is anomalous\n");
     match inc.class {
         Class::Anomaly => {
@@ -242,17 +225,32 @@ pub fn render(
                     fmt_time(inc.opened_ms)
                 );
             }
-            if let Some(a) = &signals.anomaly {
-                let _ = writeln!(
-                    s,
-                    "\nNow: score {} ({}).",
-                    fmt_value(a.score),
-                    if a.anomalous() && inc.resolved_ms.is_none() {
-                        "still anomalous"
-                    } else {
-                        "under the threshold"
-                    }
-                );
+            match (&signals.anomaly, inc.resolved_ms) {
+                (Some(a), Some(r)) => {
+                    // Why it ended (recovered, superseded, an operator) is the
+                    // ticket's resolution; this only says where the score was.
+                    let _ = writeln!(
+                        s,
+                        "\nScore when it ended ({}): {} ({} the threshold).",
+                        fmt_time(r),
+                        fmt_value(a.score),
+                        if a.anomalous() { "above" } else { "under" }
+                    );
+                }
+                (Some(a), None) => {
+                    let _ = writeln!(
+                        s,
+                        "\n{LATEST}{} at {} ({}).",
+                        fmt_value(a.score),
+                        fmt_time(now_ms),
+                        if a.anomalous() {
+                            "still anomalous"
+                        } else {
+                            "under the threshold"
+                        }
+                    );
+                }
+                (None, _) => {}
             }
         }
         Class::Forecast => {
@@ -281,6 +279,13 @@ pub fn render(
                 fmt_time(inc.opened_ms)
             );
         }
+    }
+    if flapping && inc.resolved_ms.is_none() {
+        let _ = writeln!(
+            s,
+            "\nThe problem is flapping: the ticket is held open until it has been quiet \
+             for a whole flap window."
+        );
     }
     if let (Some(r), Class::Anomaly) = (signals.risk, inc.class) {
         let _ = writeln!(
@@ -384,11 +389,84 @@ fn escape(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
-/// The report followed by what remediation did (timeline events of kind `action`).
-pub fn with_remediation<'a>(
-    report: &str,
+/// A ticket's own fields, as the store has them now: what the body's table shows.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub severity: &'a str,
+    pub label: &'a str,
+    pub class: &'a str,
+    pub fingerprint: &'a str,
+    /// `open`, `acknowledged` or `resolved`.
+    pub status: &'a str,
+    pub assignee: Option<&'a str>,
+    pub muted_by: Option<&'a str>,
+    /// The ticket's first opening.
+    pub opened_ms: i64,
+    pub resolved_ms: Option<i64>,
+    pub resolution: Option<&'a str>,
+    /// The incident as last recorded (host, resource, its latest opening).
+    pub incident: &'a Incident,
+}
+
+/// The whole body: the ticket's fields, the stored `evidence` (see [`render`]) and
+/// what remediation did (timeline events of kind `action`, in time order).
+pub fn body<'a>(
+    f: &Fields,
+    evidence: &str,
     actions: impl IntoIterator<Item = (i64, &'a str)>,
 ) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# {}: {}\n", f.id, f.title);
+    let state = match f.resolved_ms {
+        Some(r) => format!(
+            "resolved at {} after {}",
+            fmt_time(r),
+            fmt_duration_ms(r - f.opened_ms)
+        ),
+        None => f.status.to_string(),
+    };
+    let reopened = f.incident.opened_ms > f.opened_ms;
+    let mut rows = vec![
+        ("Severity", f.severity.to_string()),
+        ("Label", f.label.to_string()),
+        ("Class", f.class.to_string()),
+        ("Host", f.incident.host.clone()),
+        (
+            "Resource",
+            f.incident.resource.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("Opened", fmt_time(f.opened_ms)),
+    ];
+    if reopened {
+        rows.push(("Reopened", fmt_time(f.incident.opened_ms)));
+    }
+    rows.push(("State", state));
+    rows.push(("Assignee", f.assignee.unwrap_or("-").to_string()));
+    if let Some(r) = f.resolution {
+        rows.push(("Resolution", r.to_string()));
+    }
+    rows.push(("Fingerprint", format!("`{}`", f.fingerprint)));
+    if let Some(m) = f.muted_by {
+        rows.push(("Silenced by", format!("{m} (not sent to the sinks)")));
+    }
+    let _ = writeln!(s, "| | |\n|---|---|");
+    for (k, v) in rows {
+        let _ = writeln!(s, "| {k} | {} |", escape(&v));
+    }
+    let resolved = f.resolved_ms.is_some();
+    for paragraph in evidence.trim().split("\n\n") {
+        if resolved && paragraph.starts_with(LATEST) {
+            continue;
+        }
+        let _ = write!(s, "\n{}\n", paragraph.trim_end());
+    }
+    with_remediation(&s, actions)
+}
+
+/// The report followed by what remediation did (timeline events of kind `action`).
+fn with_remediation<'a>(report: &str, actions: impl IntoIterator<Item = (i64, &'a str)>) -> String {
     let mut s = report.trim_end().to_string();
     s.push_str("\n\n## Remediation\n\n");
     let mut none = true;
@@ -470,24 +548,55 @@ mod tests {
                 0,
             );
         }
-        let r = render(&inc, &signals(4.0), &ctx, 3_600_000, false, None, 4_200_000);
+        let evidence = render(&inc, &signals(4.0), &ctx, 3_600_000, false, 4_200_000);
+        let fields = |status, resolved_ms, resolution| Fields {
+            id: &inc.id,
+            title: &inc.title,
+            severity: "P3",
+            label: "storage",
+            class: "anomaly",
+            fingerprint: &inc.fingerprint,
+            status,
+            assignee: None,
+            muted_by: None,
+            opened_ms: inc.opened_ms,
+            resolved_ms,
+            resolution,
+            incident: &inc,
+        };
+        let r = body(&fields("open", None, None), &evidence, []);
         for needle in [
             "# INC-7: storage anomaly on web1 (sdb)",
             "| Severity | P3 |",
+            "| State | open |",
+            "| Assignee | - |",
             "anomaly score peaked at 20 at 1970-01-01 01:00:00 UTC, 2.5× its learned threshold of 8",
-            "Now: score 4 (under the threshold).",
+            "Latest score: 4 at 1970-01-01 01:10:00 UTC (under the threshold).",
             "| `disk_busy_ratio{device=\"sdb\"}` | 69.0 % | 10.0 % | 75% |",
             "## Affected metrics: the 1 h 00 min before, and since it started",
             "| `disk_busy_ratio{device=\"sdb\"}` | 10.0 % / 11.0 % / 12.0 % | 50.0 % / 69.0 % / 90.0 % | 3 |",
             "No capacity forecast is firing.",
-            "open for 10 min",
         ] {
             assert!(r.contains(needle), "missing {needle:?} in\n{r}");
         }
-        let body = with_remediation(&r, []);
+        assert!(r.ends_with("## Remediation\n\nNo action run.\n"), "{r}");
+        // Resolved by an operator later: the table says so, and the latest score
+        // (from while it was open) is left out.
+        let r = body(
+            &fields("resolved", Some(4_800_000), Some("disk replaced")),
+            &evidence,
+            [(4_500_000, "remediation \"fix\": exit 0")],
+        );
         assert!(
-            body.ends_with("## Remediation\n\nNo action run.\n"),
-            "{body}"
+            r.contains("| State | resolved at 1970-01-01 01:20:00 UTC after 20 min |"),
+            "{r}"
+        );
+        assert!(r.contains("| Resolution | disk replaced |"), "{r}");
+        assert!(!r.contains(LATEST), "{r}");
+        assert!(r.contains("No capacity forecast is firing."), "{r}");
+        assert!(
+            r.contains("- 1970-01-01 01:15:00 UTC — remediation \"fix\": exit 0"),
+            "{r}"
         );
     }
 }

@@ -18,11 +18,14 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use serde::Serialize;
 
 use super::delivery::{Delivery, DeliveryKind};
+use super::report;
 use crate::incident::{ticket_seq, Change, Incident, Matchers, Silence};
 use crate::store::{sqlite, StateDir};
 
-/// Bumped when the tables change shape; an unknown newer version is refused.
-const SCHEMA_VERSION: i64 = 1;
+/// Bumped when the tables change shape (or meaning); an unknown newer version is
+/// refused, an older one migrated. 2: `report` holds only the evidence (the body's
+/// table of the ticket's fields is rebuilt from the row).
+const SCHEMA_VERSION: i64 = 2;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
@@ -106,10 +109,11 @@ pub struct Ticket {
     pub duration_seconds: f64,
     /// `recovered: ...` when the engine saw the problem end, or the operator's note.
     pub resolution: Option<String>,
-    /// The report, Markdown.
+    /// The report, Markdown: the ticket's fields, the evidence, what remediation did
+    /// (rebuilt on every change, so it agrees with the fields above).
     pub body: String,
     pub incident: Incident,
-    /// Oldest first; empty in lists.
+    /// In time order (oldest first); empty in lists.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Event>,
 }
@@ -264,6 +268,14 @@ impl Store {
                     found: v,
                 })
             }
+            Some(1) => {
+                evidence_only(&tx).map_err(self.err("cannot migrate reports"))?;
+                tx.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'version'",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(self.err("cannot write schema version"))?;
+            }
             Some(_) => {}
         }
         // 48 random bits (an INTEGER column; older databases get one on first open).
@@ -301,11 +313,12 @@ impl Store {
 
     /// Record one engine change: open (or reopen), update or resolve the ticket, append
     /// to its timeline and, unless the ticket is muted, enqueue the delivery for the
-    /// sinks -- all in one transaction. `report` is the freshly rendered report.
+    /// sinks -- all in one transaction. `evidence` is the freshly rendered evidence
+    /// ([`report::render`]); the body is rebuilt around it from the row.
     pub fn apply(
         &self,
         change: &Change,
-        report: &str,
+        evidence: &str,
         muted_by: Option<&str>,
         at_ms: i64,
     ) -> Result<(), StoreError> {
@@ -333,7 +346,7 @@ impl Store {
                         inc.severity.as_str(),
                         muted_by,
                         inc.opened_ms,
-                        report,
+                        evidence,
                         json
                     ],
                 )
@@ -350,7 +363,7 @@ impl Store {
                      WHERE id = ?1",
                     [&inc.id],
                 )
-                .and_then(|_| update_row(&tx, inc, &json, report, muted_by, at_ms))
+                .and_then(|_| update_row(&tx, inc, &json, evidence, muted_by, at_ms))
                 .map_err(self.err("cannot reopen ticket"))?;
                 (
                     "reopened",
@@ -359,7 +372,7 @@ impl Store {
                 )
             }
             (Change::Updated { what, .. }, _) => {
-                update_row(&tx, inc, &json, report, muted_by, at_ms)
+                update_row(&tx, inc, &json, evidence, muted_by, at_ms)
                     .map_err(self.err("cannot update ticket"))?;
                 ("updated", DeliveryKind::Update, what.clone())
             }
@@ -377,7 +390,7 @@ impl Store {
                         "UPDATE tickets SET status = 'resolved', updated_ms = ?2, resolved_ms = ?2,
                              resolution = ?3, report = ?4, incident = ?5
                          WHERE id = ?1 AND status != 'resolved'",
-                        params![inc.id, at_ms, resolution, report, json],
+                        params![inc.id, at_ms, resolution, evidence, json],
                     )
                     .map_err(self.err("cannot resolve ticket"))?;
                 if n == 0 {
@@ -396,7 +409,13 @@ impl Store {
         let event_id = insert_event(&tx, &inc.id, at_ms, kind, &summary, &detail)
             .map_err(self.err("cannot add event"))?;
         refresh_body(&tx, &inc.id).map_err(self.err("cannot write body"))?;
-        if muted_by.is_none() {
+        // An update of a ticket an operator resolved meanwhile (the engine has not
+        // noticed yet) is recorded, not sent: the sinks had the resolution.
+        let resolved_before = matches!(change, Change::Updated { .. })
+            && existing
+                .as_ref()
+                .is_some_and(|r| r.status == Status::Resolved);
+        if muted_by.is_none() && !resolved_before {
             self.deliver(&tx, &inc.id, event_id, delivery_kind, &summary, at_ms)?;
         }
         tx.commit().map_err(self.err("cannot commit ticket change"))
@@ -404,7 +423,8 @@ impl Store {
 
     /// Append an event to a ticket's timeline, e.g. a remediation action's result.
     /// Events of kind `action` also go into the report's "Remediation" section and to
-    /// the sinks (as an update), unless the ticket is muted.
+    /// the sinks (as an update), unless the ticket is muted or resolved (the sinks'
+    /// last word on a resolved ticket is its resolution; the body still has it).
     pub fn add_event(
         &self,
         ticket_id: &str,
@@ -419,7 +439,7 @@ impl Store {
             .map_err(self.err("cannot add event"))?;
         if kind == "action" {
             refresh_body(&tx, ticket_id).map_err(self.err("cannot write body"))?;
-            if row.muted_by.is_none() {
+            if row.muted_by.is_none() && row.status != Status::Resolved {
                 self.deliver(
                     &tx,
                     ticket_id,
@@ -434,75 +454,147 @@ impl Store {
     }
 
     /// Operator: "I am on it". `who` is recorded (and becomes the assignee if none).
-    pub fn ack(&self, id: &str, who: Option<&str>, at_ms: i64) -> Result<(), StoreError> {
+    /// Returns false, and records nothing, when the ticket is acknowledged already.
+    pub fn ack(&self, id: &str, who: Option<&str>, at_ms: i64) -> Result<bool, StoreError> {
         let summary = match who {
             Some(w) => format!("acknowledged by {w}"),
             None => "acknowledged".to_string(),
         };
-        self.operator(id, at_ms, "acknowledged", &summary, "acknowledge", |tx| {
-            tx.execute(
-                "UPDATE tickets SET status = 'acknowledged', updated_ms = ?2,
-                     assignee = coalesce(assignee, ?3)
-                 WHERE id = ?1",
-                params![id, at_ms, who],
-            )
-        })
+        let step = Step {
+            kind: "acknowledged",
+            summary: &summary,
+            what: "acknowledge",
+            on_resolved: false,
+        };
+        self.operator(
+            id,
+            at_ms,
+            step,
+            |row| row.status == Status::Acknowledged,
+            |tx| {
+                tx.execute(
+                    "UPDATE tickets SET status = 'acknowledged', updated_ms = ?2,
+                         assignee = coalesce(assignee, ?3)
+                     WHERE id = ?1",
+                    params![id, at_ms, who],
+                )
+            },
+        )
     }
 
-    pub fn assign(&self, id: &str, who: &str, at_ms: i64) -> Result<(), StoreError> {
-        let summary = format!("assigned to {who}");
-        self.operator(id, at_ms, "assigned", &summary, "assign", |tx| {
-            tx.execute(
-                "UPDATE tickets SET assignee = ?3, updated_ms = ?2 WHERE id = ?1",
-                params![id, at_ms, who],
-            )
-        })
+    /// Give the ticket an owner; resolved tickets too (a post-mortem has one). `by`,
+    /// who did it, is recorded. Returns false, and records nothing, when `who` is the
+    /// assignee already.
+    pub fn assign(
+        &self,
+        id: &str,
+        who: &str,
+        by: Option<&str>,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let summary = match by {
+            Some(b) => format!("assigned to {who} by {b}"),
+            None => format!("assigned to {who}"),
+        };
+        let step = Step {
+            kind: "assigned",
+            summary: &summary,
+            what: "assign",
+            on_resolved: true,
+        };
+        self.operator(
+            id,
+            at_ms,
+            step,
+            |row| row.assignee.as_deref() == Some(who),
+            |tx| {
+                tx.execute(
+                    "UPDATE tickets SET assignee = ?3, updated_ms = ?2 WHERE id = ?1",
+                    params![id, at_ms, who],
+                )
+            },
+        )
     }
 
-    /// Operator resolution with a note. The engine notices and forgets the incident;
-    /// if the problem goes on, it opens (or, within the reopen window, reopens) again.
-    pub fn resolve(&self, id: &str, note: &str, at_ms: i64) -> Result<(), StoreError> {
-        let summary = format!("resolved by operator: {note}");
-        self.operator(id, at_ms, "resolved", &summary, "resolve", |tx| {
-            tx.execute(
-                "UPDATE tickets SET status = 'resolved', updated_ms = ?2, resolved_ms = ?2,
-                     resolution = ?3
-                 WHERE id = ?1",
-                params![id, at_ms, note],
-            )
-        })
+    /// Operator resolution with a note; `by`, who resolved it, is recorded. The engine
+    /// notices and forgets the incident; if the problem goes on, it opens (or, within
+    /// the reopen window, reopens) again.
+    pub fn resolve(
+        &self,
+        id: &str,
+        note: &str,
+        by: Option<&str>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let summary = format!("resolved by {}: {note}", by.unwrap_or("operator"));
+        let step = Step {
+            kind: "resolved",
+            summary: &summary,
+            what: "resolve",
+            on_resolved: false,
+        };
+        self.operator(
+            id,
+            at_ms,
+            step,
+            |_| false,
+            |tx| {
+                tx.execute(
+                    "UPDATE tickets SET status = 'resolved', updated_ms = ?2, resolved_ms = ?2,
+                         resolution = ?3
+                     WHERE id = ?1",
+                    params![id, at_ms, note],
+                )
+            },
+        )
+        .map(|_| ())
     }
 
+    /// One operator step in one transaction: the row, its timeline, its body and the
+    /// sinks' delivery. Nothing happens when `done` says the ticket is that way
+    /// already (false is returned).
     fn operator(
         &self,
         id: &str,
         at_ms: i64,
-        kind: &str,
-        summary: &str,
-        what: &'static str,
+        step: Step,
+        done: impl FnOnce(&Row) -> bool,
         update: impl FnOnce(&Transaction) -> rusqlite::Result<usize>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let tx = self.begin()?;
         let row = self.ticket_row(&tx, id)?;
-        if row.status == Status::Resolved {
+        if row.status == Status::Resolved && !step.on_resolved {
             return Err(StoreError::Resolved {
                 id: id.to_string(),
-                what,
+                what: step.what,
             });
         }
+        if done(&row) {
+            return Ok(false);
+        }
         update(&tx).map_err(self.err("cannot update ticket"))?;
-        let event_id = insert_event(&tx, id, at_ms, kind, summary, &serde_json::Value::Null)
-            .map_err(self.err("cannot add event"))?;
+        let event_id = insert_event(
+            &tx,
+            id,
+            at_ms,
+            step.kind,
+            step.summary,
+            &serde_json::Value::Null,
+        )
+        .map_err(self.err("cannot add event"))?;
         refresh_body(&tx, id).map_err(self.err("cannot write body"))?;
-        if row.muted_by.is_none() {
-            let kind = if kind == "resolved" {
+        // A resolved ticket's last word to the sinks was its resolution: an update
+        // now would make some of them (Alertmanager) fire again.
+        if row.muted_by.is_none() && row.status != Status::Resolved {
+            let kind = if step.kind == "resolved" {
                 DeliveryKind::Resolve
             } else {
                 DeliveryKind::Update
             };
-            self.deliver(&tx, id, event_id, kind, summary, at_ms)?;
+            self.deliver(&tx, id, event_id, kind, step.summary, at_ms)?;
         }
-        tx.commit().map_err(self.err("cannot commit"))
+        tx.commit().map_err(self.err("cannot commit"))?;
+        Ok(true)
     }
 
     /// Enqueue one delivery for the sinks inside `tx`. The id is the database's
@@ -544,6 +636,7 @@ impl Store {
         };
         tx.execute("UPDATE tickets SET muted_by = NULL WHERE id = ?1", [id])
             .map_err(self.err("cannot unmute"))?;
+        refresh_body(&tx, id).map_err(self.err("cannot write body"))?;
         let summary = format!("silence {silence} ended; the problem goes on");
         let event_id = insert_event(
             &tx,
@@ -727,12 +820,12 @@ impl Store {
     }
 }
 
-/// The incident's latest state (`json`), report and mute into its ticket's row.
+/// The incident's latest state (`json`), evidence and mute into its ticket's row.
 fn update_row(
     conn: &Connection,
     inc: &Incident,
     json: &str,
-    report: &str,
+    evidence: &str,
     muted_by: Option<&str>,
     at_ms: i64,
 ) -> rusqlite::Result<usize> {
@@ -746,11 +839,37 @@ fn update_row(
             inc.label.as_str(),
             inc.severity.as_str(),
             at_ms,
-            report,
+            evidence,
             json,
             muted_by
         ],
     )
+}
+
+/// Version 1 to 2: a stored report began with its own copy of the ticket's fields,
+/// which went stale on operator changes, and said "Now: score ..." for good; keep the
+/// evidence after them, and rebuild every body.
+fn evidence_only(tx: &Transaction) -> rusqlite::Result<()> {
+    let reports: Vec<(String, String)> = tx
+        .prepare("SELECT id, report FROM tickets")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, old) in reports {
+        let evidence = match old.find("\n## ") {
+            Some(i) => &old[i..],
+            None => old.as_str(),
+        };
+        let evidence: Vec<&str> = evidence
+            .split("\n\n")
+            .filter(|p| !p.starts_with("Now: score "))
+            .collect();
+        tx.execute(
+            "UPDATE tickets SET report = ?2 WHERE id = ?1",
+            params![id, evidence.join("\n\n")],
+        )?;
+        refresh_body(tx, &id)?;
+    }
+    Ok(())
 }
 
 fn next_seq_tx(tx: &Transaction) -> rusqlite::Result<i64> {
@@ -776,7 +895,11 @@ fn insert_event(
 
 fn timeline(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Event>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT at_ms, kind, summary, detail FROM ticket_events WHERE ticket_id = ?1 ORDER BY id",
+        // In time order: an event can be recorded after a later one (a run's result
+        // comes in after the ticket resolved, a verification is dated at the
+        // resolution); ties keep the order they were recorded in.
+        "SELECT at_ms, kind, summary, detail FROM ticket_events WHERE ticket_id = ?1
+         ORDER BY at_ms, id",
     )?;
     let rows = stmt.query_map([id], |r| {
         let d: String = r.get(3)?;
@@ -790,17 +913,42 @@ fn timeline(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Event>> {
     rows.collect()
 }
 
-/// body = the report + what remediation did (timeline events of kind `action`).
+/// body = the ticket's fields as they are now + the stored evidence (`report`) + what
+/// remediation did (timeline events of kind `action`): rebuilt on every change, so it
+/// always says what the ticket's fields say.
 fn refresh_body(conn: &Connection, id: &str) -> rusqlite::Result<()> {
-    let report: String = conn.query_row("SELECT report FROM tickets WHERE id = ?1", [id], |r| {
-        r.get(0)
+    let Some(row) = load_row(conn, id)? else {
+        return Ok(());
+    };
+    let evidence: String =
+        conn.query_row("SELECT report FROM tickets WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?;
+    let incident: Incident = serde_json::from_str(&row.incident).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })?;
     let actions: Vec<Event> = timeline(conn, id)?
         .into_iter()
         .filter(|e| e.kind == "action")
         .collect();
-    let body = super::report::with_remediation(
-        &report,
+    let fields = report::Fields {
+        id: &row.id,
+        title: &row.title,
+        severity: &row.severity,
+        label: &row.label,
+        class: &row.class,
+        fingerprint: &row.fingerprint,
+        status: row.status.as_str(),
+        assignee: row.assignee.as_deref(),
+        muted_by: row.muted_by.as_deref(),
+        opened_ms: row.opened_ms,
+        resolved_ms: row.resolved_ms,
+        resolution: row.resolution.as_deref(),
+        incident: &incident,
+    };
+    let body = report::body(
+        &fields,
+        &evidence,
         actions.iter().map(|a| (a.at_ms, a.summary.as_str())),
     );
     conn.execute(
@@ -808,6 +956,15 @@ fn refresh_body(conn: &Connection, id: &str) -> rusqlite::Result<()> {
         params![id, body],
     )?;
     Ok(())
+}
+
+/// An operator step: its timeline kind and line, the verb for errors, and whether a
+/// resolved ticket takes it.
+struct Step<'a> {
+    kind: &'static str,
+    summary: &'a str,
+    what: &'static str,
+    on_resolved: bool,
 }
 
 /// A `tickets` row as stored.

@@ -54,15 +54,55 @@ fn invalid_configs_fail_with_their_message() {
     }
 }
 
+fn shipped() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/anomalyd.yaml")
+}
+
+/// Every key of the shipped file is the built-in default, but one: `state_dir` is the
+/// systemd unit's state directory there, and relative (for `cargo run`) built in.
 #[test]
 fn documented_example_equals_the_defaults() {
-    let documented =
-        config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/anomalyd.yaml"))
-            .expect("example parses");
+    let mut documented = config::load(&shipped()).expect("example parses");
+    let defaults = Config::default();
+    assert_eq!(documented.state_dir, Path::new("/var/lib/anomalyd"));
+    assert_eq!(defaults.state_dir, Path::new("anomalyd-state"));
+    documented.state_dir = defaults.state_dir.clone();
     assert_eq!(
-        documented,
-        Config::default(),
+        documented, defaults,
         "config/anomalyd.yaml drifted from Config::default()"
+    );
+}
+
+/// On a packaged host the CLI with the shipped file reads the daemon's state
+/// directory; without a file it reads ./anomalyd-state.
+#[test]
+fn the_cli_finds_the_state_the_shipped_config_names() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let list = |config: Option<&Path>| {
+        let mut cmd = std::process::Command::new(crate::common::bin());
+        cmd.args(["tickets", "list"]).current_dir(dir.path());
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.output().expect("run")
+    };
+    let db = Path::new("/var/lib/anomalyd/tickets.db");
+    let out = list(Some(&shipped()));
+    if db.exists() {
+        // A host where the daemon runs: the list is its tickets.
+        assert!(out.status.success(), "{out:?}");
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no ticket store at /var/lib/anomalyd/tickets.db"),
+            "{err}"
+        );
+    }
+    let out = list(None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no ticket store at anomalyd-state/tickets.db"),
+        "{err}"
     );
 }
 

@@ -184,12 +184,45 @@ fn bad_config_exits_2_listing_every_error() {
 
 #[test]
 fn collect_once_prints_a_table_and_json() {
-    let text = common::stdout_of(&["collect", "--once"]);
+    // A state directory without history: no trend can be known yet.
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::stdout_of(&[
+        "collect",
+        "--once",
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(text.starts_with("METRIC"), "{text}");
     assert!(
         text.contains("memory_available_bytes") && text.contains("collector cpu"),
         "{text}"
     );
+    let value_of = |metric: &str| {
+        text.lines()
+            .find(|l| l.starts_with(metric))
+            .and_then(|l| l.rsplit("  ").next())
+            .unwrap_or_else(|| panic!("no {metric}: {text}"))
+            .trim()
+            .to_string()
+    };
+    assert!(
+        value_of("processes_running").parse::<u64>().is_ok(),
+        "{text}"
+    );
+    assert_eq!(
+        value_of("memory_seconds_until_exhaustion"),
+        "no history yet"
+    );
+    assert!(!text.contains("never"), "{text}");
+    // ~100 columns: only a label value longer than the table itself overflows it.
+    for l in text.lines() {
+        let (left, value) = l.trim_end().rsplit_once("  ").unwrap_or((l, ""));
+        assert!(
+            l.chars().count() <= 100 || left.trim_end().chars().count() + value.len() + 2 > 100,
+            "{} columns: {l}",
+            l.chars().count()
+        );
+    }
     let out = std::process::Command::new(common::bin())
         .args(["collect", "--once", "--json", "--ping-target", "127.0.0.1"])
         .output()

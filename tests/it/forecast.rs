@@ -373,10 +373,10 @@ fn replay_forecasts_a_recorded_series() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        "score,anomaly,cause,fault_risk,min_eta_seconds,forecast_events"
+        "timestamp,score,anomaly,cause,fault_risk,min_eta_seconds,forecast_events"
     );
     assert_eq!(lines.len(), 721);
-    let eta = |l: &str| l.split(',').nth(4).unwrap().parse::<f64>().unwrap();
+    let eta = |l: &str| l.split(',').nth(5).unwrap().parse::<f64>().unwrap();
     // Flat for 4 hours: nothing runs out.
     assert!(lines[1..240].iter().all(|l| eta(l).is_infinite()));
     // At the end: 10 GiB - 800 MiB left at 100 MiB/h -> about 94 h.
@@ -384,8 +384,13 @@ fn replay_forecasts_a_recorded_series() {
     let want = (10.0 * 1024.0 - 800.0) / 100.0 * 3600.0;
     assert!((eta(last) - want).abs() < 0.1 * want, "{last} vs {want}");
     assert!(last.ends_with("bytes:/var:warning"), "{last}");
-    // Without --forecast the output is the plain three columns.
-    assert!(replay(&input, &cfg, &[]).starts_with("score,anomaly,cause\n0,0,\n"));
+    // Without --forecast the output is the time and the plain three columns.
+    let plain = replay(&input, &cfg, &[]);
+    assert!(
+        plain.starts_with("timestamp,score,anomaly,cause\n"),
+        "{plain}"
+    );
+    assert!(plain.lines().nth(1).unwrap().ends_with("Z,0,0,"), "{plain}");
 }
 
 #[test]
@@ -425,7 +430,7 @@ fn replay_calibrates_the_fault_risk_and_it_rises_before_incidents() {
         .skip(1)
         .map(|l| l.split(',').collect())
         .collect();
-    let risk = |m: usize| rows[m][3].parse::<f64>().ok();
+    let risk = |m: usize| rows[m][4].parse::<f64>().ok();
     assert!(
         risk(2 * 1440 - 10).is_none(),
         "risk before the model exists"

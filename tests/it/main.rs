@@ -4,6 +4,7 @@
 
 mod common;
 
+mod cli;
 mod config;
 mod daemon;
 mod fleet;
@@ -21,6 +22,7 @@ mod remediation;
 mod remediation_replay;
 mod remediation_runner;
 mod remediation_scripts;
+mod run_script;
 mod sinks_alertmanager;
 mod sinks_alertmanager_cluster;
 mod sinks_github;

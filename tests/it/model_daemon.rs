@@ -153,11 +153,18 @@ fn train_score_and_replay_commands() {
     ]);
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "score,anomaly,cause");
+    // The input has times: so has the output, first.
+    assert_eq!(lines[0], "timestamp,score,anomaly,cause");
     assert_eq!(lines.len(), 401);
+    assert_eq!(
+        anomalyd::text::parse_timestamp_ms(lines[1].split(',').next().unwrap()),
+        Some(1_700_000_000_000),
+        "{}",
+        lines[1]
+    );
     let flagged: Vec<&str> = lines[1..]
         .iter()
-        .filter(|l| l.split(',').nth(1) == Some("1"))
+        .filter(|l| l.split(',').nth(2) == Some("1"))
         .copied()
         .collect();
     assert!(!flagged.is_empty(), "the spike was not flagged");
@@ -198,13 +205,14 @@ fn train_score_and_replay_commands() {
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1001);
+    assert_eq!(lines[0], "timestamp,score,anomaly,cause");
     assert!(
-        lines[1..170].iter().all(|l| *l == "0,0,"),
+        lines[1..170].iter().all(|l| l.ends_with("Z,0,0,")),
         "scored during the 3h warm-up"
     );
     assert!(lines[200..]
         .iter()
-        .any(|l| l.split(',').next().unwrap().parse::<f64>().unwrap() > 0.0));
+        .any(|l| l.split(',').nth(1).unwrap().parse::<f64>().unwrap() > 0.0));
     assert!(
         lines[901..921].iter().any(|l| l.ends_with(",1,disk")),
         "replay missed the spike"

@@ -845,3 +845,130 @@ fn a_run_request_the_runner_never_takes_is_withdrawn_and_recorded_as_skipped() {
     // Said once.
     assert!(e.poll(2001 + wait).is_empty());
 }
+
+/// A failed run is never verified, even when the incident then resolves.
+#[test]
+fn a_failed_run_is_never_verified() {
+    let s = Setup::new();
+    let fix = s.script("fix", "exit 2");
+    let c = s.config(&format!(
+        "  rules:\n    - name: fix\n      command: [{fix}]\n      verify_window: 10m\n"
+    ));
+    let mut e = s.engine(&c, Mode::Replay);
+    let t = 10_000_000;
+    let a = incident(1, "/a");
+    e.on_change(&Change::Opened(a.clone()), t);
+    let ev = e.poll(t);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].detail["result"], "failed", "{:?}", ev[0]);
+    e.on_change(&Change::Resolved(a), t + 60_000);
+    assert!(
+        e.poll(t + 60_000).is_empty(),
+        "no verification of a failure"
+    );
+    assert!(
+        e.poll(t + 20 * 60_000).is_empty(),
+        "nor a late 'not verified'"
+    );
+}
+
+/// An incident that resolved, then reopened at a severity a rule matches: the rule's
+/// run comes after that resolution, which is not credited to it; the next one is.
+#[test]
+fn a_resolution_before_the_run_is_not_credited_to_it() {
+    let s = Setup::new();
+    let fix = s.script("fix", "exit 0");
+    let c = s.config(&format!(
+        "  rules:\n    - name: fix\n      match: {{severity: P3}}\n      command: [{fix}]\n      \
+         verify_window: 10m\n"
+    ));
+    let mut e = s.engine(&c, Mode::Replay);
+    let t = 10_000_000;
+    let mut low = incident(1, "/a");
+    low.severity = Severity::P4;
+    e.on_change(&Change::Opened(low.clone()), t);
+    e.on_change(&Change::Resolved(low.clone()), t + 60_000);
+    assert!(e.poll(t + 60_000).is_empty(), "P4: nothing ran");
+    let mut again = low;
+    again.severity = Severity::P3;
+    e.on_change(&Change::Opened(again.clone()), t + 120_000);
+    let ev = e.poll(t + 120_000);
+    assert_eq!(ev.len(), 1, "only the run: {ev:?}");
+    assert_eq!(ev[0].detail["result"], "ok");
+    e.on_change(&Change::Resolved(again), t + 180_000);
+    let ev = e.poll(t + 180_000);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].detail["verify"], "resolved");
+    assert_eq!(ev[0].at_ms, t + 180_000);
+    assert!(
+        ev[0].summary.contains("resolved 1 min after the run"),
+        "{}",
+        ev[0].summary
+    );
+}
+
+/// A rule runs at most once per incident: not again when it reopens, nor after a
+/// restart (the stage recalls what the ticket's timeline says ran).
+#[test]
+fn a_rule_runs_once_per_incident_across_reopens_and_restarts() {
+    let s = Setup::new();
+    let log = s.path("runs.log");
+    let fix = s.script("fix", &format!("echo ran >> {}", log.display()));
+    let c = s.config(&format!(
+        "  rules:\n    - name: fix\n      command: [{fix}]\n      cooldown: 0s\n      \
+         max_runs: 100\n"
+    ));
+    let state = StateDir::at(&c.state_dir);
+    let (desk, _) = Desk::open(&c.incidents, &c.tickets, &state).unwrap();
+    let a = incident(1, "/a");
+    let t = 10_000_000;
+    let mut resolved = a.clone();
+    resolved.resolved_ms = Some(t + 60_000);
+    let store = Store::open_in(&state).unwrap();
+    let mut e = s.engine(&c, Mode::Replay);
+    for (k, change) in [
+        Change::Opened(a.clone()),
+        Change::Resolved(resolved.clone()),
+        Change::Opened(a.clone()),
+        Change::Resolved(resolved),
+        Change::Opened(a.clone()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let now = t + k as i64 * 60_000;
+        store.apply(&change, "r", None, now).unwrap();
+        remediate_stage(&mut e, &desk, &[change], now);
+    }
+    assert_eq!(lines(&log), 1, "ran once over two reopens");
+    // A restart: a new engine, the incident still open and updated.
+    let mut e = s.engine(&c, Mode::Replay);
+    let up = Change::Updated {
+        incident: a,
+        what: "severity P2 -> P1".into(),
+    };
+    remediate_stage(&mut e, &desk, &[up], t + 600_000);
+    assert_eq!(lines(&log), 1, "not again after a restart");
+    let runs = store
+        .timeline("INC-1")
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.detail["rule"] == "fix" && e.detail["result"].is_string())
+        .count();
+    assert_eq!(runs, 1);
+}
+
+#[test]
+fn status_says_when_there_are_no_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["remediation", "status", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no remediation rules configured (remediation.rules in the built-in defaults)\n"
+    );
+}

@@ -113,3 +113,88 @@ fn replayed_storage_incident_runs_the_cleanup_and_verifies_it() {
     let at = |e: &serde_json::Value| e["at_ms"].as_i64().unwrap();
     assert!(at(run) <= at(verified));
 }
+
+/// A replay with a fix that fails (exit 2) and a problem that comes back twice within
+/// the reopen window: one ticket, reopened twice; the rule ran once (at most once per
+/// incident), its failure is never "verified", and the timeline is in time order, in
+/// the JSON and in `tickets show`.
+#[test]
+fn a_failing_fix_on_a_reopened_incident_runs_once_and_is_never_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let script = bin.join("mem-fix");
+    std::fs::write(&script, "#!/bin/sh\nexit 2\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let extra = format!(
+        "remediation:\n  rules:\n    - name: mem-fix\n      command: [{}]\n      cooldown: 0s\n",
+        script.display()
+    );
+    let (csv, cfg) = bursts::write(dir.path(), 3, &extra);
+    // Bursts 104 min apart come back within a 3 h reopen window.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("reopen_window: 0s", "reopen_window: 3h")).unwrap();
+    let state = dir.path().join("state");
+    let out = Command::new(common::bin())
+        .args(["replay", "--input"])
+        .arg(&csv)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let show = |json: bool| {
+        let mut cmd = Command::new(common::bin());
+        cmd.args(["tickets", "show", "INC-1", "--state-dir"])
+            .arg(&state);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let t: serde_json::Value = serde_json::from_str(&show(true)).unwrap();
+    let timeline = t["timeline"].as_array().unwrap();
+    let kinds: Vec<&str> = timeline
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "reopened").count(),
+        2,
+        "{t:#}"
+    );
+    let runs: Vec<&serde_json::Value> = timeline
+        .iter()
+        .filter(|e| e["detail"]["rule"] == "mem-fix" && e["detail"]["result"].is_string())
+        .collect();
+    assert_eq!(runs.len(), 1, "{t:#}");
+    assert_eq!(runs[0]["detail"]["result"], "failed");
+    assert!(
+        timeline.iter().all(|e| e["detail"]["verify"].is_null()),
+        "a failed run is never verified: {t:#}"
+    );
+    let at: Vec<i64> = timeline
+        .iter()
+        .map(|e| e["at_ms"].as_i64().unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
+    // The text shows the same order.
+    let text = show(false);
+    let times: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "## Timeline")
+        .filter_map(|l| l.strip_prefix("- "))
+        .map(|l| &l[..23])
+        .collect();
+    assert_eq!(times.len(), timeline.len(), "{text}");
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{text}");
+    assert!(!text.contains("verified"), "{text}");
+}

@@ -185,7 +185,16 @@ fn operators_ack_assign_resolve_and_silence() {
         ok(&["tickets", "ack", &id, "--by", "alice", "--state-dir", fresh]),
         "INC-4: acknowledged\n"
     );
-    ok(&["tickets", "assign", &id, "bob", "--state-dir", fresh]);
+    ok(&[
+        "tickets",
+        "assign",
+        &id,
+        "bob",
+        "--by",
+        "alice",
+        "--state-dir",
+        fresh,
+    ]);
     let table = ok(&["tickets", "list", "--open", "--state-dir", fresh]);
     assert!(
         table.contains("acknowledged") && table.contains("bob"),
@@ -197,6 +206,8 @@ fn operators_ack_assign_resolve_and_silence() {
         &id,
         "--note",
         "replaced sdb",
+        "--by",
+        "alice",
         "--state-dir",
         fresh,
     ]);
@@ -214,8 +225,8 @@ fn operators_ack_assign_resolve_and_silence() {
         &summaries[1..],
         [
             "acknowledged by alice",
-            "assigned to bob",
-            "resolved by operator: replaced sdb"
+            "assigned to bob by alice",
+            "resolved by alice: replaced sdb"
         ]
     );
     let text = ok(&["tickets", "show", &id, "--state-dir", fresh]);
@@ -403,4 +414,363 @@ fn replayed_fill_opens_one_forecast_ticket_and_escalates() {
         (2500..=3700).contains(&opened),
         "opened {opened} s in: {text}"
     );
+}
+
+/// The ticket's fields as its body's table shows them, in order.
+fn body_fields(body: &str) -> Vec<(String, String)> {
+    body.lines()
+        .skip_while(|l| *l != "|---|---|")
+        .skip(1)
+        .take_while(|l| l.starts_with("| "))
+        .map(|l| {
+            let (k, v) = l
+                .trim_start_matches("| ")
+                .trim_end_matches(" |")
+                .split_once(" | ")
+                .unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Every field of `t`'s body against the ticket's own fields; and what sinks got last.
+fn assert_body_agrees(t: &anomalyd::tickets::Ticket, step: &str, db: &Path) {
+    use anomalyd::text::{fmt_duration_ms, fmt_time};
+    let body = &t.body;
+    assert!(
+        body.starts_with(&format!("# {}: {}\n", t.id, t.title)),
+        "{step}: title\n{body}"
+    );
+    let mut want = vec![
+        ("Severity", t.severity.clone()),
+        ("Label", t.label.clone()),
+        ("Class", t.class.clone()),
+        ("Host", t.incident.host.clone()),
+        (
+            "Resource",
+            t.incident.resource.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("Opened", fmt_time(t.opened_ms)),
+    ];
+    if t.incident.opened_ms > t.opened_ms {
+        want.push(("Reopened", fmt_time(t.incident.opened_ms)));
+    }
+    let state = match t.resolved_ms {
+        Some(r) => format!(
+            "resolved at {} after {}",
+            fmt_time(r),
+            fmt_duration_ms(r - t.opened_ms)
+        ),
+        None => t.status.as_str().to_string(),
+    };
+    want.push(("State", state));
+    want.push(("Assignee", t.assignee.clone().unwrap_or_else(|| "-".into())));
+    if let Some(r) = &t.resolution {
+        want.push(("Resolution", r.clone()));
+    }
+    want.push(("Fingerprint", format!("`{}`", t.fingerprint)));
+    if let Some(m) = &t.muted_by {
+        want.push(("Silenced by", format!("{m} (not sent to the sinks)")));
+    }
+    let want: Vec<(String, String)> = want
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.replace('|', "\\|")))
+        .collect();
+    assert_eq!(body_fields(body), want, "{step}:\n{body}");
+    // What the body says about "now" is for open tickets only.
+    let resolved = t.status == anomalyd::tickets::Status::Resolved;
+    assert_eq!(
+        body.contains("Latest score: "),
+        !resolved,
+        "{step}: latest score on a {:?} ticket:\n{body}",
+        t.status
+    );
+    assert!(
+        !body.contains("still anomalous") || !resolved,
+        "{step}:\n{body}"
+    );
+    // The sinks got this very body with the change.
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let rows = anomalyd::tickets::outbox::rows(&conn).unwrap();
+    let last = rows
+        .iter()
+        .rev()
+        .find(|r| r.delivery.ticket_id == t.id)
+        .unwrap_or_else(|| panic!("{step}: nothing queued"));
+    assert_eq!(last.delivery.body, *body, "{step}: the sinks' body");
+}
+
+/// Open, update, ack, assign, operator resolve, reopen, automatic resolve: after each,
+/// every field of the body (the report the sinks receive) is the ticket's.
+#[test]
+fn the_body_says_what_the_ticket_says_after_every_change() {
+    use anomalyd::incident::{AnomalySignal, Cause, Signals};
+    use anomalyd::pipeline::Incidents;
+    use anomalyd::sample::Record;
+    use anomalyd::store::StateDir;
+    use anomalyd::tickets::{Status, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    // No recent-level rule: a fresh engine has no recent past to stand out from.
+    let config = anomalyd::settings::parse(
+        "incidents:\n  host: web1\n  recent_factor: 0\ntickets:\n  sinks:\n  - name: hook\n    \
+         type: webhook\n    url: http://127.0.0.1:9/t\n",
+    )
+    .unwrap();
+    let state = StateDir::at(dir.path());
+    let mut stages = Incidents::open(&config, &state, 0).unwrap();
+    let db = dir.path().join("tickets.db");
+    // The operator's side: another connection, as `anomalyd tickets ...` has.
+    let cli = || Store::open(&db).unwrap().with_sinks(vec!["hook".into()]);
+    let busy = "disk_busy_ratio{device=\"sdb\"}";
+    let latency = "disk_write_latency_seconds{device=\"sdb\"}";
+    let cause = |feature: &str, value: f64, contribution: f64| Cause {
+        feature: feature.into(),
+        value,
+        baseline: 0.1,
+        contribution,
+    };
+    let signal = |score: f64, sample_anomalous: bool, causes: Vec<Cause>| Signals {
+        anomaly: Some(AnomalySignal {
+            score,
+            threshold: 1.0,
+            sample_anomalous,
+            causes,
+        }),
+        ..Signals::default()
+    };
+    let busy_disk = || signal(12.0, true, vec![cause(busy, 0.9, 10.0)]);
+    let slow_too = || {
+        signal(
+            20.0,
+            true,
+            vec![cause(busy, 0.95, 11.0), cause(latency, 0.3, 8.0)],
+        )
+    };
+    let normal = signal(0.2, false, Vec::new());
+    // One tick a minute.
+    let mut t = 1_700_000_000_000i64;
+    let mut tick = |stages: &mut Incidents, signals: &Signals| {
+        t += 60_000;
+        let record = Record {
+            timestamp_ms: Some(t),
+            values: vec![(busy.to_string(), 0.9), (latency.to_string(), 0.05)],
+        };
+        stages.tick(t, &record, signals);
+        t
+    };
+    let ticket = || cli().get("INC-1", i64::MAX).unwrap();
+    let show = |step: &str| {
+        let t = ticket().unwrap_or_else(|| panic!("{step}: no ticket"));
+        assert_body_agrees(&t, step, &db);
+        t
+    };
+    // Tick with `signals` until `done` says the ticket got there (the engine decides
+    // how many ticks that takes: persistence, slow recovery).
+    let mut until = |stages: &mut Incidents,
+                     signals: &Signals,
+                     done: &dyn Fn(&anomalyd::tickets::Ticket) -> bool| {
+        for _ in 0..30 {
+            let now = tick(stages, signals);
+            if ticket().is_some_and(|t| done(&t)) {
+                return now;
+            }
+        }
+        panic!("never got there: {:?}", ticket());
+    };
+
+    let now = until(&mut stages, &busy_disk(), &|_| true);
+    assert_eq!(show("open").status, Status::Open);
+    until(&mut stages, &slow_too(), &|t| {
+        t.timeline.last().is_some_and(|e| e.kind == "updated")
+    });
+    show("update");
+    assert!(cli().ack("INC-1", Some("alice"), now).unwrap());
+    assert_eq!(show("ack").assignee.as_deref(), Some("alice"));
+    assert!(cli()
+        .assign("INC-1", "bob", Some("alice"), now + 1)
+        .unwrap());
+    show("assign");
+    cli()
+        .resolve("INC-1", "replaced sdb", Some("alice"), now + 2)
+        .unwrap();
+    assert_eq!(
+        show("operator resolve").resolution.as_deref(),
+        Some("replaced sdb")
+    );
+    // The problem goes on: the engine notices the resolution, then reopens.
+    until(&mut stages, &busy_disk(), &|t| t.status == Status::Open);
+    let reopened = show("reopen");
+    assert_eq!(reopened.timeline.last().unwrap().kind, "reopened");
+    until(&mut stages, &normal, &|t| t.status == Status::Resolved);
+    let resolved = show("automatic resolve");
+    assert!(
+        resolved
+            .resolution
+            .as_deref()
+            .unwrap()
+            .starts_with("recovered"),
+        "{resolved:?}"
+    );
+    // A post-mortem owner for the resolved ticket: the body follows (and the sinks,
+    // whose last word was the resolution, get nothing more).
+    let queued = |db: &Path| {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        anomalyd::tickets::outbox::rows(&conn).unwrap().len()
+    };
+    let before = queued(&db);
+    assert!(cli().assign("INC-1", "carol", None, now + 60_000).unwrap());
+    let t = ticket().unwrap();
+    assert_eq!(t.assignee.as_deref(), Some("carol"));
+    assert!(t.body.contains("| Assignee | carol |"), "{}", t.body);
+    assert_eq!(queued(&db), before);
+}
+
+/// A state directory with INC-1 resolved and INC-2 still open (the series ends inside
+/// the second burst).
+fn one_resolved_one_open(dir: &Path) -> String {
+    let (csv, cfg) = bursts::write(dir, 1, "");
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    let last: i64 = text.lines().last().unwrap()[..10].parse().unwrap();
+    for k in 1..=4 {
+        text.push_str(&format!("{},0.3,0.5,0.98,1000000.0\n", last + k * 60));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let state = dir.join("state");
+    ok(&[
+        "replay",
+        "--input",
+        csv.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    state.to_str().unwrap().to_string()
+}
+
+fn summaries(state: &str, id: &str) -> Vec<String> {
+    json(&["tickets", "show", id, "--json", "--state-dir", state])["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn ack_once_by_a_named_user_assign_resolved_tickets_silence_by_regex() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = one_resolved_one_open(dir.path());
+    let state = state.as_str();
+    // No $USER (cron, `env -i`): the uid's name is recorded.
+    let me = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let me = String::from_utf8(me.stdout).unwrap().trim().to_string();
+    let out = std::process::Command::new(common::bin())
+        .args(["tickets", "ack", "INC-2", "--state-dir", state])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("SUDO_USER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "INC-2: acknowledged\n"
+    );
+    assert_eq!(
+        summaries(state, "INC-2").last().unwrap(),
+        &format!("acknowledged by {me}")
+    );
+    // A second ack adds nothing.
+    let before = summaries(state, "INC-2").len();
+    assert_eq!(
+        ok(&[
+            "tickets",
+            "ack",
+            "INC-2",
+            "--by",
+            "alice",
+            "--state-dir",
+            state
+        ]),
+        "INC-2: already acknowledged\n"
+    );
+    assert_eq!(summaries(state, "INC-2").len(), before);
+    // A post-mortem owner for a resolved ticket; who assigned it is recorded, as
+    // who resolves one is.
+    let as_nobody_in_particular = |args: &[&str]| {
+        let out = std::process::Command::new(common::bin())
+            .args(args)
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .env_remove("SUDO_USER")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        as_nobody_in_particular(&["tickets", "assign", "INC-1", "carol", "--state-dir", state]),
+        "INC-1: assigned to carol\n"
+    );
+    assert_eq!(
+        summaries(state, "INC-1").last().unwrap(),
+        &format!("assigned to carol by {me}")
+    );
+    as_nobody_in_particular(&[
+        "tickets",
+        "resolve",
+        "INC-2",
+        "--note",
+        "fixed",
+        "--state-dir",
+        state,
+    ]);
+    assert_eq!(
+        summaries(state, "INC-2").last().unwrap(),
+        &format!("resolved by {me}: fixed")
+    );
+    let t = json(&["tickets", "show", "INC-1", "--json", "--state-dir", state]);
+    assert_eq!(
+        (t["status"].as_str(), t["assignee"].as_str()),
+        (Some("resolved"), Some("carol"))
+    );
+    assert!(t["body"].as_str().unwrap().contains("| Assignee | carol |"));
+    // `--resource` is a regular expression, like a rule's; a broken one is refused.
+    let out = anomalyd(&[
+        "silence",
+        "add",
+        "--resource",
+        "([",
+        "--duration",
+        "1h",
+        "--comment",
+        "x",
+        "--state-dir",
+        state,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--resource: invalid regular expression \"([\": unclosed"),
+        "{err}"
+    );
+    ok(&[
+        "silence",
+        "add",
+        "--resource",
+        "sd[a-c]",
+        "--duration",
+        "1h",
+        "--comment",
+        "swap",
+        "--state-dir",
+        state,
+    ]);
+    let listed = json(&["silence", "list", "--json", "--state-dir", state]);
+    assert_eq!(listed[0]["matchers"]["resource"], "sd[a-c]");
 }

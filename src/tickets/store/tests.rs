@@ -67,7 +67,13 @@ fn add_event_records_actions_in_timeline_body_and_outbox() {
     let t = s.get("INC-1", 4_000).expect("get").expect("exists");
     assert_eq!(kinds(&s, "INC-1"), ["opened", "action", "note"]);
     assert_eq!(t.timeline[1].detail["rule"], "nginx");
-    assert!(t.body.starts_with("# Report"), "{}", t.body);
+    assert!(
+        t.body
+            .starts_with("# INC-1: storage anomaly on web1 (sdb)\n")
+            && t.body.contains("\n# Report\n"),
+        "{}",
+        t.body
+    );
     assert!(
         t.body.contains("## Remediation") && t.body.contains("restart nginx: exit 0 in 1.2 s"),
         "{}",
@@ -113,7 +119,11 @@ fn lifecycle_open_update_resolve_reopen() {
     .expect("update");
     let t = s.get("INC-1", 61_000).expect("get").expect("exists");
     assert_eq!((t.severity.as_str(), t.status), ("P2", Status::Open));
-    assert!(t.body.starts_with("r2"));
+    assert!(
+        t.body.contains("\nr2\n") && !t.body.contains("r1"),
+        "{}",
+        t.body
+    );
     assert_eq!(t.duration_seconds, 60.0);
     inc.resolved_ms = Some(721_000);
     s.apply(&Change::Resolved(inc.clone()), "r3", None, 721_000)
@@ -176,14 +186,15 @@ fn operator_ack_assign_resolve_and_persistence() {
         )
         .expect("open");
         s.ack("INC-1", Some("alice"), 3_000).expect("ack");
-        s.assign("INC-1", "bob", 4_000).expect("assign");
-        s.resolve("INC-1", "disk replaced", 5_000).expect("resolve");
+        s.assign("INC-1", "bob", None, 4_000).expect("assign");
+        s.resolve("INC-1", "disk replaced", None, 5_000)
+            .expect("resolve");
         assert!(matches!(
             s.ack("INC-1", None, 6_000),
             Err(StoreError::Resolved { .. })
         ));
         assert!(matches!(
-            s.assign("INC-9", "x", 6_000),
+            s.assign("INC-9", "x", None, 6_000),
             Err(StoreError::NoTicket(_))
         ));
     }
@@ -270,7 +281,7 @@ fn silences_are_stored_listed_and_removed() {
     let s = store(dir.path());
     let m = Matchers {
         label: Some("storage".into()),
-        resource: Some("sdb".into()),
+        resource: Some(crate::config::reader::Pattern::parse("sd[b-c]").expect("regex")),
         ..Default::default()
     };
     let id = s.add_silence(&m, 0, 10_000, "disk swap", 0).expect("add");
@@ -285,6 +296,11 @@ fn silences_are_stored_listed_and_removed() {
     assert!(active[0].matchers.matches(&incident("INC-1", Severity::P3)));
     let mut other = incident("INC-1", Severity::P3);
     other.resource = Some("sda".into());
+    assert!(!active[0].matchers.matches(&other));
+    // The resource is an anchored regular expression, like a rule's.
+    other.resource = Some("sdc".into());
+    assert!(active[0].matchers.matches(&other));
+    other.resource = Some("sdbx".into());
     assert!(!active[0].matchers.matches(&other));
     assert_eq!(s.silences(1_000, true).expect("list").len(), 2);
     s.remove_silence(&id2).expect("remove");
@@ -318,4 +334,148 @@ fn delivery_ids_differ_between_databases_and_persist_within_one() {
     assert_eq!(first.len(), 12);
     assert_eq!(ids(a.path()), first, "reopening keeps the instance id");
     assert_ne!(ids(b.path()), first, "a new database draws a new one");
+}
+
+#[test]
+fn the_timeline_is_in_time_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = store(dir.path());
+    s.apply(
+        &Change::Opened(incident("INC-1", Severity::P3)),
+        "r",
+        None,
+        1_000,
+    )
+    .expect("open");
+    // A run's result recorded after the verification dated before it (results come
+    // in late), and one at the same instant as the opening.
+    for (at, what) in [(9_000, "verified"), (5_000, "ran"), (1_000, "queued")] {
+        s.add_event("INC-1", at, "action", what, &serde_json::Value::Null)
+            .expect("event");
+    }
+    let t = s.get("INC-1", 10_000).expect("get").expect("exists");
+    let order: Vec<(i64, &str)> = t
+        .timeline
+        .iter()
+        .map(|e| (e.at_ms, e.summary.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (1_000, "opened: storage anomaly on web1 (sdb)"),
+            (1_000, "queued"),
+            (5_000, "ran"),
+            (9_000, "verified")
+        ]
+    );
+    let queued = t.body.find("queued").expect("in body");
+    let ran = t.body.find("ran").expect("in body");
+    assert!(queued < ran && ran < t.body.find("verified").expect("in body"));
+}
+
+#[test]
+fn a_second_ack_or_the_same_assignment_adds_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = store(dir.path());
+    s.apply(
+        &Change::Opened(incident("INC-1", Severity::P3)),
+        "r",
+        None,
+        1_000,
+    )
+    .expect("open");
+    assert!(s.ack("INC-1", Some("alice"), 2_000).expect("ack"));
+    assert!(!s.ack("INC-1", Some("alice"), 3_000).expect("ack"));
+    assert!(!s.ack("INC-1", Some("bob"), 3_000).expect("ack"));
+    assert!(s.assign("INC-1", "bob", None, 4_000).expect("assign"));
+    assert!(!s.assign("INC-1", "bob", None, 5_000).expect("assign"));
+    assert_eq!(kinds(&s, "INC-1"), ["opened", "acknowledged", "assigned"]);
+    assert_eq!(queued(&s).len(), 6, "one delivery per sink and change");
+}
+
+#[test]
+fn resolved_tickets_take_an_assignee_but_send_nothing_more() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = store(dir.path());
+    let mut inc = incident("INC-1", Severity::P3);
+    s.apply(&Change::Opened(inc.clone()), "r", None, 1_000)
+        .expect("open");
+    inc.resolved_ms = Some(2_000);
+    s.apply(&Change::Resolved(inc), "r", None, 2_000)
+        .expect("resolve");
+    let sent = queued(&s).len();
+    assert!(s
+        .assign("INC-1", "carol", Some("alice"), 3_000)
+        .expect("assign"));
+    s.add_event(
+        "INC-1",
+        3_500,
+        "action",
+        "verified",
+        &serde_json::Value::Null,
+    )
+    .expect("event");
+    let t = s.get("INC-1", 4_000).expect("get").expect("exists");
+    assert_eq!(t.assignee.as_deref(), Some("carol"));
+    assert!(t.body.contains("| Assignee | carol |"), "{}", t.body);
+    assert!(t.body.contains("verified"), "{}", t.body);
+    assert_eq!(
+        t.timeline
+            .iter()
+            .find(|e| e.kind == "assigned")
+            .map(|e| e.summary.as_str()),
+        Some("assigned to carol by alice")
+    );
+    // Alertmanager would fire a resolved alert again on an update.
+    assert_eq!(queued(&s).len(), sent);
+    assert!(matches!(
+        s.ack("INC-1", None, 5_000),
+        Err(StoreError::Resolved { .. })
+    ));
+}
+
+#[test]
+fn version_1_reports_lose_their_stale_header() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = store(dir.path());
+    let mut inc = incident("INC-1", Severity::P3);
+    inc.resolved_ms = Some(2_000);
+    s.apply(
+        &Change::Opened(incident("INC-1", Severity::P3)),
+        "r",
+        None,
+        1_000,
+    )
+    .expect("open");
+    s.apply(&Change::Resolved(inc), "r", None, 2_000)
+        .expect("resolve");
+    drop(s);
+    // What version 1 stored: its own table (stale once resolved) and "Now:".
+    let old =
+        "# INC-1: t\n\n| | |\n|---|---|\n| State | open for 0 s |\n\n## What is anomalous\n\n\
+               peaked.\n\nNow: score 2.16 (still anomalous).\n\n## Forecast\n\nNone.\n";
+    let c = Connection::open(dir.path().join("tickets.db")).expect("open");
+    c.execute("UPDATE meta SET value = 1 WHERE key = 'version'", [])
+        .expect("v1");
+    c.execute("UPDATE tickets SET report = ?1, body = ?1", [old])
+        .expect("old report");
+    drop(c);
+    let s = store(dir.path());
+    let t = s.get("INC-1", 3_000).expect("get").expect("exists");
+    assert!(!t.body.contains("open for"), "{}", t.body);
+    assert!(!t.body.contains("Now: score"), "{}", t.body);
+    assert_eq!(t.body.matches("| State |").count(), 1, "{}", t.body);
+    assert!(t.body.contains("| State | resolved at "), "{}", t.body);
+    assert!(
+        t.body.contains("## What is anomalous\n\npeaked."),
+        "{}",
+        t.body
+    );
+    let c = Connection::open(dir.path().join("tickets.db")).expect("open");
+    let v: i64 = c
+        .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| {
+            r.get(0)
+        })
+        .expect("version");
+    assert_eq!(v, SCHEMA_VERSION);
 }
