@@ -27,7 +27,8 @@ fn main() -> ExitCode {
     match anomalyd::commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let chain: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("error: {}", anomalyd::text::error_chain(chain));
             if bad_input(&e) {
                 ExitCode::from(2)
             } else {

@@ -21,6 +21,8 @@ pub mod tickets;
 pub mod train;
 
 use std::net::SocketAddr;
+
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -81,7 +83,10 @@ pub fn resolve_common(common: &Common) -> Result<(Config, StateDir), ConfigError
 /// Model hyper-parameters from `--spec FILE`, or `default`.
 fn spec(file: Option<&Path>, default: &Spec) -> anyhow::Result<Spec> {
     Ok(match file {
-        Some(p) => Spec::from_json(&std::fs::read_to_string(p)?)?,
+        Some(p) => Spec::from_json(
+            &crate::config::file::read_text(p, crate::config::file::SMALL)
+                .with_context(|| format!("reading {}", p.display()))?,
+        )?,
         None => default.clone(),
     })
 }

@@ -408,3 +408,51 @@ fn wrong_passwords_are_rate_limited_and_valid_scrapes_served() {
     );
     d.stop();
 }
+
+/// Issue #18, messages: a web config's problems make `check-config` exit 2 with each
+/// YAML path; a CSV that is not UTF-8 says so once (not "…UTF-8: …UTF-8"), exit 2; a
+/// web config or secret that is a device is refused, not read until memory runs out.
+#[test]
+fn bad_input_exits_2_with_paths_and_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = write(
+        dir.path(),
+        "web.yml",
+        "basic_auth_users:\n  prom: plaintext\ntls_server_config:\n  cipher_suites: [x]\n",
+    );
+    let cfg = write(dir.path(), "c.yaml", &format!("web_config_file: {web}\n"));
+    let out = anomalyd(&["check-config", &cfg]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    for frag in [
+        "basic_auth_users.prom: not a bcrypt hash",
+        "tls_server_config.cipher_suites: unknown key",
+    ] {
+        assert!(stderr(&out).contains(frag), "{frag}: {}", stderr(&out));
+    }
+    let cfg = write(dir.path(), "d.yaml", "web_config_file: /dev/zero\n");
+    let out = anomalyd(&["check-config", &cfg]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+
+    let csv = dir.path().join("bad.csv");
+    std::fs::write(&csv, b"a,b\n1,\xff\xfe\n").unwrap();
+    let model = dir.path().join("m.json").display().to_string();
+    let out = anomalyd(&[
+        "train",
+        "--input",
+        &csv.display().to_string(),
+        "--out",
+        &model,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("valid UTF-8").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+}
