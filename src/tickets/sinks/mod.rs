@@ -413,7 +413,7 @@ pub(crate) fn secret(r: &mut Reader, s: &Section, prefix: &str, required: bool) 
     }
 }
 
-fn read_secret_file(p: &PathBuf) -> Result<Secret, String> {
+fn read_secret_file(p: &std::path::Path) -> Result<Secret, String> {
     // The error names the file, never its content.
     let text = crate::config::file::read_text(p, crate::config::file::SMALL)
         .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?;
