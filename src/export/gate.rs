@@ -8,7 +8,9 @@
 //!   [`BCRYPT_SLOTS`] at a time; a request that cannot get a slot within
 //!   [`BCRYPT_WAIT`] is refused at once with 503 instead of queueing;
 //! - a peer address with [`FAILURES_ALLOWED`] failed checks within
-//!   [`FAILURE_WINDOW`] gets 429 without any bcrypt until the window has passed.
+//!   [`FAILURE_WINDOW`] gets 429 without any bcrypt until the window has passed, and
+//!   only after [`TARPIT`]: a client hammering wrong passwords then gets one answer a
+//!   second per connection, whatever its speed, at the cost of a timer here.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,6 +28,8 @@ pub const BCRYPT_WAIT: Duration = Duration::from_millis(250);
 /// Failed checks a peer may make per window before it is refused without a check.
 pub const FAILURES_ALLOWED: u32 = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(10);
+/// How long a peer that is refused for failing too often waits for its 429.
+pub const TARPIT: Duration = Duration::from_secs(1);
 /// Peers remembered at once; expired entries are dropped when it is reached.
 const MAX_PEERS: usize = 4096;
 
@@ -69,12 +73,17 @@ impl Gate {
             Presented::Malformed => return Decision::Deny,
             Presented::Unverified(c) => c,
         };
-        if self.limited(peer) {
+        // Counted as a failure before the check: 50 concurrent wrong passwords
+        // would otherwise all start a bcrypt before the first one failed.
+        if !self.attempt(peer) {
+            tokio::time::sleep(TARPIT).await;
             return Decision::TooMany;
         }
         let Ok(Ok(permit)) =
             tokio::time::timeout(BCRYPT_WAIT, self.slots.clone().acquire_owned()).await
         else {
+            // Not checked, so not a failure either.
+            self.succeeded(peer);
             return Decision::Busy;
         };
         let ok = tokio::task::spawn_blocking(move || {
@@ -84,24 +93,27 @@ impl Gate {
         .await
         .unwrap_or(false);
         if ok {
+            self.succeeded(peer);
             Decision::Allow
         } else {
-            self.failed(peer);
             Decision::Deny
         }
     }
 
-    fn limited(&self, peer: IpAddr) -> bool {
-        let Ok(map) = self.failures.lock() else {
-            return false;
-        };
-        map.get(&peer)
-            .is_some_and(|(n, since)| *n >= FAILURES_ALLOWED && since.elapsed() < FAILURE_WINDOW)
+    /// A successful check is not a failure after all.
+    fn succeeded(&self, peer: IpAddr) {
+        if let Ok(mut map) = self.failures.lock() {
+            if let Some((n, _)) = map.get_mut(&peer) {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 
-    fn failed(&self, peer: IpAddr) {
+    /// Count an attempt from `peer` as a failure until it succeeds; false when the
+    /// peer has used up its attempts for this window.
+    fn attempt(&self, peer: IpAddr) -> bool {
         let Ok(mut map) = self.failures.lock() else {
-            return;
+            return true;
         };
         if map.len() >= MAX_PEERS && !map.contains_key(&peer) {
             map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
@@ -117,7 +129,11 @@ impl Gate {
         if entry.1.elapsed() >= FAILURE_WINDOW {
             *entry = (0, Instant::now());
         }
+        if entry.0 >= FAILURES_ALLOWED {
+            return false;
+        }
         entry.0 += 1;
+        true
     }
 }
 

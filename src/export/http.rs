@@ -33,7 +33,6 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::config::HttpConfig;
@@ -331,7 +330,15 @@ pub async fn serve(
     let gate = Gate::new(state.web.auth.clone());
     let slots = Arc::new(Semaphore::new(config.max_connections as usize));
     let trim = Arc::new(Trim::default());
-    let mut conns = JoinSet::new();
+    let trimmer = tokio::spawn({
+        let trim = trim.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                trim.maybe();
+            }
+        }
+    });
     let mut errors = AcceptErrors::default();
     loop {
         // Wait for a free slot before accepting, so a full server leaves new
@@ -360,29 +367,46 @@ pub async fn serve(
                 }
             },
         };
-        while conns.try_join_next().is_some() {}
         trim.opened();
         let (state, gate, acceptor, trim) =
             (state.clone(), gate.clone(), acceptor.clone(), trim.clone());
-        let config = config.clone();
-        conns.spawn(async move {
-            connection(stream, peer, state, gate, acceptor, &config).await;
+        let (config, mut shutdown) = (config.clone(), shutdown.clone());
+        // Detached: a finished connection's task is freed at once (a JoinSet keeps
+        // every finished task until it is joined). The shutdown ends each one.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection(stream, peer, state, gate, acceptor, &config) => {}
+                _ = shutdown.wait() => {}
+            }
             drop(permit);
             trim.closed();
         });
     }
-    conns.shutdown().await;
+    trimmer.abort();
+}
+
+/// Serve one connection over any byte stream, as [`serve`] does a TCP connection (no
+/// TLS): for the fuzz targets (`fuzz/`), which feed requests through memory.
+#[doc(hidden)]
+pub async fn serve_stream<S>(stream: S, peer: SocketAddr, state: State, config: &HttpConfig)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let gate = Gate::new(state.web.auth.clone());
+    connection(stream, peer, state, gate, None, config).await;
 }
 
 /// One connection, TLS or not, until the client closes it or breaks a time limit.
-async fn connection(
-    stream: tokio::net::TcpStream,
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
     state: State,
     gate: Gate,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     config: &HttpConfig,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let stream = Tracked {
         inner: stream,
@@ -558,7 +582,12 @@ impl Trim {
     }
 
     fn closed(&self) {
-        let open = self.open.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Called every few seconds: once a burst has drained, trim.
+    fn maybe(&self) {
+        let open = self.open.load(Ordering::Relaxed);
         let Ok(mut peak) = self.peak.lock() else {
             return;
         };

@@ -173,7 +173,12 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
     };
     let text =
         file::read_text(path, MAX_YAML_BYTES as u64).map_err(|e| fail(vec![e.to_string()]))?;
-    let doc = parse_yaml(&text).map_err(|e| fail(vec![e]))?;
+    parse(&text, path.parent().unwrap_or(Path::new("."))).map_err(fail)
+}
+
+/// Validate web config text; `base` is the directory relative file names start from.
+pub fn parse(text: &str, base: &Path) -> Result<WebConfig, Vec<String>> {
+    let doc = parse_yaml(text).map_err(|e| vec![e])?;
     let mut r = Reader::default();
     let top = r.section(
         Some(&doc),
@@ -247,12 +252,11 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         }
     }
     if !r.errors.is_empty() {
-        return Err(fail(r.errors));
+        return Err(r.errors);
     }
-    let base = path.parent().unwrap_or(Path::new("."));
     let tls = match tls {
         None => None,
-        Some(t) => Some(Arc::new(tls_config(base, t).map_err(|e| fail(vec![e]))?)),
+        Some(t) => Some(Arc::new(tls_config(base, t).map_err(|e| vec![e])?)),
     };
     let auth = (!users.is_empty()).then(|| BasicAuth {
         users: Arc::new(users),

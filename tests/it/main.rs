@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod fleet;
 mod forecast;
+mod fuzz;
 mod hardening;
 mod history_crash;
 mod layers;
