@@ -183,15 +183,24 @@ fn http_states() -> (http::State, http::State) {
 
 // ---- seeds and dictionaries ----
 
+/// Small seeds, one per section, outnumber the two whole files (whose mutants cost a
+/// millisecond each, mostly compiling their regular expressions), so a run spends its
+/// inputs across every section.
 fn config_seeds() -> Vec<Vec<u8>> {
     [
         include_str!("../config/anomalyd.yaml"),
         include_str!("../tests/configs/valid/full.yaml"),
         include_str!("../tests/configs/valid/minimal.yaml"),
-        "interval: 1s\nhttp: {max_connections: 10, header_timeout: 2s}\n",
+        "interval: 1s\nhttp: {max_connections: 10, header_timeout: 2s, idle_timeout: 1m}\n",
         "basic_auth_users:\n  prom: $2y$04$abcdefghijklmnopqrstuu5Y0M0B0Q2m0t1S1Z0a3pWQ2a6u1qZ6\n\
          http_server_config:\n  headers: {X-A: b}\ntls_server_config: {min_version: TLS13}\n",
         "interval: [[[[1]]]]\nlisten: ':9187'\nhistory: {max_size: 1GiB, retention: 30d}\n",
+        "collectors:\n  disk: {mount_points: {include: '/|/var', exclude: ''}}\n  ping: {targets: [127.0.0.1, '::1'], packets: 3}\n",
+        "model: {warmup: 1h, retrain_interval: 6h}\nforecast: {window: 6h, risk: {horizon: 30m}}\n",
+        "incidents:\n  open_after: 3\n  open_window: 5\n  silences:\n    - {label: cpu, starts: '2025-01-01T00:00:00Z', ends: '2025-01-02T00:00:00Z'}\n",
+        "tickets:\n  sinks:\n    - {name: hook, type: webhook, url: 'http://127.0.0.1:9/h', secret_env: X}\n",
+        "remediation:\n  enabled: true\n  rules:\n    - {name: fix, command: [/bin/true], match: {label: storage}, env: {A: b}}\n",
+        "log_level: debug\npaths: {procfs: /proc}\nweb_config_file: web.yml\n",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())

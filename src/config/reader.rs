@@ -18,8 +18,26 @@ use serde_yaml::{Mapping, Value};
 pub struct Pattern(pub Regex);
 
 impl Pattern {
+    /// Compiled once per process for each source (a `Regex` clone shares it): every
+    /// parse of a config, each reload included, would otherwise compile the same
+    /// built-in filters again, which is most of a parse's time.
     pub fn new(src: &str) -> Result<Self, regex::Error> {
-        Regex::new(&format!("^(?:{src})$")).map(Pattern)
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        static COMPILED: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+        let cache = COMPILED.get_or_init(Default::default);
+        if let Some(re) = cache.lock().ok().and_then(|c| c.get(src).cloned()) {
+            return Ok(Pattern(re));
+        }
+        let re = Regex::new(&format!("^(?:{src})$"))?;
+        if let Ok(mut c) = cache.lock() {
+            // Bounded: configs hold a few dozen patterns; anything past this is churn.
+            if c.len() >= 256 {
+                c.clear();
+            }
+            c.insert(src.to_string(), re.clone());
+        }
+        Ok(Pattern(re))
     }
     pub fn is_match(&self, s: &str) -> bool {
         self.0.is_match(s)
