@@ -601,3 +601,27 @@ impl Trim {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #18: "accept failed" was logged 582 times a minute with a fixed 100 ms
+    /// pause. Now: a doubling pause up to 1 s, and the episode counted for one line
+    /// when it starts and one when it ends.
+    #[test]
+    fn accept_errors_back_off_and_count_one_episode() {
+        let mut errors = AcceptErrors::default();
+        let e = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let pauses: Vec<u128> = (0..10).map(|_| errors.failed(&e).as_millis()).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        assert_eq!(errors.failed, 10);
+        errors.succeeded();
+        assert_eq!(errors.failed, 0);
+        assert_eq!(
+            errors.failed(&e).as_millis(),
+            10,
+            "a new episode starts over"
+        );
+    }
+}

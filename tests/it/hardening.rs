@@ -87,6 +87,11 @@ fn a_bad_file_on_sighup_is_logged_and_the_daemon_keeps_sampling() {
     );
     d.signal(libc::SIGHUP);
     d.wait_log("reload failed", Duration::from_secs(10));
+    // 100,000 nested brackets took 44 s to parse, on the tick's thread.
+    let deep = format!("interval: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    write(dir.path(), "c.yaml", &deep);
+    d.signal(libc::SIGHUP);
+    d.wait_log("nested too deeply", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
     assert!(d.child.try_wait().unwrap().is_none(), "the daemon died");
     assert_eq!(d.get("/healthz").0, 200);
