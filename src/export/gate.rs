@@ -5,7 +5,7 @@
 //! - credentials verified once are cached ([`super::webconfig::BasicAuth`]), so a
 //!   scraper pays bcrypt once, not every scrape;
 //! - the check runs on the blocking pool of the HTTP server's own runtime, at most
-//!   [`BCRYPT_SLOTS`] at a time; a request that cannot get a slot within
+//!   [`BCRYPT_SLOTS`] at a time, at a lower CPU priority; a request that cannot get a slot within
 //!   [`BCRYPT_WAIT`] is refused at once with 503 instead of queueing;
 //! - a peer address with [`FAILURES_ALLOWED`] failed checks within
 //!   [`FAILURE_WINDOW`] gets 429 without any bcrypt until the window has passed, and
@@ -21,8 +21,9 @@ use tokio::sync::Semaphore;
 
 use super::webconfig::{BasicAuth, Presented};
 
-/// bcrypt verifications running at once (one core's worth on a small host).
-pub const BCRYPT_SLOTS: usize = 2;
+/// bcrypt verifications running at once: one, so a burst of them never takes more
+/// than one core (their threads also run at a lower priority).
+pub const BCRYPT_SLOTS: usize = 1;
 /// How long a request waits for a bcrypt slot before it is refused.
 pub const BCRYPT_WAIT: Duration = Duration::from_millis(250);
 /// Failed checks a peer may make per window before it is refused without a check.

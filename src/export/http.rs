@@ -272,6 +272,15 @@ pub fn spawn(
         .enable_all()
         // bcrypt (at most [`super::gate::BCRYPT_SLOTS`]) and ticket queries.
         .max_blocking_threads(4)
+        // Those threads run below everything else: on a busy host a burst of
+        // bcrypt must lose the CPU to the tick and to answering requests.
+        .on_thread_start(|| {
+            // SAFETY: setpriority on this thread's own id (Linux: per thread).
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+            }
+        })
         .thread_name("anomalyd-http")
         .build()?;
     let (tx, done) = std::sync::mpsc::channel();
