@@ -282,6 +282,11 @@ pub struct CollectArgs {
     pub ping_targets: Vec<String>,
 }
 
+/// Any duration flag: at most 100 years (the commands check their own ranges).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::config::reader::parse_duration(s)
+}
+
 /// `--interval`: the range of the config's `interval` key.
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let (min, max) = crate::settings::INTERVAL_RANGE;
