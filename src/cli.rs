@@ -268,8 +268,8 @@ pub struct RunArgs {
     /// Address for /metrics, e.g. 127.0.0.1:9187 or [::1]:9187.
     #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Option<std::net::SocketAddr>,
-    /// Sampling interval, e.g. 1s or 500ms.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Sampling interval, e.g. 1s or 500ms (10ms to 1h, as the `interval` key).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     pub interval: Option<Duration>,
     /// Ping target (repeatable); replaces the file's list.
     #[arg(long = "ping-target", value_name = "HOST")]
@@ -291,8 +291,24 @@ pub struct CollectArgs {
     pub ping_targets: Vec<String>,
 }
 
+/// Any duration flag: at most 100 years (the commands check their own ranges).
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::config::reader::parse_duration(s)
+}
+
+/// `--interval`: the range of the config's `interval` key.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let (min, max) = crate::settings::INTERVAL_RANGE;
+    crate::config::reader::parse_duration_in(s, min, max)
+}
+
+/// `silence add --duration`: up to ten years, so its end date is always a real date.
+fn parse_silence_duration(s: &str) -> Result<Duration, String> {
+    crate::config::reader::parse_duration_in(
+        s,
+        Duration::from_millis(1),
+        Duration::from_secs(10 * 366 * 86_400),
+    )
 }
 
 fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
@@ -403,8 +419,8 @@ pub struct SilenceAdd {
     /// An exact incident fingerprint.
     #[arg(long)]
     pub fingerprint: Option<String>,
-    /// How long, e.g. 2h or 30m.
-    #[arg(long, value_parser = parse_duration)]
+    /// How long, e.g. 2h or 30m (up to ten years).
+    #[arg(long, value_parser = parse_silence_duration)]
     pub duration: Duration,
     /// When it starts (RFC 3339); default: now.
     #[arg(long, value_name = "TIME")]

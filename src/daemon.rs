@@ -39,7 +39,8 @@ use crate::tickets::outbox::{Deliverer, DelivererHandle};
 /// line's flags applied again), and which file that is, for the logs.
 pub struct Reload {
     pub file: Option<PathBuf>,
-    pub load: Box<dyn Fn() -> Result<Config, ConfigErrors> + Send>,
+    /// Runs on the blocking pool, so a slow parse never holds up a tick.
+    pub load: Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>,
 }
 
 /// Run the daemon until `shutdown` resolves.
@@ -61,11 +62,7 @@ pub async fn run(
     }
     let web = match &config.web_config_file {
         Some(p) => webconfig::load(p)?,
-        None => webconfig::WebConfig {
-            tls: None,
-            auth: None,
-            headers: Vec::new(),
-        },
+        None => webconfig::WebConfig::plain(),
     };
     let scheme = if web.tls.is_some() { "https" } else { "http" };
     let (trigger, token) = shutdown::channel();
@@ -76,17 +73,18 @@ pub async fn run(
         .interval_ms
         .store(config.interval.as_millis() as i64, Ordering::Relaxed);
     let mut pipeline = Pipeline::open(&config, &state)?;
+    health.set_off(pipeline.components_off());
     // External ticket sinks: their own thread, so a slow or dead sink never holds up
     // sampling; the outbox in tickets.db keeps what they have not acknowledged.
     let mut deliverer = start_deliverer(&config, &state, &token)?;
 
-    let listener = http::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    check_fds(&config)?;
+    let listener =
+        http::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr()?;
     // Tests and scripts read this line to find an ephemeral port.
     tracing::info!("listening on {scheme}://{bound}/metrics");
-    let server = tokio::spawn(http::serve(
+    let server = http::spawn(
         listener,
         http::State {
             rendered: exporter.rendered.clone(),
@@ -97,8 +95,10 @@ pub async fn run(
                 .enabled
                 .then(|| crate::tickets::api::TicketsApi::new(state.tickets())),
         },
+        config.http.clone(),
         token.clone(),
-    ));
+    )
+    .context("starting the HTTP server thread")?;
 
     let notifier = Notifier::from_env();
     if let Some(p) = Notifier::watchdog_period() {
@@ -114,11 +114,21 @@ pub async fn run(
     tracing::debug!(interval = ?config.interval, collectors = collectors.len(), "sampling loop starting");
     let mut ready = false;
     let mut ticks: u64 = 0;
+    let mut reloading: Option<JoinHandle<Result<Config, ConfigErrors>>> = None;
     let result: anyhow::Result<()> = loop {
         tokio::select! {
             _ = &mut shutdown => break Ok(()),
             _ = hup.recv() => {
-                match (reload.load)() {
+                if reloading.is_some() {
+                    tracing::info!("SIGHUP: a reload is already running");
+                } else {
+                    let load = reload.load.clone();
+                    reloading = Some(tokio::task::spawn_blocking(move || load()));
+                }
+            }
+            loaded = finished(&mut reloading) => {
+                reloading = None;
+                match loaded.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
                     Ok(mut new) => {
                         if new.listen != config.listen || new.state_dir != config.state_dir || new.web_config_file != config.web_config_file || new.history != config.history {
                             tracing::warn!("listen, state_dir, web_config_file and history changes take effect on restart");
@@ -199,17 +209,42 @@ pub async fn run(
 /// must not hold the process past SIGTERM) and drops the runtime.
 async fn finish(
     notifier: &Notifier,
-    server: JoinHandle<()>,
+    server: http::Server,
     pipeline: Pipeline,
     deliverer: Option<DelivererHandle>,
 ) {
     tracing::info!("shutting down");
     notifier.send("STOPPING=1");
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    let _ = tokio::task::spawn_blocking(move || server.join(Duration::from_secs(1))).await;
     let _ = tokio::task::spawn_blocking(move || pipeline.close(Duration::from_millis(500))).await;
     if let Some(d) = deliverer {
         let _ = tokio::task::spawn_blocking(move || d.stop(Duration::from_secs(2))).await;
     }
+}
+
+/// The reload running on the blocking pool, when it is done; never, when none runs.
+async fn finished<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Refuse to start when the connection cap leaves too few descriptors for sampling:
+/// a server full of connections must never make the collectors fail to open /proc.
+fn check_fds(config: &Config) -> Result<(), ConfigErrors> {
+    use crate::export::config::RESERVED_FDS;
+    let limit = http::fd_limit();
+    let need = config.http.max_connections.saturating_add(RESERVED_FDS);
+    if need > limit {
+        return Err(ConfigErrors(vec![format!(
+            "http.max_connections: {} connections need {need} file descriptors with the \
+             {RESERVED_FDS} kept for sampling, but the limit is {limit} (raise LimitNOFILE \
+             or lower http.max_connections)",
+            config.http.max_connections
+        )]));
+    }
+    Ok(())
 }
 
 fn start_deliverer(
@@ -325,7 +360,7 @@ mod tests {
         };
         let reload = Reload {
             file: None,
-            load: Box::new(|| Ok(Config::default())),
+            load: Arc::new(|| Ok(Config::default())),
         };
         let stored = {
             let (path, config) = (state.history(), config.history.clone());

@@ -9,6 +9,18 @@ use clap::Parser;
 use anomalyd::cli::Cli;
 use anomalyd::settings::ConfigErrors;
 
+/// Whether the error is the input's fault (a file the operator gave us), not the
+/// machine's: those exit 2.
+fn bad_input(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<ConfigErrors>()
+            || c.is::<anomalyd::export::webconfig::WebConfigError>()
+            || c.is::<anomalyd::model::csv::CsvError>()
+            || c.is::<anomalyd::model::LoadError>()
+            || c.is::<anomalyd::model::spec::SpecError>()
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     anomalyd::logging::init();
@@ -18,7 +30,7 @@ fn main() -> ExitCode {
         Err(e) if anomalyd::commands::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", anomalyd::commands::error_text(&e));
-            if e.downcast_ref::<ConfigErrors>().is_some() {
+            if bad_input(&e) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

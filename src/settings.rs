@@ -19,12 +19,17 @@ use serde_yaml::Value;
 
 use crate::collect::Collectors;
 use crate::config::reader::{Paths, Reader};
+use crate::export::config::HttpConfig;
 use crate::forecast::ForecastConfig;
 use crate::incident::IncidentConfig;
 use crate::model::ModelConfig;
 use crate::remediate::RemediationConfig;
 use crate::store::HistoryConfig;
 use crate::tickets::TicketsConfig;
+
+/// The range of `interval` (and of `run --interval`).
+pub const INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(3600));
 
 /// Default Prometheus port: unassigned in Prometheus' port registry next to exporters.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
@@ -39,6 +44,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Optional exporter-toolkit web config (TLS, basic auth).
     pub web_config_file: Option<PathBuf>,
+    /// Connection cap and client timeouts of the HTTP server (`export/`).
+    pub http: HttpConfig,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: String,
     pub paths: Paths,
@@ -67,6 +74,7 @@ impl Default for Config {
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9187))),
             web_config_file: None,
+            http: Default::default(),
             log_level: "info".to_string(),
             paths: Paths::default(),
             collectors: Default::default(),
@@ -88,7 +96,7 @@ pub struct ConfigErrors(pub Vec<String>);
 
 /// Read and validate a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::config::file::read_text(path, crate::config::reader::MAX_YAML_BYTES as u64)
         .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
     parse(&text).map_err(|ConfigErrors(errs)| {
         ConfigErrors(
@@ -101,8 +109,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Validate configuration text. An empty document is the defaults.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    let doc: Value = serde_yaml::from_str(text)
-        .map_err(|e| ConfigErrors(vec![format!("malformed YAML: {e}")]))?;
+    let doc: Value = crate::config::reader::parse_yaml(text).map_err(|e| ConfigErrors(vec![e]))?;
     let mut r = Reader::default();
     let d = Config::default();
     let top = r.section(
@@ -113,6 +120,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "state_dir",
             "listen",
             "web_config_file",
+            "http",
             "log_level",
             "paths",
             "collectors",
@@ -128,12 +136,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         &mut r,
         "interval",
         d.interval,
-        Duration::from_millis(10),
-        Duration::from_secs(3600),
+        INTERVAL_RANGE.0,
+        INTERVAL_RANGE.1,
     );
     let state_dir = top.opt_path(&mut r, "state_dir").unwrap_or(d.state_dir);
     let listen = top.socket_addr(&mut r, "listen", d.listen);
     let web_config_file = top.opt_path(&mut r, "web_config_file");
+    let http = crate::export::config::parse_config(&mut r, top.get("http"), "http");
     let log_level = top.one_of(
         &mut r,
         "log_level",
@@ -169,6 +178,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             state_dir,
             listen,
             web_config_file,
+            http,
             log_level,
             paths,
             collectors,

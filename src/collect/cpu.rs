@@ -246,6 +246,13 @@ fn parse_loadavg(text: &str, path: &Path) -> Result<[f64; 3], CollectError> {
     Ok(load)
 }
 
+#[doc(hidden)]
+pub fn parse_for_fuzzing(text: &str) {
+    let p = Path::new("fuzz");
+    let _ = parse_stat(text, p);
+    let _ = parse_loadavg(text, p);
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -526,6 +526,14 @@ fn fs_stat(raw: &libc::statvfs) -> FsStat {
     }
 }
 
+#[doc(hidden)]
+pub fn parse_for_fuzzing(text: &str) {
+    let _ = parse_diskstats(text);
+    for line in text.lines() {
+        let _ = parse_mount(line);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

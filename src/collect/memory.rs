@@ -156,6 +156,12 @@ fn parse_vmstat_field(text: &str, name: &str) -> Option<u64> {
     })
 }
 
+#[doc(hidden)]
+pub fn parse_for_fuzzing(text: &str) {
+    let _ = parse_meminfo(text);
+    let _ = parse_vmstat_field(text, "pgmajfault");
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

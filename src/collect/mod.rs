@@ -156,6 +156,16 @@ pub fn run_all(collectors: &mut [Box<dyn Collector>], timestamp_ms: i64) -> Samp
 }
 
 /// Helpers shared by the collectors' unit tests.
+/// Every /proc and /sys parser on the same text, for the fuzz targets (`fuzz/`):
+/// whatever the kernel, a container runtime or a fixture hands us, none may panic.
+#[doc(hidden)]
+pub fn parse_proc_for_fuzzing(text: &str) {
+    cpu::parse_for_fuzzing(text);
+    memory::parse_for_fuzzing(text);
+    network::parse_for_fuzzing(text);
+    disk::parse_for_fuzzing(text);
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::Paths;

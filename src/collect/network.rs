@@ -323,6 +323,12 @@ fn parse_snmp(text: &str) -> HashMap<(&str, &str), u64> {
     values
 }
 
+#[doc(hidden)]
+pub fn parse_for_fuzzing(text: &str) {
+    let _ = parse_net_dev(text);
+    let _ = parse_snmp(text);
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

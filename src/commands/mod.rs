@@ -21,6 +21,8 @@ pub mod tickets;
 pub mod train;
 
 use std::net::SocketAddr;
+
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -81,7 +83,10 @@ pub fn resolve_common(common: &Common) -> Result<(Config, StateDir), ConfigError
 /// Model hyper-parameters from `--spec FILE`, or `default`.
 fn spec(file: Option<&Path>, default: &Spec) -> anyhow::Result<Spec> {
     Ok(match file {
-        Some(p) => Spec::from_json(&std::fs::read_to_string(p)?)?,
+        Some(p) => Spec::from_json(
+            &crate::config::file::read_text(p, crate::config::file::SMALL)
+                .with_context(|| format!("reading {}", p.display()))?,
+        )?,
         None => default.clone(),
     })
 }
@@ -90,18 +95,7 @@ fn spec(file: Option<&Path>, default: &Spec) -> anyhow::Result<Spec> {
 /// (`cannot read x.csv: No such file or directory (os error 2)`) is not followed by
 /// the cause again, as `{:#}` would.
 pub fn error_text(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if text.contains(&s) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&s);
-    }
-    text
+    crate::text::error_chain(e.as_ref())
 }
 
 /// Whether `e` is a write to a pipe whose reader has gone (`| head`): Unix tools

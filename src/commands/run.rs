@@ -24,7 +24,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // SIGHUP reads the file again and applies the same flags over it.
     let reload = Reload {
         file: file.clone(),
-        load: Box::new(move || flags.load(file.as_deref())),
+        load: std::sync::Arc::new(move || flags.load(file.as_deref())),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -6,4 +6,5 @@
 //! with the code they configure (`collect/disk.rs`, `store/config.rs`, ...);
 //! `settings.rs` assembles the whole [`crate::settings::Config`] from them.
 
+pub mod file;
 pub mod reader;

@@ -18,8 +18,26 @@ use serde_yaml::{Mapping, Value};
 pub struct Pattern(pub Regex);
 
 impl Pattern {
+    /// Compiled once per process for each source (a `Regex` clone shares it): every
+    /// parse of a config, each reload included, would otherwise compile the same
+    /// built-in filters again, which is most of a parse's time.
     pub fn new(src: &str) -> Result<Self, regex::Error> {
-        Regex::new(&format!("^(?:{src})$")).map(Pattern)
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        static COMPILED: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+        let cache = COMPILED.get_or_init(Default::default);
+        if let Some(re) = cache.lock().ok().and_then(|c| c.get(src).cloned()) {
+            return Ok(Pattern(re));
+        }
+        let re = Regex::new(&format!("^(?:{src})$"))?;
+        if let Ok(mut c) = cache.lock() {
+            // Bounded: configs hold a few dozen patterns; anything past this is churn.
+            if c.len() >= 256 {
+                c.clear();
+            }
+            c.insert(src.to_string(), re.clone());
+        }
+        Ok(Pattern(re))
     }
     /// [`new`](Self::new) with the error as one line people can read:
     /// `invalid regular expression "([": unclosed group`.
@@ -113,6 +131,101 @@ impl Paths {
     pub fn root(&self, mount: &str) -> PathBuf {
         self.rootfs.join(mount.trim_start_matches('/'))
     }
+}
+
+/// Limits on a YAML document, checked before and while it is parsed: parse time grows
+/// with the square of the flow nesting depth in the YAML parser, so a small file of
+/// brackets could freeze a reload for minutes.
+pub const MAX_YAML_BYTES: usize = 1 << 20;
+/// Deepest nesting of `[`/`{` (our deepest real config nests 6 levels).
+pub const MAX_YAML_DEPTH: usize = 64;
+/// Keys in all mappings together, and nodes of any kind.
+pub const MAX_YAML_KEYS: usize = 10_000;
+pub const MAX_YAML_NODES: usize = 100_000;
+
+/// Parse a YAML document within the limits above; the error says which one was hit.
+pub fn parse_yaml(text: &str) -> Result<Value, String> {
+    if text.len() > MAX_YAML_BYTES {
+        return Err(format!(
+            "too large ({} bytes, at most {MAX_YAML_BYTES})",
+            text.len()
+        ));
+    }
+    let depth = flow_depth(text);
+    if depth > MAX_YAML_DEPTH {
+        return Err(format!(
+            "nested too deeply (at most {MAX_YAML_DEPTH} levels)"
+        ));
+    }
+    let doc: Value = serde_yaml::from_str(text).map_err(|e| format!("malformed YAML: {e}"))?;
+    let (mut keys, mut nodes) = (0usize, 0usize);
+    let mut stack = vec![&doc];
+    while let Some(v) = stack.pop() {
+        nodes += 1;
+        match v {
+            Value::Sequence(items) => stack.extend(items),
+            Value::Mapping(m) => {
+                keys += m.len();
+                stack.extend(m.values());
+            }
+            Value::Tagged(t) => stack.push(&t.value),
+            _ => {}
+        }
+        if keys > MAX_YAML_KEYS || nodes > MAX_YAML_NODES {
+            return Err(format!(
+                "too many keys or values (at most {MAX_YAML_KEYS} keys and {MAX_YAML_NODES} values)"
+            ));
+        }
+    }
+    Ok(doc)
+}
+
+/// The deepest `[`/`{` nesting in `text`, never less than the YAML parser will see.
+/// Quoted scalars (which start only where a token can) and comments are skipped; a
+/// quote never spans lines here, so a quote misread inside a block scalar can hide
+/// nothing past its own line. Brackets in plain scalars count, which can only
+/// overestimate.
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for line in text.lines() {
+        let mut token_start = true;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '#' if token_start => break,
+                '"' if token_start => {
+                    while let Some(q) = chars.next() {
+                        match q {
+                            '\\' => {
+                                chars.next();
+                            }
+                            '"' => break,
+                            _ => {}
+                        }
+                    }
+                }
+                '\'' if token_start => {
+                    while let Some(q) = chars.next() {
+                        if q == '\'' {
+                            if chars.peek() == Some(&'\'') {
+                                chars.next();
+                            } else {
+                                break;
+                            }
+                        }
+                    }
+                }
+                '[' | '{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            token_start = matches!(c, ' ' | '\t' | '[' | '{' | ',' | ']' | '}');
+        }
+    }
+    deepest
 }
 
 #[derive(Default)]
@@ -321,7 +434,8 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub fn size(&self, r: &mut Reader, key: &str, default: u64, min: u64) -> u64 {
+    /// A size in bytes within `min..=max`.
+    pub fn size(&self, r: &mut Reader, key: &str, default: u64, min: u64, max: u64) -> u64 {
         let v = match self.get(key) {
             None => return default,
             Some(v) => v,
@@ -334,11 +448,11 @@ impl<'a> Section<'a> {
             _ => Err("expected a size like \"512MiB\" or a number of bytes".to_string()),
         };
         match parsed {
-            Ok(n) if n >= min => n,
+            Ok(n) if (min..=max).contains(&n) => n,
             Ok(n) => {
                 r.error(
                     &self.path(key),
-                    format!("{n} bytes is too small (minimum {min})"),
+                    format!("{n} bytes is out of range (must be between {min} and {max})"),
                 );
                 default
             }
@@ -494,8 +608,14 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     Err("expected IP:PORT, [IPv6]:PORT or localhost:PORT".to_string())
 }
 
+/// The longest duration any setting or flag accepts. Each key has its own, smaller,
+/// range; this one keeps the arithmetic on durations (deadlines, end dates) far from
+/// overflow whatever the caller does with them.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// `1h30m`, `500ms`, `5m`, `30d`, `1.5s`. A bare number is refused: `interval: 1`
-/// could mean seconds or minutes, and guessing wrong is worse than asking.
+/// could mean seconds or minutes, and guessing wrong is worse than asking. Anything
+/// over [`MAX_DURATION`] is refused rather than wrapped or saturated.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s.is_empty() {
@@ -531,7 +651,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         };
         total += n * scale;
     }
-    Ok(Duration::from_secs_f64(total))
+    if !(total.is_finite() && total <= MAX_DURATION.as_secs_f64()) {
+        return Err("too long (at most 100 years)".into());
+    }
+    Duration::try_from_secs_f64(total).map_err(|e| e.to_string())
+}
+
+/// A duration flag's value within `min..=max`, with the same message as the config
+/// key it overrides (clap adds the flag's name).
+pub fn parse_duration_in(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min || d > max {
+        return Err(format!(
+            "out of range (must be between {} and {})",
+            crate::text::fmt_duration(min),
+            crate::text::fmt_duration(max)
+        ));
+    }
+    Ok(d)
 }
 
 /// `512MiB`, `1GiB`, `100MB`, `4096`, `64KiB`.
@@ -559,7 +696,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             ))
         }
     };
-    Ok((n * scale) as u64)
+    let bytes = n * scale;
+    // `as u64` would saturate a huge value silently: refuse it instead.
+    if !(bytes.is_finite() && bytes < u64::MAX as f64) {
+        return Err(format!("{s:?} is too large"));
+    }
+    Ok(bytes as u64)
 }
 
 #[cfg(test)]
@@ -579,6 +721,72 @@ mod tests {
         assert!(parse_duration("10").unwrap_err().contains("missing unit"));
         assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
         assert_eq!(crate::text::fmt_duration(Duration::from_secs(300)), "5m");
+    }
+
+    /// Issue #18: an oversized duration panicked ("cannot convert float seconds to
+    /// Duration") in check-config, on reload and in `--interval`/`silence --duration`.
+    #[test]
+    fn oversized_durations_and_sizes_are_errors_not_panics() {
+        for s in [
+            "99999999999999999999999s",
+            "9223372036854775s",
+            "18446744073709551616ms",
+            "101w1000000d",
+        ] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.contains("too long"), "{s}: {e}");
+        }
+        assert_eq!(
+            parse_duration("5200w").unwrap(),
+            Duration::from_secs(5200 * 7 * 86400)
+        );
+        assert!(parse_size("99999999999999999999999TiB")
+            .unwrap_err()
+            .contains("too large"));
+        let e = parse_duration_in("2h", Duration::from_millis(10), Duration::from_secs(3600));
+        assert!(e.unwrap_err().contains("between 10ms and 1h"));
+    }
+
+    #[test]
+    fn a_size_out_of_range_is_an_error_with_its_path() {
+        let doc: Value = serde_yaml::from_str("max: 1GiB\nmin: 10\n").unwrap();
+        let mut r = Reader::default();
+        let s = r.section(Some(&doc), "x", &["max", "min"]);
+        assert_eq!(s.size(&mut r, "max", 7, 0, 1 << 20), 7);
+        assert_eq!(s.size(&mut r, "min", 7, 100, 1 << 20), 7);
+        assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
+        assert!(r.errors[0].starts_with("x.max: 1073741824 bytes is out of range"));
+        assert!(r.errors[1].starts_with("x.min: 10 bytes is out of range"));
+    }
+
+    /// Issue #18: `interval: [[[[...]]]]` 100,000 deep froze a reload for 44 s.
+    #[test]
+    fn yaml_limits_refuse_deep_wide_and_large_documents_quickly() {
+        let t = std::time::Instant::now();
+        let deep = format!("interval: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_yaml(&deep).unwrap_err().contains("nested too deeply"));
+        // Quotes and comments cannot hide the brackets that follow them.
+        let hidden = format!("x: [{}]", "\" #\", [".repeat(200));
+        assert!(parse_yaml(&hidden)
+            .unwrap_err()
+            .contains("nested too deeply"));
+        let hidden = format!("x: [{}]", "\"]\", [".repeat(200));
+        assert!(parse_yaml(&hidden)
+            .unwrap_err()
+            .contains("nested too deeply"));
+        let hidden = format!("x: |\n  'a\ny: {}", "[".repeat(200));
+        assert!(parse_yaml(&hidden)
+            .unwrap_err()
+            .contains("nested too deeply"));
+        let keys: String = (0..20_000).map(|i| format!("k{i}: 1\n")).collect();
+        assert!(parse_yaml(&keys).unwrap_err().contains("too many keys"));
+        let big = "#".repeat(MAX_YAML_BYTES + 1);
+        assert!(parse_yaml(&big).unwrap_err().contains("too large"));
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        // What real configs hold still parses: quotes, brackets in them, comments.
+        let ok = "a: {b: [1, \"[x\", 'it''s [']}  # [[[\nc: don't [\nd: \"x\\\" [\"\n";
+        assert!(parse_yaml(ok).is_ok(), "{:?}", parse_yaml(ok));
+        assert_eq!(flow_depth("a: [[1], {b: [2]}]"), 3);
     }
 
     #[test]

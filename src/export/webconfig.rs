@@ -11,39 +11,28 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
+use serde_yaml::Value;
 
+use crate::config::file;
+use crate::config::reader::{parse_yaml, show, Reader, MAX_YAML_BYTES};
+
+/// Every problem in one web config file, each with its YAML path; a bad-input error
+/// (`check-config` and `run` exit 2 on it).
 #[derive(Debug, thiserror::Error)]
-pub enum WebConfigError {
-    #[error("web config {path}: {message}")]
-    Invalid { path: String, message: String },
+#[error("web config {path}:\n  {}", .errors.join("\n  "))]
+pub struct WebConfigError {
+    pub path: String,
+    pub errors: Vec<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    tls_server_config: Option<RawTls>,
-    #[serde(default)]
-    basic_auth_users: BTreeMap<String, String>,
-    http_server_config: Option<RawHttp>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The TLS section as written; file names relative to the web config's directory.
 struct RawTls {
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
     client_ca_file: Option<PathBuf>,
-    client_auth_type: Option<String>,
-    min_version: Option<String>,
-    max_version: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
+    client_auth_type: String,
+    min_version: String,
+    max_version: String,
 }
 
 /// A validated web config, ready to serve with.
@@ -52,6 +41,17 @@ pub struct WebConfig {
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     pub auth: Option<BasicAuth>,
     pub headers: Vec<(String, String)>,
+}
+
+impl WebConfig {
+    /// No TLS, no auth, no extra headers: what `run` uses without `web_config_file`.
+    pub fn plain() -> WebConfig {
+        WebConfig {
+            tls: None,
+            auth: None,
+            headers: Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -66,7 +66,9 @@ impl std::fmt::Debug for WebConfig {
 
 /// Basic auth against bcrypt hashes. bcrypt is slow on purpose (tens of ms); a
 /// scraper sends the same credentials every few seconds, so successful checks are
-/// cached by a keyed digest of the credentials, as exporter-toolkit does.
+/// cached by a keyed digest of the credentials, as exporter-toolkit does. The slow
+/// check ([`Credentials::verify`]) is the caller's to schedule: the HTTP server runs
+/// it on a bounded pool, never on a thread that serves requests.
 #[derive(Clone)]
 pub struct BasicAuth {
     users: Arc<BTreeMap<String, String>>,
@@ -74,42 +76,80 @@ pub struct BasicAuth {
     key: u64,
 }
 
-impl BasicAuth {
-    /// Check an `Authorization` header value.
-    pub fn check(&self, header: Option<&str>) -> bool {
-        use base64::Engine;
-        let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ")) else {
-            return false;
-        };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-            return false;
-        };
-        let Ok(text) = String::from_utf8(decoded) else {
-            return false;
-        };
-        let Some((user, password)) = text.split_once(':') else {
-            return false;
-        };
-        let digest = self.digest(&text);
-        if let Ok(cache) = self.cache.lock() {
-            if cache.contains(&digest) {
-                return true;
-            }
-        }
-        // Unknown users still pay a bcrypt verification so timing does not reveal
-        // which user names exist.
+/// What a request's `Authorization` header says, before any bcrypt.
+pub enum Presented {
+    /// No header, not Basic, or not decodable: refused without a bcrypt.
+    Malformed,
+    /// These exact credentials were verified before.
+    Cached,
+    /// Needs a bcrypt verification.
+    Unverified(Credentials),
+}
+
+/// Credentials that need the slow check.
+pub struct Credentials {
+    auth: BasicAuth,
+    user: String,
+    password: String,
+    digest: u64,
+}
+
+impl Credentials {
+    /// bcrypt against the user's hash (a dummy one for an unknown user, so timing does
+    /// not reveal which user names exist); remembered when it succeeds.
+    pub fn verify(self) -> bool {
         const DUMMY: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
-        let hash = self.users.get(user).map(String::as_str).unwrap_or(DUMMY);
-        let ok = bcrypt::verify(password, hash).unwrap_or(false) && self.users.contains_key(user);
+        let users = &self.auth.users;
+        let hash = users.get(&self.user).map(String::as_str).unwrap_or(DUMMY);
+        let ok =
+            bcrypt::verify(&self.password, hash).unwrap_or(false) && users.contains_key(&self.user);
         if ok {
-            if let Ok(mut cache) = self.cache.lock() {
+            if let Ok(mut cache) = self.auth.cache.lock() {
                 if cache.len() >= 64 {
                     cache.remove(0);
                 }
-                cache.push(digest);
+                cache.push(self.digest);
             }
         }
         ok
+    }
+}
+
+impl BasicAuth {
+    /// Sort an `Authorization` header value without doing anything slow.
+    pub fn present(&self, header: Option<&str>) -> Presented {
+        use base64::Engine;
+        let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ")) else {
+            return Presented::Malformed;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return Presented::Malformed;
+        };
+        let Ok(text) = String::from_utf8(decoded) else {
+            return Presented::Malformed;
+        };
+        let Some((user, password)) = text.split_once(':') else {
+            return Presented::Malformed;
+        };
+        let digest = self.digest(&text);
+        if self.cache.lock().is_ok_and(|c| c.contains(&digest)) {
+            return Presented::Cached;
+        }
+        Presented::Unverified(Credentials {
+            auth: self.clone(),
+            user: user.to_string(),
+            password: password.to_string(),
+            digest,
+        })
+    }
+
+    /// The whole check, slow path included, on the calling thread (tests, tools).
+    pub fn check(&self, header: Option<&str>) -> bool {
+        match self.present(header) {
+            Presented::Malformed => false,
+            Presented::Cached => true,
+            Presented::Unverified(c) => c.verify(),
+        }
     }
 
     fn digest(&self, text: &str) -> u64 {
@@ -123,88 +163,154 @@ impl BasicAuth {
     }
 }
 
-fn invalid(path: &Path, message: impl Into<String>) -> WebConfigError {
-    WebConfigError::Invalid {
+/// Read and validate a web config file. Relative paths inside it are relative to the
+/// file's directory, as in exporter-toolkit. Every problem is reported, each with its
+/// YAML path.
+pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+    let fail = |errors: Vec<String>| WebConfigError {
         path: path.display().to_string(),
-        message: message.into(),
-    }
+        errors,
+    };
+    let text =
+        file::read_text(path, MAX_YAML_BYTES as u64).map_err(|e| fail(vec![e.to_string()]))?;
+    parse(&text, path.parent().unwrap_or(Path::new("."))).map_err(fail)
 }
 
-/// Read and validate a web config file. Relative paths inside it are relative to the
-/// file's directory, as in exporter-toolkit.
-pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| invalid(path, e.to_string()))?;
-    let raw: Raw = serde_yaml::from_str(&text).map_err(|e| invalid(path, e.to_string()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let tls = match raw.tls_server_config {
-        None => None,
-        Some(t) => Some(Arc::new(tls_config(path, base, t)?)),
-    };
-    let auth = if raw.basic_auth_users.is_empty() {
-        None
-    } else {
-        for (user, hash) in &raw.basic_auth_users {
-            if user.contains(':') {
-                return Err(invalid(
-                    path,
-                    format!("basic_auth_users: user name {user:?} contains ':'"),
-                ));
-            }
-            if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
-                return Err(invalid(
-                    path,
-                    format!("basic_auth_users.{user}: not a bcrypt hash (expected $2y$...)"),
-                ));
-            }
+/// Validate web config text; `base` is the directory relative file names start from.
+pub fn parse(text: &str, base: &Path) -> Result<WebConfig, Vec<String>> {
+    let doc = parse_yaml(text).map_err(|e| vec![e])?;
+    let mut r = Reader::default();
+    let top = r.section(
+        Some(&doc),
+        "",
+        &[
+            "tls_server_config",
+            "basic_auth_users",
+            "http_server_config",
+        ],
+    );
+    let tls = top.get("tls_server_config").map(|v| {
+        let t = r.section(
+            Some(v),
+            "tls_server_config",
+            &[
+                "cert_file",
+                "key_file",
+                "client_ca_file",
+                "client_auth_type",
+                "min_version",
+                "max_version",
+            ],
+        );
+        RawTls {
+            cert_file: t.opt_path(&mut r, "cert_file"),
+            key_file: t.opt_path(&mut r, "key_file"),
+            client_ca_file: t.opt_path(&mut r, "client_ca_file"),
+            client_auth_type: t.one_of(
+                &mut r,
+                "client_auth_type",
+                &[
+                    "NoClientCert",
+                    "RequireAndVerifyClientCert",
+                    "VerifyClientCertIfGiven",
+                ],
+                "NoClientCert",
+            ),
+            min_version: t.one_of(&mut r, "min_version", &["TLS12", "TLS13"], "TLS12"),
+            max_version: t.one_of(&mut r, "max_version", &["TLS12", "TLS13"], "TLS13"),
         }
-        Some(BasicAuth {
-            users: Arc::new(raw.basic_auth_users),
-            cache: Arc::new(Mutex::new(Vec::new())),
-            key: rand::random(),
-        })
+    });
+    let users = string_map(&mut r, top.get("basic_auth_users"), "basic_auth_users");
+    for (user, hash) in &users {
+        let at = format!("basic_auth_users.{user}");
+        if user.contains(':') {
+            r.error(&at, "a user name cannot contain ':'");
+        } else if !(hash.starts_with("$2a$")
+            || hash.starts_with("$2b$")
+            || hash.starts_with("$2y$"))
+        {
+            r.error(&at, "not a bcrypt hash (expected $2y$...)");
+        }
+    }
+    let http = r.section(
+        top.get("http_server_config"),
+        "http_server_config",
+        &["headers"],
+    );
+    let headers: Vec<(String, String)> =
+        string_map(&mut r, http.get("headers"), "http_server_config.headers")
+            .into_iter()
+            .collect();
+    for (k, v) in &headers {
+        if hyper::header::HeaderName::try_from(k.as_str()).is_err()
+            || hyper::header::HeaderValue::try_from(v.as_str()).is_err()
+        {
+            r.error(
+                &format!("http_server_config.headers.{k}"),
+                "not a valid HTTP header",
+            );
+        }
+    }
+    if !r.errors.is_empty() {
+        return Err(r.errors);
+    }
+    let tls = match tls {
+        None => None,
+        Some(t) => Some(Arc::new(tls_config(base, t).map_err(|e| vec![e])?)),
     };
-    let headers = raw
-        .http_server_config
-        .map(|h| h.headers.into_iter().collect())
-        .unwrap_or_default();
+    let auth = (!users.is_empty()).then(|| BasicAuth {
+        users: Arc::new(users),
+        cache: Arc::new(Mutex::new(Vec::new())),
+        key: rand::random(),
+    });
     Ok(WebConfig { tls, auth, headers })
 }
 
-fn tls_config(
-    path: &Path,
-    base: &Path,
-    t: RawTls,
-) -> Result<tokio_rustls::rustls::ServerConfig, WebConfigError> {
+/// A mapping of strings to strings (user names to hashes, header names to values).
+fn string_map(r: &mut Reader, v: Option<&Value>, path: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Mapping(m)) => {
+            for (k, v) in m {
+                match (k.as_str(), v.as_str()) {
+                    (Some(k), Some(v)) => {
+                        out.insert(k.to_string(), v.to_string());
+                    }
+                    (Some(k), None) => r.error(
+                        &format!("{path}.{k}"),
+                        format!("expected a string, got {}", show(v)),
+                    ),
+                    (None, _) => r.error(path, format!("keys must be strings, got {}", show(k))),
+                }
+            }
+        }
+        Some(other) => r.error(path, format!("expected a mapping, got {}", show(other))),
+    }
+    out
+}
+
+fn tls_config(base: &Path, t: RawTls) -> Result<tokio_rustls::rustls::ServerConfig, String> {
     use tokio_rustls::rustls::{self, server::WebPkiClientVerifier, version, RootCertStore};
     let (Some(cert_file), Some(key_file)) = (t.cert_file, t.key_file) else {
-        return Err(invalid(
-            path,
-            "tls_server_config: cert_file and key_file are both required",
-        ));
+        return Err("tls_server_config: cert_file and key_file are both required".into());
     };
-    let read = |p: &Path| {
+    let read = |key: &str, p: &Path| {
         let full = base.join(p);
-        std::fs::read(&full).map_err(|e| invalid(path, format!("{}: {e}", full.display())))
+        file::read_bytes(&full, file::SMALL)
+            .map_err(|e| format!("tls_server_config.{key}: {}: {e}", full.display()))
     };
-    let certs: Vec<_> = rustls_pemfile::certs(&mut read(&cert_file)?.as_slice())
+    let certs: Vec<_> = rustls_pemfile::certs(&mut read("cert_file", &cert_file)?.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|e| invalid(path, format!("cert_file: {e}")))?;
+        .map_err(|e| format!("tls_server_config.cert_file: {e}"))?;
     if certs.is_empty() {
-        return Err(invalid(path, "cert_file: no certificate found"));
+        return Err("tls_server_config.cert_file: no certificate found".into());
     }
-    let key = rustls_pemfile::private_key(&mut read(&key_file)?.as_slice())
-        .map_err(|e| invalid(path, format!("key_file: {e}")))?
-        .ok_or_else(|| invalid(path, "key_file: no private key found"))?;
-    let ver = |v: &Option<String>, default| match v.as_deref() {
-        None => Ok(default),
-        Some("TLS12") => Ok(12),
-        Some("TLS13") => Ok(13),
-        Some(other) => Err(invalid(
-            path,
-            format!("unsupported TLS version {other:?} (TLS12 or TLS13)"),
-        )),
-    };
-    let (min, max) = (ver(&t.min_version, 12)?, ver(&t.max_version, 13)?);
+    let key = rustls_pemfile::private_key(&mut read("key_file", &key_file)?.as_slice())
+        .map_err(|e| format!("tls_server_config.key_file: {e}"))?
+        .ok_or("tls_server_config.key_file: no private key found")?;
+    let ver = |v: &str| if v == "TLS13" { 13 } else { 12 };
+    let (min, max) = (ver(&t.min_version), ver(&t.max_version));
     let versions: Vec<&'static rustls::SupportedProtocolVersion> =
         [(12, &version::TLS12), (13, &version::TLS13)]
             .into_iter()
@@ -212,38 +318,38 @@ fn tls_config(
             .map(|(_, p)| p)
             .collect();
     if versions.is_empty() {
-        return Err(invalid(path, "min_version is above max_version"));
+        return Err("tls_server_config.min_version: above max_version".into());
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
-        .map_err(|e| invalid(path, e.to_string()))?;
-    let auth_type = t.client_auth_type.as_deref().unwrap_or("NoClientCert");
-    let builder = match auth_type {
-        "NoClientCert" => builder.with_no_client_auth(),
-        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
-            let ca_file = t.client_ca_file.ok_or_else(|| invalid(path, format!("client_auth_type {auth_type} needs client_ca_file")))?;
-            let mut roots = RootCertStore::empty();
-            for c in rustls_pemfile::certs(&mut read(&ca_file)?.as_slice()) {
-                let c = c.map_err(|e| invalid(path, format!("client_ca_file: {e}")))?;
-                roots.add(c).map_err(|e| invalid(path, format!("client_ca_file: {e}")))?;
-            }
-            let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            if auth_type == "VerifyClientCertIfGiven" {
-                v = v.allow_unauthenticated();
-            }
-            builder.with_client_cert_verifier(v.build().map_err(|e| invalid(path, e.to_string()))?)
+        .map_err(|e| format!("tls_server_config: {e}"))?;
+    let auth_type = t.client_auth_type.as_str();
+    let builder = if auth_type == "NoClientCert" {
+        builder.with_no_client_auth()
+    } else {
+        let ca_file = t.client_ca_file.ok_or_else(|| {
+            format!("tls_server_config.client_ca_file: client_auth_type {auth_type} needs it")
+        })?;
+        let mut roots = RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut read("client_ca_file", &ca_file)?.as_slice()) {
+            let c = c.map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
         }
-        other => {
-            return Err(invalid(
-                path,
-                format!("client_auth_type {other:?} is not supported (NoClientCert, RequireAndVerifyClientCert, VerifyClientCertIfGiven)"),
-            ))
+        let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        if auth_type == "VerifyClientCertIfGiven" {
+            v = v.allow_unauthenticated();
         }
+        builder.with_client_cert_verifier(
+            v.build()
+                .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?,
+        )
     };
     let mut cfg = builder
         .with_single_cert(certs, key)
-        .map_err(|e| invalid(path, format!("certificate/key: {e}")))?;
+        .map_err(|e| format!("tls_server_config: certificate/key: {e}"))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -296,21 +402,59 @@ mod tests {
             "a.yml",
             "tls_server_config:\n  cipher_suites: [x]\n",
         );
-        assert!(load(&p).unwrap_err().to_string().contains("cipher_suites"));
+        let e = load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("tls_server_config.cipher_suites: unknown key"),
+            "{e}"
+        );
         let p = write(
             dir.path(),
             "b.yml",
             "basic_auth_users:\n  prom: plaintext\n",
         );
-        assert!(load(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("not a bcrypt hash"));
+        let e = load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("basic_auth_users.prom: not a bcrypt hash"),
+            "{e}"
+        );
         let p = write(
             dir.path(),
             "c.yml",
             "tls_server_config:\n  cert_file: nope.pem\n  key_file: nope.key\n",
         );
-        assert!(load(&p).unwrap_err().to_string().contains("nope.pem"));
+        let e = load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("tls_server_config.cert_file: ") && e.contains("nope.pem"),
+            "{e}"
+        );
+        // Every problem at once, each with its path.
+        let p = write(
+            dir.path(),
+            "d.yml",
+            "basic_auth_users: {a: x, b: 3}\nhttp_server_config: {headers: {X-A: [1]}}\nnope: 1\n",
+        );
+        let e = load(&p).unwrap_err().to_string();
+        for frag in [
+            "basic_auth_users.a: not a bcrypt hash",
+            "basic_auth_users.b: expected a string",
+            "http_server_config.headers.X-A: expected a string",
+            "nope: unknown key",
+        ] {
+            assert!(e.contains(frag), "{frag}: {e}");
+        }
+        // /dev/zero and FIFOs are refused, not read until memory runs out.
+        let p = write(
+            dir.path(),
+            "e.yml",
+            "tls_server_config:\n  cert_file: /dev/zero\n  key_file: /dev/zero\n",
+        );
+        assert!(load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
+        assert!(load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
     }
 }

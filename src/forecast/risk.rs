@@ -170,16 +170,15 @@ impl Calibration {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, text + "\n")?;
-        std::fs::rename(&tmp, path)
+        crate::store::write_atomic(path, (text + "\n").as_bytes())
     }
 
     /// Read and check a calibration for `model` under `cfg`; the reason when it
     /// does not apply.
     pub fn load(path: &Path, model: &Model, cfg: &RiskConfig) -> Result<Calibration, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = crate::config::file::read_text(path, crate::config::file::SMALL)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let c: Calibration = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not a risk calibration: {e}", path.display()))?;
         if c.format != FORMAT || c.version != FORMAT_VERSION {

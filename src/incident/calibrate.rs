@@ -109,16 +109,15 @@ struct Saved {
 }
 
 impl Calibration {
-    /// Write it beside the model it was calibrated for (temporary file, then rename).
+    /// Write it beside the model it was calibrated for ([`crate::store::write_atomic`]).
     pub fn save(&self, path: &std::path::Path, model_created_ms: i64) -> std::io::Result<()> {
         let saved = Saved {
             model_created_ms,
             calibration: self.clone(),
         };
         let json = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, json)?;
-        std::fs::rename(&tmp, path)
+        // Never through a link: a new temporary file, then a rename.
+        crate::store::write_atomic(path, &json)
     }
 
     /// The saved calibration, if it is the model's and for `budget`; otherwise why not.

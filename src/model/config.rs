@@ -75,7 +75,7 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> ModelConfi
     let spec_file = m.opt_path(r, "spec_file");
     let spec = match &spec_file {
         None => dm.spec.clone(),
-        Some(p) => match std::fs::read_to_string(p)
+        Some(p) => match crate::config::file::read_text(p, crate::config::file::SMALL)
             .map_err(|e| e.to_string())
             .and_then(|t| Spec::from_json(&t).map_err(|e| e.to_string()))
         {

@@ -10,8 +10,12 @@
 //!   line: a field in double quotes may hold commas, and `""` inside it is one quote
 //!   (the daemon's own feature names, `name{label="v",...}`, need both). A quoted field
 //!   spanning lines is not supported.
+//! - A UTF-8 byte-order mark at the start (spreadsheets write one) is dropped.
+//! - Bounded: at most [`MAX_FILE_BYTES`] on disk, [`MAX_DATA_BYTES`] once
+//!   decompressed, [`MAX_LINE_BYTES`] a line, [`MAX_COLUMNS`] columns and
+//!   [`MAX_VALUES`] values, each with a
+//!   clear error; only regular files are read (not a FIFO or `/dev/zero`).
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -52,23 +56,77 @@ impl Table {
     }
 }
 
+/// Largest file read, compressed or not.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+/// Largest decompressed content (a gzip bomb stops here, not at out of memory).
+pub const MAX_DATA_BYTES: u64 = 256 << 20;
+/// Most values in a table (rows × columns): each costs tens of bytes in memory.
+pub const MAX_VALUES: usize = 10_000_000;
+/// Longest line.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+/// Most columns (our own history has a few hundred features).
+pub const MAX_COLUMNS: usize = 10_000;
+
 /// Open a file, transparently decompressing gzip.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead>, CsvError> {
     let io = |source| CsvError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = File::open(path).map_err(io)?;
+    let mut f = crate::config::file::open_regular(path, MAX_FILE_BYTES).map_err(io)?;
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).map_err(io)?;
-    let f = File::open(path).map_err(io)?;
+    let f = crate::config::file::open_regular(path, MAX_FILE_BYTES).map_err(io)?;
     if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(
-            f,
-        ))))
+        Ok(Box::new(BufReader::new(Capped {
+            inner: flate2::read::MultiGzDecoder::new(f),
+            left: MAX_DATA_BYTES,
+        })))
     } else {
         Ok(Box::new(BufReader::with_capacity(1 << 16, f)))
     }
+}
+
+/// A reader that fails once more than `left` bytes came out of it.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("decompressed data larger than {} MiB", MAX_DATA_BYTES >> 20),
+            )
+        })?;
+        Ok(n)
+    }
+}
+
+/// The next line without its end, at most [`MAX_LINE_BYTES`] long; `None` at the end.
+fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<String>> {
+    buf.clear();
+    let n = reader
+        .take(MAX_LINE_BYTES as u64 + 1)
+        .read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.len() > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a line longer than {} MiB", MAX_LINE_BYTES >> 20),
+        ));
+    }
+    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+        buf.pop();
+    }
+    String::from_utf8(std::mem::take(buf))
+        .map(Some)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"))
 }
 
 /// Split one line into fields (RFC 4180 quoting, trimmed outside quotes).
@@ -155,18 +213,20 @@ pub fn read_table_from(reader: impl BufRead, path: &Path) -> Result<Table, CsvEr
     read(reader, path, false)
 }
 
-fn read(reader: impl BufRead, path: &Path, in_order: bool) -> Result<Table, CsvError> {
+fn read(mut reader: impl BufRead, path: &Path, in_order: bool) -> Result<Table, CsvError> {
     let perr = |line: usize, msg: String| CsvError::Parse {
         path: path.to_path_buf(),
         line,
         msg,
     };
-    let lines = reader.lines().enumerate();
+    let mut buf = Vec::new();
+    let lines = std::iter::from_fn(|| next_line(&mut reader, &mut buf).transpose()).enumerate();
     let mut columns: Vec<String> = Vec::new();
     let mut time_col: Option<usize> = None;
     let mut header = false;
     let mut width = 0usize;
     let mut records = Vec::new();
+    let mut values = 0usize;
     let mut first = true;
     // (time, line) of the previous row, for `in_order`.
     let mut previous: Option<(i64, usize)> = None;
@@ -176,10 +236,23 @@ fn read(reader: impl BufRead, path: &Path, in_order: bool) -> Result<Table, CsvE
             source,
         })?;
         let lineno = i + 1;
+        let line = match (i, line.strip_prefix('\u{feff}')) {
+            (0, Some(rest)) => rest,
+            _ => line.as_str(),
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let fields = split(&line).map_err(|msg| perr(lineno, msg))?;
+        // Counted before splitting: a line of 2.6 M commas must not become 2.6 M
+        // strings first.
+        let commas = line.bytes().filter(|b| *b == b',').count();
+        if commas >= MAX_COLUMNS {
+            return Err(perr(
+                lineno,
+                format!("{} columns, at most {MAX_COLUMNS}", commas + 1),
+            ));
+        }
+        let fields = split(line).map_err(|msg| perr(lineno, msg))?;
         if first {
             first = false;
             width = fields.len();
@@ -230,6 +303,13 @@ fn read(reader: impl BufRead, path: &Path, in_order: bool) -> Result<Table, CsvE
             }
             c += 1;
         }
+        values += fields.len();
+        if values > MAX_VALUES {
+            return Err(perr(
+                lineno,
+                format!("more than {MAX_VALUES} values in the file"),
+            ));
+        }
         if in_order && time_col.is_some() {
             let Some(t) = rec.timestamp_ms else {
                 return Err(perr(lineno, "no timestamp".into()));
@@ -265,6 +345,59 @@ fn read(reader: impl BufRead, path: &Path, in_order: bool) -> Result<Table, CsvE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #18: a BOM made `\u{feff}timestamp` a feature and time was ignored.
+    #[test]
+    fn a_byte_order_mark_is_dropped() {
+        let t = read("\u{feff}timestamp,cpu\n1714528800,1\n").expect("parses");
+        assert_eq!(t.columns, ["cpu"]);
+        assert_eq!(t.records[0].timestamp_ms, Some(1_714_528_800_000));
+    }
+
+    /// Issue #18: a 10 MB line of 2.6 M columns ran for minutes, a 4 MB gzip bomb grew
+    /// past 2 GB and /dev/zero or a FIFO was read forever.
+    #[test]
+    fn columns_lines_decompressed_size_and_file_kinds_are_bounded() {
+        let wide = format!("{}\n", vec!["1"; 2_600_000].join(","));
+        let e = read(&wide).expect_err("too wide").to_string();
+        assert!(e.contains("2600000 columns, at most 10000"), "{e}");
+        let long = "1".repeat(MAX_LINE_BYTES + 10);
+        let e = read(&long).expect_err("too long").to_string();
+        assert!(e.contains("a line longer than"), "{e}");
+        assert!(
+            read("a,b\n\u{feff}1,2\n").is_err(),
+            "a BOM is only dropped at the start"
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("bomb.gz");
+        {
+            use std::io::Write;
+            let f = std::fs::File::create(&p).expect("create");
+            let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::best());
+            let rows = b"1,2\n".repeat(1 << 18);
+            for _ in 0..(MAX_DATA_BYTES >> 20) + 1 {
+                gz.write_all(&rows).expect("gz");
+            }
+            gz.finish().expect("gz");
+        }
+        let t = std::time::Instant::now();
+        let e = read_table(&p).expect_err("bomb").to_string();
+        assert!(e.contains("more than 10000000 values"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(60));
+        let mut capped = Capped {
+            inner: std::io::repeat(b'\n'),
+            left: 1000,
+        };
+        let e = std::io::copy(&mut capped, &mut std::io::sink()).expect_err("cap");
+        assert!(
+            e.to_string().contains("decompressed data larger than"),
+            "{e}"
+        );
+        let e = read_table(Path::new("/dev/zero"))
+            .expect_err("device")
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
 
     fn read(text: &str) -> Result<Table, CsvError> {
         read_table_from(text.as_bytes(), Path::new("t.csv"))

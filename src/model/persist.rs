@@ -2,7 +2,6 @@
 //! hyper-parameters and creation time. Anything that does not check out is refused
 //! with a [`LoadError`] so the daemon can fall back to learning afresh.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -68,6 +67,12 @@ struct Params {
     time_of_day: Option<TimeOfDay>,
 }
 
+/// Time-of-day bins per day a model may have (one a minute; we train 48).
+const MAX_DAY_BINS: usize = 1440;
+
+/// Largest model file read (a 60-feature model with its baseline is about 100 KiB).
+pub const MAX_MODEL_BYTES: u64 = 64 << 20;
+
 impl Model {
     /// The model as the JSON text of its file.
     pub fn to_json(&self) -> String {
@@ -99,23 +104,19 @@ impl Model {
         serde_json::to_string_pretty(&file).unwrap_or_default()
     }
 
-    /// Write the model atomically (temporary file + rename).
+    /// Write the model atomically: a new temporary file (never through a link) and a
+    /// rename ([`crate::store::write_atomic`]).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(self.to_json().as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)
+        crate::store::write_atomic(path, (self.to_json() + "\n").as_bytes())
     }
 
     /// Read and check a model file.
     pub fn load(path: &Path) -> Result<Model, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-            path: path.to_path_buf(),
-            source,
+        let text = crate::config::file::read_text(path, MAX_MODEL_BYTES).map_err(|source| {
+            LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         Model::from_json(&text, path)
     }
@@ -149,7 +150,10 @@ impl Model {
         }
     }
 
-    /// Parse and check the JSON text of a model file; `path` is for messages.
+    /// Parse and check the JSON text of a model file; `path` is for messages. Every
+    /// size is checked against the others with checked arithmetic and every parameter
+    /// must be finite (scales and thresholds positive), so a model that loads cannot
+    /// panic or mislead in scoring.
     pub fn from_json(text: &str, path: &Path) -> Result<Model, LoadError> {
         let corrupt = |reason: String| LoadError::Corrupt {
             path: path.to_path_buf(),
@@ -203,10 +207,22 @@ impl Model {
         if !finite(&p.center)
             || !p.scale.iter().all(|s| s.is_finite() && *s > 0.0)
             || !p.centroids.iter().all(|c| finite(c))
-            || f.threshold.is_nan()
-            || f.raw_threshold.is_nan()
         {
             return Err(corrupt("non-finite or non-positive parameters".to_string()));
+        }
+        // A threshold of -1e308 flagged every row. The raw threshold may be 0: files
+        // from before it existed load with 0 (the smoothed decision alone counts).
+        if !(f.threshold.is_finite() && f.threshold > 0.0) {
+            return Err(corrupt(format!(
+                "threshold: {} must be finite and > 0",
+                f.threshold
+            )));
+        }
+        if !(f.raw_threshold.is_finite() && f.raw_threshold >= 0.0) {
+            return Err(corrupt(format!(
+                "raw_threshold: {} must be finite and >= 0",
+                f.raw_threshold
+            )));
         }
         if let Some(iv) = f.row_interval_ms {
             if !(iv.is_finite() && iv > 0.0) {
@@ -214,7 +230,14 @@ impl Model {
             }
         }
         if let Some(t) = &p.time_of_day {
-            if t.bins == 0 || t.baseline.len() != t.bins * d || !finite(&t.baseline) {
+            // Checked: a crafted `bins` whose product with `d` wraps around to the
+            // baseline's length passed here and then indexed out of bounds in scoring.
+            let cells = t.bins.checked_mul(d);
+            if t.bins == 0
+                || t.bins > MAX_DAY_BINS
+                || cells != Some(t.baseline.len())
+                || !finite(&t.baseline)
+            {
                 return Err(corrupt(
                     "time_of_day baseline has the wrong shape".to_string(),
                 ));

@@ -298,6 +298,53 @@ fn corrupt_files_are_rejected() {
     ));
 }
 
+/// Issue #18: with 33 features, `bins` 558992244657865201 times 33 wraps around to
+/// 17, the baseline's length; the model loaded and scoring panicked. A threshold of
+/// -1e308 was accepted and flagged every row.
+#[test]
+fn crafted_sizes_and_thresholds_are_rejected() {
+    let (_, model) = trained(500);
+    let d = model.schema().len();
+    let mut v = json_of(&model);
+    // A bins value whose product with d wraps to a small number modulo 2^64.
+    let wrap = (u64::MAX / d as u64) + 1;
+    let cells = wrap.wrapping_mul(d as u64) as usize;
+    v["params"]["time_of_day"] = serde_json::json!({
+        "bins": wrap,
+        "baseline": vec![0.0; cells],
+    });
+    let e = load_text(&v.to_string()).expect_err("wrapped size");
+    assert!(matches!(e, LoadError::Corrupt { .. }), "{e}");
+    for (key, t) in [
+        ("threshold", -1e308),
+        ("threshold", 0.0),
+        ("raw_threshold", -1.0),
+    ] {
+        let mut v = json_of(&model);
+        v[key] = serde_json::json!(t);
+        let e = load_text(&v.to_string()).expect_err("bad threshold");
+        assert!(e.to_string().contains(&format!("{key}: {t}")), "{t}: {e}");
+    }
+}
+
+/// The model file is refused through a FIFO or a device, and a model saved over a
+/// link at `model.json.tmp` (the old temporary name) leaves the link's target alone.
+#[test]
+fn model_files_are_never_read_or_written_through_surprises() {
+    let (_, model) = trained(200);
+    let dir = tempfile::tempdir().expect("tmp");
+    assert!(matches!(
+        Model::load(Path::new("/dev/zero")),
+        Err(LoadError::Io { .. })
+    ));
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").expect("write");
+    std::os::unix::fs::symlink(&victim, dir.path().join("model.json.tmp")).expect("link");
+    model.save(&dir.path().join("model.json")).expect("save");
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+    Model::load(&dir.path().join("model.json")).expect("load");
+}
+
 #[test]
 fn other_versions_are_rejected() {
     let (_, model) = trained(500);

@@ -65,6 +65,14 @@ impl Pipeline {
         if let Some(incidents) = &self.incidents {
             incidents.export(sample);
         }
+        for (component, why) in &self.components {
+            sample.info(
+                "component_up",
+                "Whether an enabled component runs (0: it could not start, the log says why, and /healthz is degraded)",
+                &[("component", component)],
+                if why.is_none() { 1.0 } else { 0.0 },
+            );
+        }
         if let Some(dropped) = self.writer.dropped() {
             sample.info(
                 "history_dropped_samples",

@@ -369,10 +369,8 @@ fn warm(scorer: &mut Scorer, model: &Model, rows: &[Record], now: i64) -> Vec<(i
         .collect()
 }
 
-/// Write to a temporary file and rename it over the old one, so a crash mid-write
-/// never leaves a half model behind.
+/// A crash mid-write never leaves a half model behind: [`Model::save`] writes a new
+/// temporary file and renames it.
 fn save_atomic(model: &Model, path: &Path) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    model.save(&tmp)?;
-    std::fs::rename(&tmp, path)
+    model.save(path)
 }

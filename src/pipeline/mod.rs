@@ -77,6 +77,10 @@ pub struct Pipeline {
     // when the ticket store could not be opened: the daemon samples on without them).
     incidents: Option<Incidents>,
     incidents_top: usize,
+    /// The optional components that are enabled, each with why it could not start
+    /// (live only; `None`: running): `component_up{component}`, and /healthz is
+    /// degraded while one is off.
+    components: Vec<(&'static str, Option<String>)>,
 }
 
 impl Pipeline {
@@ -105,6 +109,7 @@ impl Pipeline {
             }
         }
         let writer = Writer::start(history, mode);
+        let mut components = Vec::new();
         let incidents = if config.incidents.enabled {
             let now = match mode {
                 Mode::Live => crate::sample::now_ms(),
@@ -112,11 +117,21 @@ impl Pipeline {
             };
             match (Incidents::open(config, state, now), mode) {
                 (Ok(i), _) => {
-                    Some(i.with_remediation(Incidents::open_remediation(config, state, mode)?))
+                    let remediation = Incidents::open_remediation(config, state, mode)?;
+                    components.push(("incidents", None));
+                    if config.remediation.enabled {
+                        let why = remediation
+                            .is_none()
+                            .then(|| "remediation could not start".into());
+                        components.push(("remediation", why));
+                    }
+                    Some(i.with_remediation(remediation))
                 }
                 (Err(e), Mode::Replay) => return Err(e.into()),
                 (Err(e), Mode::Live) => {
                     tracing::error!("incidents and tickets are off: {e}");
+                    let why = "the ticket store could not be opened".to_string();
+                    components.push(("incidents", Some(why)));
                     None
                 }
             }
@@ -141,6 +156,7 @@ impl Pipeline {
             risk: RiskTracker::new(&config.forecast.risk),
             incidents,
             incidents_top: config.incidents.top_causes,
+            components,
         };
         if mode == Mode::Live && config.model.enabled {
             p.load_saved();
@@ -294,6 +310,14 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// The enabled components that are off, with why (empty when all run).
+    pub fn components_off(&self) -> Vec<String> {
+        self.components
+            .iter()
+            .filter_map(|(c, why)| why.as_ref().map(|w| format!("{c} off: {w}")))
+            .collect()
     }
 
     pub fn model(&self) -> Option<&Arc<Model>> {

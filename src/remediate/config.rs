@@ -228,7 +228,7 @@ fn guards(r: &mut Reader, s: &Section, d: &Guards) -> Guards {
         max_runs: s.int(r, "max_runs", d.max_runs as u64, 1, 10_000) as u32,
         window: s.duration(r, "window", d.window, SECS(1), SECS(30 * 86400)),
         failures_to_trip: s.int(r, "failures_to_trip", d.failures_to_trip as u64, 1, 1000) as u32,
-        output_cap: s.size(r, "output_cap", d.output_cap, 0).min(64 << 20),
+        output_cap: s.size(r, "output_cap", d.output_cap, 0, 64 << 20),
         verify_window: s.duration(
             r,
             "verify_window",

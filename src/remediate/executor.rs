@@ -193,11 +193,13 @@ impl Executor {
         }
         if dry_run {
             rec.result = RunResult::DryRun;
-            let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            // Names only: a rule's `env` is where tokens go, and this reason ends up
+            // on the ticket's timeline, in the API and in the sinks.
+            let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
             rec.reason = Some(format!(
-                "would run {:?} with environment {}",
+                "would run {:?} with environment variables {}",
                 rule.command,
-                shown.join(" ")
+                keys.join(" ")
             ));
             return rec;
         }

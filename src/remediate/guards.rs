@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -205,7 +206,10 @@ impl GuardFile {
 
     fn write(&self, state: &GuardState) -> Result<(), GuardError> {
         let tmp = self.path.with_extension("json.tmp");
-        let mut f = File::create(&tmp).map_err(|e| self.io(e))?;
+        // Removing first unlinks whatever is there (a link is removed, not followed);
+        // the new file is created exclusively.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = crate::store::create_new(&tmp).map_err(|e| self.io(e))?;
         let text = serde_json::to_string_pretty(state).unwrap_or_default();
         f.write_all(text.as_bytes()).map_err(|e| self.io(e))?;
         f.sync_all().map_err(|e| self.io(e))?;
@@ -219,6 +223,8 @@ impl GuardFile {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(crate::store::FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&lock)
             .map_err(|e| self.io(e))?;
         give_to_dir_owner(&lock, &self.path);

@@ -41,6 +41,6 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> HistoryCon
             SECS(60),
             SECS(365 * DAY),
         ),
-        max_size_bytes: h.size(r, "max_size", d.max_size_bytes, 1 << 20),
+        max_size_bytes: h.size(r, "max_size", d.max_size_bytes, 1 << 20, 1 << 50),
     }
 }

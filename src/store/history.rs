@@ -951,6 +951,21 @@ fn sql_err<'a>(path: &'a Path, op: &'static str) -> impl Fn(rusqlite::Error) -> 
     }
 }
 
+/// Noticing a history file removed or replaced under a running daemon (`rm
+/// history.db*`): the writer compares the file's identity now and then and reopens.
+impl History {
+    /// (device, inode) of the file at `path` now; `None` when there is none.
+    pub fn file_id(path: &Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    /// A new handle on the same path and settings (a new file if it was removed).
+    pub fn reopen(&self) -> Result<History, HistoryError> {
+        History::open(&self.path, &self.config)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

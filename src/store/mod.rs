@@ -15,5 +15,6 @@ mod state_dir;
 pub use config::{parse_config, HistoryConfig};
 pub use history::{History, HistoryError, PruneStats, Stats, Tier};
 pub use state_dir::{
-    Scratch, StateDir, HISTORY_FILE, MODEL_FILE, REMEDIATION_FILE, RISK_FILE, TICKETS_FILE,
+    create_new, refuse_symlink, write_atomic, Scratch, StateDir, FILE_MODE, HISTORY_FILE,
+    MODEL_FILE, REMEDIATION_FILE, RISK_FILE, TICKETS_FILE,
 };

@@ -2,11 +2,18 @@
 //! tickets, the outbox's connection to the tickets file): WAL, so readers in other
 //! processes run beside the writer; a busy timeout, so writers queue instead of
 //! failing; and the durability each store asks for.
+//!
+//! The files are never reached through a symbolic link (the database, its WAL, its
+//! shared-memory index), and a new database is created by us, `O_EXCL|O_NOFOLLOW`
+//! with [`super::FILE_MODE`], before SQLite opens it (SQLite gives the WAL and index
+//! the database's mode).
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
+
+use super::state_dir::{create_new, refuse_symlink};
 
 /// What a store asks of its connection.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +40,28 @@ pub struct OpenError {
 /// Open (or create) the database at `path` with `p`.
 pub fn open(path: &Path, p: &Pragmas) -> Result<Connection, OpenError> {
     let err = |op| move |source| OpenError { op, source };
-    let conn = Connection::open(path).map_err(err("cannot open"))?;
+    let refused = |op, e: std::io::Error| OpenError {
+        op,
+        source: rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(e.to_string()),
+        ),
+    };
+    for p in [
+        path.to_path_buf(),
+        suffixed(path, "-wal"),
+        suffixed(path, "-shm"),
+    ] {
+        refuse_symlink(&p).map_err(|e| refused("refusing a symbolic link", e))?;
+    }
+    match create_new(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(refused("cannot create", e))
+        }
+        _ => {}
+    }
+    let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let conn = Connection::open_with_flags(path, flags).map_err(err("cannot open"))?;
     conn.busy_timeout(p.busy_timeout)
         .map_err(err("cannot set busy timeout"))?;
     if let Some(v) = p.auto_vacuum {
@@ -53,4 +81,86 @@ pub fn open(path: &Path, p: &Pragmas) -> Result<Connection, OpenError> {
             .map_err(err("cannot set journal_size_limit"))?;
     }
     Ok(conn)
+}
+
+/// `path` with `suffix` appended to its file name (`history.db-wal`).
+pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Whether SQLite found the file itself unusable (not a database, or corrupt), as
+/// opposed to the environment (permissions, disk full, locks): only then may a store
+/// move it aside.
+pub fn is_unusable(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Rename `path` (and its `-wal`) to `<name>.corrupt-<unix seconds>[.n]` and remove its
+/// `-shm`, so a fresh database can be created in its place; returns the new name.
+pub fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut aside = suffixed(path, &format!(".corrupt-{secs}"));
+    let mut n = 1;
+    while aside.symlink_metadata().is_ok() {
+        aside = suffixed(path, &format!(".corrupt-{secs}.{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &aside)?;
+    // A WAL left behind would be replayed into the new file if its header matched.
+    let wal = suffixed(path, "-wal");
+    if wal.symlink_metadata().is_ok() {
+        std::fs::rename(&wal, suffixed(&aside, "-wal"))?;
+    }
+    match std::fs::remove_file(suffixed(path, "-shm")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    Ok(aside)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn pragmas() -> Pragmas {
+        Pragmas {
+            busy_timeout: Duration::from_millis(100),
+            synchronous: "FULL",
+            auto_vacuum: None,
+            journal_size_limit: None,
+        }
+    }
+
+    #[test]
+    fn links_are_refused_and_new_files_get_the_state_mode() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        symlink(dir.path().join("elsewhere.db"), &db).unwrap();
+        let e = open(&db, &pragmas()).unwrap_err();
+        assert_eq!(e.op, "refusing a symbolic link");
+        assert!(!dir.path().join("elsewhere.db").exists());
+        std::fs::remove_file(&db).unwrap();
+        symlink(dir.path().join("w"), suffixed(&db, "-wal")).unwrap();
+        assert!(open(&db, &pragmas()).is_err());
+        std::fs::remove_file(suffixed(&db, "-wal")).unwrap();
+        let old = unsafe { libc::umask(0) };
+        let conn = open(&db, &pragmas());
+        unsafe { libc::umask(old) };
+        let conn = conn.unwrap();
+        conn.execute_batch("CREATE TABLE t(x)").unwrap();
+        for p in [db.clone(), suffixed(&db, "-wal")] {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, super::super::FILE_MODE, "{}", p.display());
+        }
+    }
 }

@@ -2,6 +2,9 @@
 //! `GET /api/v1/tickets[?open=true]` lists tickets (newest first, no timelines),
 //! `GET /api/v1/tickets/INC-42` gives one with its timeline. JSON, the same shape as
 //! `anomalyd tickets list --json` / `show --json`.
+//!
+//! Errors are logged in full and answered in general terms: an HTTP client learns
+//! that the store failed, never where the state directory is.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,7 +36,10 @@ impl TicketsApi {
         if guard.is_none() {
             match Store::open(&self.path) {
                 Ok(s) => *guard = Some(s),
-                Err(e) => return error(503, &e.to_string()),
+                Err(e) => {
+                    tracing::warn!("/api/v1/tickets: {e}");
+                    return error(503, "ticket store unavailable");
+                }
             }
         }
         let Some(store) = guard.as_ref() else {
@@ -44,10 +50,10 @@ impl TicketsApi {
             .unwrap_or("")
             .trim_matches('/');
         let result = if rest.is_empty() {
-            let open = query
-                .unwrap_or("")
-                .split('&')
-                .any(|kv| kv == "open=true" || kv == "open=1" || kv == "open");
+            let open = match open_filter(query) {
+                Ok(open) => open,
+                Err(e) => return error(400, &e),
+            };
             store
                 .list(open, now_ms)
                 .map(|t| serde_json::to_string_pretty(&t))
@@ -63,10 +69,32 @@ impl TicketsApi {
                 body.push('\n');
                 (200, body)
             }
-            Ok(Err(e)) => error(500, &e.to_string()),
-            Err(e) => error(500, &e.to_string()),
+            Ok(Err(e)) => {
+                tracing::warn!("/api/v1/tickets: cannot encode: {e}");
+                error(500, "ticket query failed")
+            }
+            Err(e) => {
+                tracing::warn!("/api/v1/tickets: {e}");
+                error(500, "ticket query failed")
+            }
         }
     }
+}
+
+/// `?open=true|1|false|0` (or a bare `open`); anything else is the client's mistake,
+/// not "all tickets".
+fn open_filter(query: Option<&str>) -> Result<bool, String> {
+    let mut open = false;
+    for kv in query.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
+        open = match kv.split_once('=') {
+            None if kv == "open" => true,
+            Some(("open", "true" | "1")) => true,
+            Some(("open", "false" | "0")) => false,
+            Some(("open", v)) => return Err(format!("open={v:?}: expected true or false")),
+            _ => return Err(format!("unknown parameter {kv:?} (only open=true|false)")),
+        };
+    }
+    Ok(open)
 }
 
 fn error(code: u16, message: &str) -> (u16, String) {
@@ -74,4 +102,36 @@ fn error(code: u16, message: &str) -> (u16, String) {
         code,
         format!("{}\n", serde_json::json!({ "error": message })),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Issue #18: `?open=maybe` listed every ticket; a store that cannot be opened
+    /// answered with the state directory's path.
+    #[test]
+    fn bad_queries_are_400_and_errors_name_no_path() {
+        assert_eq!(open_filter(Some("open=true")), Ok(true));
+        assert_eq!(open_filter(Some("open")), Ok(true));
+        assert_eq!(open_filter(Some("open=0")), Ok(false));
+        assert_eq!(open_filter(None), Ok(false));
+        let dir = tempfile::tempdir().unwrap();
+        let api = TicketsApi::new(dir.path().join("tickets.db"));
+        let (code, body) = api.handle("/api/v1/tickets", Some("open=maybe"), 0);
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("open=\\\"maybe\\\""), "{body}");
+        assert_eq!(api.handle("/api/v1/tickets", Some("x=1"), 0).0, 400);
+        // A directory where the database should be: the store cannot open.
+        let secret = dir.path().join("secret-place");
+        std::fs::create_dir_all(secret.join("tickets.db")).unwrap();
+        let api = TicketsApi::new(secret.join("tickets.db"));
+        let (code, body) = api.handle("/api/v1/tickets", None, 0);
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            !body.contains("secret-place") && !body.contains('/'),
+            "{body}"
+        );
+    }
 }

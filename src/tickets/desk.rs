@@ -75,7 +75,11 @@ impl Desk {
         tickets: &TicketsConfig,
         state: &StateDir,
     ) -> Result<(Desk, Restored), StoreError> {
-        let store = Store::open_in(state)?.with_sinks(tickets.sink_names());
+        let (store, problem) = Store::open_or_reset(&state.tickets())?;
+        if let Some(p) = problem {
+            tracing::warn!("tickets: {p}");
+        }
+        let store = store.with_sinks(tickets.sink_names());
         let next_seq = store.next_seq()?;
         let resolved = store.recent_resolved(1000)?;
         let mut muted = HashMap::new();

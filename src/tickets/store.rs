@@ -136,6 +136,39 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// Whether the file itself is unusable (not SQLite, or corrupt), as opposed to the
+    /// environment or a newer schema: only then may it be moved aside.
+    pub fn is_unusable_file(e: &StoreError) -> bool {
+        matches!(e, StoreError::Sql { source, .. } if sqlite::is_unusable(source))
+    }
+
+    /// Open the store; if the file is unusable, move it (and its WAL) aside to
+    /// `tickets.db.corrupt-<unix seconds>` and start a new one, as the history does.
+    /// The second value says what was wrong and where the old file went, for the log.
+    pub fn open_or_reset(path: &Path) -> Result<(Store, Option<String>), StoreError> {
+        let problem = match Store::open(path) {
+            Ok(s) => return Ok((s, None)),
+            Err(e) if Store::is_unusable_file(&e) => e,
+            Err(e) => return Err(e),
+        };
+        let aside = sqlite::move_aside(path).map_err(|e| StoreError::Sql {
+            path: path.to_path_buf(),
+            op: "cannot move the unusable file aside",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(e.to_string()),
+            ),
+        })?;
+        let store = Store::open(path)?;
+        Ok((
+            store,
+            Some(format!(
+                "{problem}; moved it to {} and started a new ticket store",
+                aside.display()
+            )),
+        ))
+    }
+
     /// The store of a state directory.
     pub fn open_in(state: &StateDir) -> Result<Store, StoreError> {
         Store::open(&state.tickets())

@@ -9,6 +9,8 @@ mod config;
 mod daemon;
 mod fleet;
 mod forecast;
+mod fuzz;
+mod hardening;
 mod history_crash;
 mod incidents;
 mod layers;

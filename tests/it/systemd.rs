@@ -102,6 +102,7 @@ fn unit_grants_only_cap_net_raw() {
         "ExecReload=",
         "StateDirectory=anomalyd",
         "DynamicUser=yes",
+        "LimitNOFILE=4096",
     ] {
         assert!(text.lines().any(|l| l.starts_with(key)), "unit lacks {key}");
     }

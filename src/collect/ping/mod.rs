@@ -23,6 +23,17 @@ mod socket;
 #[cfg(test)]
 mod tests;
 
+/// Every way a reply is parsed (both families, with and without an IPv4 header), for
+/// the fuzz targets (`fuzz/`): a hostile datagram may be ignored, never crash us.
+#[doc(hidden)]
+pub fn parse_reply_for_fuzzing(datagram: &[u8]) {
+    for family in [packet::Family::V4, packet::Family::V6] {
+        for header in [false, true] {
+            let _ = packet::parse_reply(family, header, datagram);
+        }
+    }
+}
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

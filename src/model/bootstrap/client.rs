@@ -316,8 +316,11 @@ fn parse_matrix(data: &Value) -> Result<Vec<Series>, String> {
 }
 
 fn read_secret(path: &Path) -> Result<String, BootstrapError> {
-    let text = std::fs::read_to_string(path).map_err(|e| BootstrapError::Config {
-        message: format!("cannot read {}: {e}", path.display()),
+    // A regular file of bounded size: a FIFO or /dev/zero would never end.
+    let text = crate::config::file::read_text(path, crate::config::file::SMALL).map_err(|e| {
+        BootstrapError::Config {
+            message: format!("cannot read {}: {e}", path.display()),
+        }
     })?;
     let t = text.trim();
     if t.is_empty() {
@@ -329,8 +332,10 @@ fn read_secret(path: &Path) -> Result<String, BootstrapError> {
 }
 
 fn read_pem(path: &Path) -> Result<Vec<u8>, BootstrapError> {
-    std::fs::read(path).map_err(|e| BootstrapError::Config {
-        message: format!("cannot read {}: {e}", path.display()),
+    crate::config::file::read_bytes(path, crate::config::file::SMALL).map_err(|e| {
+        BootstrapError::Config {
+            message: format!("cannot read {}: {e}", path.display()),
+        }
     })
 }
 

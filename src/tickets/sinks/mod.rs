@@ -22,7 +22,7 @@ pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_yaml::Value;
@@ -413,9 +413,9 @@ pub(crate) fn secret(r: &mut Reader, s: &Section, prefix: &str, required: bool) 
     }
 }
 
-fn read_secret_file(p: &PathBuf) -> Result<Secret, String> {
+fn read_secret_file(p: &Path) -> Result<Secret, String> {
     // The error names the file, never its content.
-    let text = std::fs::read_to_string(p)
+    let text = crate::config::file::read_text(p, crate::config::file::SMALL)
         .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?;
     let t = text.trim();
     if t.is_empty() {

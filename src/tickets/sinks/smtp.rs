@@ -80,9 +80,8 @@ pub(crate) fn parse(r: &mut Reader, s: &Section) -> SmtpConfig {
     }
     // Read at load, like the secrets: a missing file is a config error with its path,
     // and a reload picks up a renewed certificate.
-    let ca = s
-        .opt_path(r, "ca_file")
-        .and_then(|p| match std::fs::read(&p) {
+    let ca = s.opt_path(r, "ca_file").and_then(|p| {
+        match crate::config::file::read_bytes(&p, crate::config::file::SMALL) {
             Ok(_) if tls == "none" => {
                 r.error(&s.path("ca_file"), "needs tls: starttls or tls");
                 None
@@ -95,7 +94,8 @@ pub(crate) fn parse(r: &mut Reader, s: &Section) -> SmtpConfig {
                 );
                 None
             }
-        });
+        }
+    });
     SmtpConfig {
         host,
         port,

@@ -479,3 +479,38 @@ fn version_1_reports_lose_their_stale_header() {
         .expect("version");
     assert_eq!(v, SCHEMA_VERSION);
 }
+
+/// Issue #18: random bytes in tickets.db turned incidents off for good; now the file
+/// is moved aside, as history.db is, and a new store starts.
+#[test]
+fn an_unusable_file_is_moved_aside_and_a_new_store_started() {
+    let dir = tempfile::tempdir().expect("test");
+    let path = dir.path().join("tickets.db");
+    let junk: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&path, &junk).expect("test");
+    let (store, problem) = Store::open_or_reset(&path).expect("test");
+    let problem = problem.expect("a reset");
+    assert!(
+        problem.contains("moved it to") && problem.contains("tickets.db.corrupt-"),
+        "{problem}"
+    );
+    assert_eq!(store.next_seq().expect("test"), 1);
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("test")
+        .map(|e| e.expect("test").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tickets.db.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join(&aside[0])).expect("test"),
+        junk
+    );
+    // A good file is left alone; an environmental failure (a directory) is returned.
+    drop(store);
+    assert!(Store::open_or_reset(&path).expect("test").1.is_none());
+    let d = dir.path().join("dir.db");
+    std::fs::create_dir(&d).expect("test");
+    assert!(Store::open_or_reset(&d).is_err());
+}

@@ -39,6 +39,12 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Daemon::from_command(cmd)
+    }
+
+    /// Start `cmd` (an `anomalyd run` whose stderr is piped); waits for the "listening
+    /// on" line.
+    pub fn from_command(mut cmd: Command) -> Daemon {
         let mut child = cmd.spawn().expect("spawn anomalyd");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
