@@ -138,6 +138,59 @@ fn anomaly_on_a_tiny_scale_feature_is_found_and_attributed() {
     assert!(sc.contributions.windows(2).all(|w| w[0].1 >= w[1].1));
 }
 
+/// Issue #17: a model trained on a quiet disk paged for `filesystem_inodes_free
+/// 16.36M (baseline 16.36M)`: a feature that barely varied in training had a tiny
+/// scale, so one file more was many standard deviations. Its floor (1 % of its
+/// level) is the least change that counts.
+#[test]
+fn a_feature_that_barely_varied_in_training_does_not_page_for_a_tiny_change() {
+    let mut z = Noise::new(3);
+    let rows: Vec<Record> = (0..1500)
+        .map(|i| {
+            rec(
+                Some(1_700_000_000_000 + i as i64 * 60_000),
+                &[
+                    ("cpu_utilization_ratio", 0.3 + 0.05 * z.next()),
+                    ("filesystem_inodes_free", 16_360_000.0 + (i % 3) as f64),
+                ],
+            )
+        })
+        .collect();
+    let changed = |r: &Record| {
+        let mut r = r.clone();
+        for (n, v) in r.values.iter_mut() {
+            if n == "filesystem_inodes_free" {
+                *v -= 1000.0; // 1,000 files created: 0.006 % of the free inodes
+            }
+        }
+        r
+    };
+    // Whether the changed feature ever made a sample anomalous (was its top cause).
+    let verdict = |spec: &Spec| {
+        let model = Arc::new(Model::train(&rows[..1200], spec).expect("trains"));
+        let inodes = model
+            .schema()
+            .iter()
+            .position(|n| n == "filesystem_inodes_free")
+            .expect("in the schema");
+        let mut s = model.scorer();
+        for r in &rows[1100..1200] {
+            s.score(r);
+        }
+        rows[1200..].iter().map(changed).any(|r| {
+            let sc = s.score(&r);
+            sc.anomaly && sc.top_cause() == Some(inodes)
+        })
+    };
+    assert!(!verdict(&Spec::default()), "paged for 1,000 inodes of 16 M");
+    // Without floors the same change pages: the floor is what holds it.
+    let bare = Spec {
+        floors: Vec::new(),
+        ..Spec::default()
+    };
+    assert!(verdict(&bare));
+}
+
 #[test]
 fn normal_history_is_mostly_quiet() {
     let (_, model) = trained(3000);

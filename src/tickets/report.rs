@@ -216,11 +216,11 @@ pub fn render(
             if let Some((peak, threshold, at)) = ctx.peak {
                 let _ = writeln!(
                     s,
-                    "The host's anomaly score peaked at {} at {}, {:.1}× its learned threshold \
+                    "The host's anomaly score peaked at {} at {}, {}× its learned threshold \
                      of {}; anomalous since {}.",
                     fmt_value(peak),
                     fmt_time(at),
-                    peak / threshold,
+                    fmt_value(peak / threshold),
                     fmt_value(threshold),
                     fmt_time(inc.opened_ms)
                 );
@@ -229,12 +229,22 @@ pub fn render(
                 (Some(a), Some(r)) => {
                     // Why it ended (recovered, superseded, an operator) is the
                     // ticket's resolution; this only says where the score was.
+                    // The smoothed score decays for minutes after the samples are
+                    // normal again; say so, or "above the threshold" on a resolved
+                    // ticket reads as a contradiction.
+                    let why = match (a.anomalous(), a.sample_anomalous) {
+                        (false, _) => "under the threshold",
+                        (true, false) => {
+                            "the smoothed score, still decaying; the samples themselves \
+                             were normal"
+                        }
+                        (true, true) => "above the threshold",
+                    };
                     let _ = writeln!(
                         s,
-                        "\nScore when it ended ({}): {} ({} the threshold).",
+                        "\nScore when it ended ({}): {} ({why}).",
                         fmt_time(r),
                         fmt_value(a.score),
-                        if a.anomalous() { "above" } else { "under" }
                     );
                 }
                 (Some(a), None) => {
@@ -570,7 +580,7 @@ mod tests {
             "| Severity | P3 |",
             "| State | open |",
             "| Assignee | - |",
-            "anomaly score peaked at 20 at 1970-01-01 01:00:00 UTC, 2.5× its learned threshold of 8",
+            "anomaly score peaked at 20 at 1970-01-01 01:00:00 UTC, 2.50× its learned threshold of 8",
             "Latest score: 4 at 1970-01-01 01:10:00 UTC (under the threshold).",
             "| `disk_busy_ratio{device=\"sdb\"}` | 69.0 % | 10.0 % | 75% |",
             "## Affected metrics: the 1 h 00 min before, and since it started",
@@ -597,6 +607,22 @@ mod tests {
         assert!(
             r.contains("- 1970-01-01 01:15:00 UTC — remediation \"fix\": exit 0"),
             "{r}"
+        );
+        // Recovered while the smoothed score still decays: said as such, not as a
+        // resolved ticket "above the threshold".
+        let mut ended = inc.clone();
+        ended.resolved_ms = Some(4_200_000);
+        let mut decaying = signals(12.0);
+        if let Some(a) = decaying.anomaly.as_mut() {
+            a.sample_anomalous = false;
+        }
+        let text = render(&ended, &decaying, &ctx, 3_600_000, false, 4_200_000);
+        assert!(
+            text.contains(
+                "Score when it ended (1970-01-01 01:10:00 UTC): 12 (the smoothed score, still \
+                 decaying; the samples themselves were normal)."
+            ),
+            "{text}"
         );
     }
 }

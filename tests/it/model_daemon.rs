@@ -35,7 +35,7 @@ fn write_config(dir: &Path) -> String {
 fn learns_exports_saves_reloads_and_rejects_corrupt_models() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path());
-    let d = Daemon::start(
+    let mut d = Daemon::start(
         dir.path(),
         &["--config", &cfg, "--listen", "127.0.0.1:0"],
         &[],
@@ -48,9 +48,33 @@ fn learns_exports_saves_reloads_and_rejects_corrupt_models() {
         Some(0.0),
         "trained before the warm-up"
     );
+    // Issue #17: the phase and when it ends, on /metrics and in the log.
+    assert_eq!(
+        metric(&body, "anomalyd_model_state{state=\"warming_up\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, "anomalyd_model_state{state=\"trained\"}"),
+        Some(0.0)
+    );
+    let ready = metric(&body, "anomalyd_model_ready_seconds").unwrap();
+    assert!((0.0..=2.0).contains(&ready), "warm-up is 2 s: {ready}");
+    let line = d.wait_log("model: warming up; first training at", SECS(5));
+    assert!(line.contains("UTC"), "{line}");
     let body = d.wait_for("/metrics", SECS(30), |b| {
         metric(b, "anomalyd_model_trained") == Some(1.0) && b.contains("anomalyd_anomaly_score")
     });
+    // Trained on seconds of history: on probation (24 h by default) for about a day.
+    assert_eq!(
+        metric(&body, "anomalyd_model_state{state=\"probation\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    let ready = metric(&body, "anomalyd_model_ready_seconds").unwrap();
+    assert!((86_000.0..=86_400.0).contains(&ready), "{ready}");
+    let line = d.wait_log("on probation until", SECS(5));
+    assert!(line.contains("anomaly tickets open muted"), "{line}");
     assert!(metric(&body, "anomalyd_anomaly_threshold").unwrap() > 0.0);
     assert!(metric(&body, "anomalyd_model_training_rows").unwrap() >= 10.0);
     assert!(metric(&body, "anomalyd_model_features").unwrap() > 5.0);
@@ -243,4 +267,37 @@ fn corrupt_model_file_is_refused_by_score() {
     ]);
     assert!(!ok);
     assert!(err.contains("m.json"), "{err}");
+}
+
+/// Issue #17: `train --history` on minutes of history made a model that paged at the
+/// next start. It is refused, saying how much history there is and how much is
+/// needed, unless `--force`.
+#[test]
+fn train_from_a_short_history_is_refused_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    // The daemon would wait an hour before training.
+    let cfg_text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("warmup: 2s", "warmup: 1h");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &["--config", &cfg, "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    d.wait_for("/metrics", SECS(10), |b| {
+        b.contains("anomalyd_model_trained")
+    });
+    // A few seconds of 100 ms samples: enough rows for the test spec, far from an hour.
+    std::thread::sleep(SECS(3));
+    d.stop();
+    let (ok, _, err) = anomalyd(&["train", "--history", "--config", &cfg]);
+    assert!(!ok, "trained on seconds of history");
+    assert!(err.contains("less than model.warmup (1h)"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert!(!dir.path().join("state/model.json").exists());
+    let (ok, _, err) = anomalyd(&["train", "--history", "--force", "--config", &cfg]);
+    assert!(ok, "{err}");
+    assert!(dir.path().join("state/model.json").exists());
 }

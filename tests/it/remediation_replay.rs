@@ -4,10 +4,27 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
 use crate::common;
 use crate::common::bursts;
+
+/// `anomalyd replay` of `csv` with `cfg` into `state`; its log, once it succeeded.
+fn replay(csv: &Path, cfg: &Path, state: &Path) -> String {
+    let out = Command::new(common::bin())
+        .args(["replay", "--input"])
+        .arg(csv)
+        .arg("--config")
+        .arg(cfg)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    log
+}
 
 #[test]
 fn replayed_storage_incident_runs_the_cleanup_and_verifies_it() {
@@ -59,17 +76,7 @@ fn replayed_storage_incident_runs_the_cleanup_and_verifies_it() {
         .output()
         .unwrap();
     assert!(check.status.success(), "{check:?}");
-    let out = Command::new(common::bin())
-        .args(["replay", "--input"])
-        .arg(&csv)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(&state)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    replay(&csv, &cfg, &state);
 
     for f in old {
         assert!(!logs.join(f).exists(), "{f} should have been deleted");
@@ -135,20 +142,7 @@ fn a_failing_fix_on_a_reopened_incident_runs_once_and_is_never_verified() {
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replace("reopen_window: 0s", "reopen_window: 3h")).unwrap();
     let state = dir.path().join("state");
-    let out = Command::new(common::bin())
-        .args(["replay", "--input"])
-        .arg(&csv)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    replay(&csv, &cfg, &state);
     let show = |json: bool| {
         let mut cmd = Command::new(common::bin());
         cmd.args(["tickets", "show", "INC-1", "--state-dir"])
@@ -197,4 +191,39 @@ fn a_failing_fix_on_a_reopened_incident_runs_once_and_is_never_verified() {
     assert_eq!(times.len(), timeline.len(), "{text}");
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{text}");
     assert!(!text.contains("verified"), "{text}");
+}
+
+/// Issue #11: a young model observes and does not page. With the history short of
+/// `model.probation`, the burst still gets its ticket, muted `probation`, and the rule
+/// that matches it never runs.
+#[test]
+fn a_model_on_probation_opens_muted_tickets_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let extra = format!(
+        "remediation:\n  rules:\n    - name: touch\n      match: {{label: storage}}\n      \
+         command: [/usr/bin/touch, {}]\n",
+        marker.display()
+    );
+    let (csv, cfg) = bursts::write(dir.path(), 1, &extra);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("probation: 0s"));
+    std::fs::write(&cfg, text.replace("probation: 0s", "probation: 30d")).unwrap();
+    let state = dir.path().join("state");
+    let log = replay(&csv, &cfg, &state);
+    assert!(log.contains("on probation until"), "{log}");
+    let list = Command::new(common::bin())
+        .args(["tickets", "list", "--json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let tickets: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let tickets = tickets.as_array().unwrap();
+    assert_eq!(tickets.len(), 1, "{tickets:#?}");
+    assert_eq!(tickets[0]["label"], "storage");
+    assert_eq!(tickets[0]["muted_by"], "probation", "{:#}", tickets[0]);
+    assert!(
+        !marker.exists(),
+        "the rule ran for a muted probation ticket"
+    );
 }
