@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use super::classify::classify;
+use super::classify::{classify, label_of_feature};
 use super::gate::{Gate, Persistence};
 use super::severity::{evaluate, Facts};
 use super::signals::{AnomalySignal, ForecastSignal, Signals};
@@ -824,7 +824,14 @@ fn anomaly_title(label: Label, host: &str, resource: Option<&str>, causes: &[Cau
         Some(r) => format!("{host} ({r})"),
         None => host.to_string(),
     };
-    match causes.first() {
+    // The cause named is the largest of the incident's own label: a cpu incident
+    // whose single largest cause is a network metric (two cpu metrics outweigh it)
+    // must not read "cpu anomaly: tcp_connections_established".
+    let named = causes
+        .iter()
+        .find(|c| label_of_feature(&c.feature) == label)
+        .or(causes.first());
+    match named {
         Some(c) => format!(
             "{label} anomaly on {on}: {} {} (normal {})",
             c.feature,

@@ -206,6 +206,32 @@ fn labels_and_fingerprints_follow_the_causes() {
         "storage anomaly on web1 (sdb): disk_busy_ratio{device=\"sdb\"} 90.0 % (normal 20.0 %)"
     );
     assert_eq!(i.causes.len(), 2);
+
+    // Two cpu causes outweigh a larger network one: the label is cpu, and so is the
+    // cause the title names (issue #17: "storage" over a load_average cause).
+    let mut e = engine(config());
+    let f = [
+        "tcp_connections_established",
+        "cpu_utilization_ratio{mode=\"user\"}",
+        "load_average{period=\"1m\"}",
+    ];
+    let mut opened = None;
+    for _ in 0..3 {
+        t += MIN;
+        for c in e.tick(t, &anomaly_with(true, &f)) {
+            opened = Some(c);
+        }
+    }
+    let Some(Change::Opened(i)) = opened else {
+        panic!("not opened: {opened:?}")
+    };
+    assert_eq!(i.label, Label::Cpu);
+    assert!(
+        i.title
+            .starts_with("cpu anomaly on web1: cpu_utilization_ratio{mode=\"user\"}"),
+        "{}",
+        i.title
+    );
 }
 
 #[test]
