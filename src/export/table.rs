@@ -60,10 +60,10 @@ fn human(name: &str, v: f64, history: History) -> String {
     } else if name.ends_with("_ratio") {
         format!("{:.1} %", v * 100.0)
     } else if name.ends_with("_seconds") {
-        if v.abs() < 1.0 {
-            format!("{:.3} ms", v * 1000.0)
-        } else if v.abs() < 60.0 {
-            format!("{v:.1} s")
+        // Under a minute in s/ms/µs with three significant digits (`0.430 ms`,
+        // `0 s`, never `0.000 ms`); longer as a duration.
+        if v.abs() < 60.0 {
+            crate::text::fmt_quantity(name, v)
         } else {
             duration(v)
         }
@@ -159,6 +159,8 @@ mod tests {
                 &[("severity", "warning")],
                 86_400.0,
             ),
+            gauge("ping_rtt_median_seconds", &[("target", "gw")], 0.00043),
+            gauge("scrape_seconds", &[], 0.0),
         ];
         let mut out = Vec::new();
         write(&mut out, &sample, history).expect("write");
@@ -190,6 +192,9 @@ mod tests {
         assert!(t.contains(" 1 d 0 h\n"), "{t}");
         assert!(t.contains(" never at this trend\n"), "{t}");
         assert!(!t.contains("no history yet"), "{t}");
+        // Seconds in their unit, never `0.000 ms`.
+        assert!(t.contains(" 0.430 ms\n"), "{t}");
+        assert!(find("scrape_seconds").ends_with(" 0 s"), "{t}");
     }
 
     #[test]

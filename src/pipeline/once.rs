@@ -51,10 +51,12 @@ pub fn forecast_once(config: &Config, sample: &mut Sample) -> (Outlook, usize) {
         .flatten()
         .map(Arc::new);
     // Where the daemon's model is in its life, as the daemon would say it now.
+    // No history yet: a daemon started now would take its first sample now.
     let first = history
         .as_ref()
         .and_then(|h| h.stats().ok())
-        .and_then(|s| s.oldest_ms);
+        .and_then(|s| s.oldest_ms)
+        .or(Some(now));
     let model_state = model
         .clone()
         .map_or(ModelState::Untrained, ModelState::Trained);

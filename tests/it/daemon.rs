@@ -214,6 +214,12 @@ fn collect_once_prints_a_table_and_json() {
         "no history yet"
     );
     assert!(!text.contains("never"), "{text}");
+    // The model's phase: warming up, ready an hour (the default warm-up) from now.
+    assert!(
+        text.contains("model_state{state}\n  warming_up") && text.contains("  warming_up  "),
+        "{text}"
+    );
+    assert_eq!(value_of("model_ready_seconds"), "1 h 0 min");
     // ~100 columns: only a label value longer than the table itself overflows it.
     for l in text.lines() {
         let (left, value) = l.trim_end().rsplit_once("  ").unwrap_or((l, ""));
