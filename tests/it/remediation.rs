@@ -883,6 +883,44 @@ fn a_failed_run_is_never_verified() {
     );
 }
 
+/// Issue #17: when the problem moves to another label or resource, the incident is
+/// superseded by a new one. A run on the old one is not verified by it (it did not
+/// resolve), and says so once; the new incident is the rules' own to match.
+#[test]
+fn a_superseded_incident_never_verifies_its_run() {
+    let s = Setup::new();
+    let fix = s.script("fix", "exit 0");
+    let c = s.config(&format!(
+        "  rules:\n    - name: fix\n      match: {{label: storage}}\n      command: [{fix}]\n      \
+         verify_window: 10m\n"
+    ));
+    let mut e = s.engine(&c, Mode::Replay);
+    let t = 10_000_000;
+    let a = incident(1, "/a");
+    e.on_change(&Change::Opened(a.clone()), t);
+    let ev = e.poll(t);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].detail["result"], "ok");
+    e.on_change(
+        &Change::Superseded {
+            incident: a,
+            by: "INC-2".into(),
+        },
+        t + 60_000,
+    );
+    let ev = e.poll(t + 60_000);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].detail["verify"], "superseded", "{:?}", ev[0]);
+    assert!(
+        ev[0]
+            .summary
+            .contains("not verified: the incident was superseded by INC-2"),
+        "{}",
+        ev[0].summary
+    );
+    assert!(e.poll(t + 20 * 60_000).is_empty(), "said once");
+}
+
 /// An incident that resolved, then reopened at a severity a rule matches: the rule's
 /// run comes after that resolution, which is not credited to it; the next one is.
 #[test]
