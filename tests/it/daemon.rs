@@ -48,6 +48,10 @@ fn runs_scrapes_pings_reloads_and_stops() {
         let n = notify.recv(&mut buf).expect("sd_notify message");
         seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
     }
+    // The status line says where the model is and when that ends (issue #17).
+    let status = seen.iter().find(|m| m.starts_with("STATUS=")).unwrap();
+    assert!(status.contains("warming up until "), "{status}");
+    assert!(status.contains(" UTC"), "{status}");
     let ready_at = seen.iter().position(|m| m == "READY=1").unwrap();
     assert!(
         seen[..ready_at].iter().any(|m| m == "WATCHDOG=1"),
