@@ -84,6 +84,8 @@ pub struct Row {
     pub ratio: f64,
     /// The raw score is above the raw threshold.
     pub sample_anomalous: bool,
+    /// ...and about the same label as the smoothed score ([`super::signals::sample_opens`]).
+    pub sample_opens: bool,
 }
 
 /// The outcome: the multiplier, and what it was chosen from.
@@ -163,6 +165,7 @@ pub fn openings(config: &IncidentConfig, rows: &[Row], multiplier: f64) -> usize
                 score: r.ratio,
                 threshold: 1.0,
                 sample_anomalous: r.sample_anomalous,
+                sample_opens: r.sample_opens,
                 causes: Vec::new(),
             }),
             ..Signals::default()
@@ -242,6 +245,7 @@ mod tests {
                     timestamp_ms: i as i64 * MIN,
                     ratio: if burst { height } else { 0.2 },
                     sample_anomalous: burst,
+                    sample_opens: burst,
                 }
             })
             .collect()

@@ -291,9 +291,7 @@ impl Engine {
         out: &mut Vec<Change>,
     ) {
         let open = self.anomaly.open.is_some();
-        let gate = self
-            .gate
-            .observe(now_ms, a.ratio(), a.sample_anomalous, !open);
+        let gate = self.gate.observe(now_ms, a.ratio(), a.sample_opens, !open);
         let causes: Vec<Cause> = a
             .causes
             .iter()
@@ -345,10 +343,13 @@ impl Engine {
                 held: Persistence::default(),
             };
         }
-        let held = self
-            .moving
-            .held
-            .observe(now_ms, elsewhere, self.gate.rule().open_window);
+        // Only samples where the new problem is live count (as for an opening): a
+        // spike the smoothed score still carries is not a problem that moved.
+        let held = self.moving.held.observe(
+            now_ms,
+            elsewhere && a.sample_opens,
+            self.gate.rule().open_window,
+        );
         if elsewhere && held >= self.gate.rule().open_for.as_millis() as i64 {
             self.supersede(ev, now_ms, out);
             return;

@@ -34,6 +34,13 @@ pub struct AnomalySignal {
     /// Only such samples open an incident or keep one open: the smoothed score
     /// carries a spike for many minutes after the host is normal again.
     pub sample_anomalous: bool,
+    /// The sample may open an incident: anomalous on its own *and* the feature the
+    /// smoothed score is mostly about is still beyond its floor in it. A two-minute
+    /// ping RTT spike drags the smoothed score along for minutes; a sample then
+    /// anomalous for another reason (a burst of connections) while the RTT is normal
+    /// again is not more of that problem, and does not make the spike persist into a
+    /// ticket.
+    pub sample_opens: bool,
     /// Top contributing features with value and baseline, largest first.
     pub causes: Vec<Cause>,
 }
@@ -50,6 +57,7 @@ impl AnomalySignal {
             score: score.value,
             threshold: model.threshold(),
             sample_anomalous: score.raw_anomaly,
+            sample_opens: sample_opens(score),
             causes: Vec::new(),
         };
         if !signal.ongoing() {
@@ -97,6 +105,13 @@ impl AnomalySignal {
     pub fn ongoing(&self) -> bool {
         self.anomalous() && self.sample_anomalous
     }
+}
+
+/// Whether `score`'s sample may open an incident (see [`AnomalySignal::sample_opens`]).
+/// Features without a floor are never exactly back to normal, so for them (SMD's
+/// `m0`…) this is the raw decision alone.
+pub fn sample_opens(score: &Score) -> bool {
+    score.raw_anomaly && (score.contributions.is_empty() || score.top_cause_raw > 0.0)
 }
 
 /// `score / threshold`. A threshold of 0 (training rows that never left their floors)
@@ -175,6 +190,28 @@ impl PingSignal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sample anomalous for a burst of connections, while the smoothed score is
+    /// still about a ping spike whose RTT is back within its floor, does not count
+    /// towards opening; one where the RTT is still out does.
+    #[test]
+    fn a_sample_opens_only_while_what_the_score_is_about_lasts() {
+        let score = |top_cause_raw: f64| Score {
+            value: 10.0,
+            anomaly: true,
+            raw: 10.0,
+            raw_anomaly: true,
+            top_cause_raw,
+            contributions: vec![(0, 9.0), (1, 1.0)],
+        };
+        assert!(!sample_opens(&score(0.0)));
+        assert!(sample_opens(&score(4.0)));
+        let quiet = Score {
+            raw_anomaly: false,
+            ..score(4.0)
+        };
+        assert!(!sample_opens(&quiet));
+    }
 
     #[test]
     fn ping_targets_come_from_the_loss_features() {

@@ -32,6 +32,10 @@ pub struct Score {
     pub raw: f64,
     /// `raw > model.raw_threshold()`.
     pub raw_anomaly: bool,
+    /// This sample's own (raw) term of [`Score::top_cause`], the feature the smoothed
+    /// score is mostly about: 0 when that feature is back within its floor, although
+    /// the smoothed score still carries it (a spike minutes ago).
+    pub top_cause_raw: f64,
     /// (feature index in `model.schema()`, attribution), largest first, zeros left out.
     pub contributions: Vec<(usize, f64)>,
 }
@@ -261,11 +265,13 @@ impl Scorer {
         contributions.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let value: f64 = contributions.iter().map(|(_, e)| e).sum();
         let raw: f64 = self.terms.iter().sum();
+        let top_cause_raw = contributions.first().map_or(0.0, |(j, _)| self.terms[*j]);
         Score {
             value,
             anomaly: value > self.model.threshold,
             raw,
             raw_anomaly: raw > self.model.raw_threshold,
+            top_cause_raw,
             contributions,
         }
     }

@@ -356,6 +356,7 @@ fn gate_rows(
                 timestamp_ms: t,
                 ratio: incident::signals::ratio(s.value, threshold),
                 sample_anomalous: s.raw_anomaly,
+                sample_opens: incident::signals::sample_opens(&s),
             })
         })
         .collect()

@@ -544,6 +544,7 @@ mod tests {
                 score,
                 threshold: 8.0,
                 sample_anomalous: score > 8.0,
+                sample_opens: score > 8.0,
                 causes: inc.causes.clone(),
             }),
             ..Default::default()

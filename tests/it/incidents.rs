@@ -32,7 +32,7 @@ fn eval(args: &[&str]) -> (String, serde_json::Value) {
 }
 
 #[test]
-fn a_generated_host_pages_rarely_for_noise_and_within_minutes_for_each_fault() {
+fn a_generated_host_pages_once_for_noise_and_within_minutes_for_each_fault() {
     // The short version of the month: ten days, a day of probation, the benign
     // memory step on day 4 and the three faults on days 6, 8 and 9.
     let dir = tempfile::tempdir().unwrap();
@@ -55,10 +55,10 @@ fn a_generated_host_pages_rarely_for_noise_and_within_minutes_for_each_fault() {
             "a fault took over 10 min\n{out}"
         );
     }
-    // The noise of nine days pages at most twice: measured with seed 3, the benign
-    // memory step a deploy makes is one ticket, and a two-minute 4.5 ms ping RTT spike
-    // that met a sample anomalous for another reason is the other. More fails here.
-    assert!(s["false_tickets"].as_u64().unwrap() <= 2, "{out}");
+    // The noise of nine days pages once: the benign memory step a deploy makes. Ping
+    // RTT spikes of a few ms that the smoothed score carries for minutes must not
+    // persist into a ticket through samples anomalous for another reason.
+    assert!(s["false_tickets"].as_u64().unwrap() <= 1, "{out}");
 }
 
 #[test]

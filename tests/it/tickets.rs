@@ -535,6 +535,7 @@ fn the_body_says_what_the_ticket_says_after_every_change() {
             score,
             threshold: 1.0,
             sample_anomalous,
+            sample_opens: sample_anomalous,
             causes,
         }),
         ..Signals::default()

@@ -48,6 +48,7 @@ fn anomaly_with(anomalous: bool, features: &[&str]) -> Signals {
             score: if anomalous { 20.0 } else { 1.0 },
             threshold: 10.0,
             sample_anomalous: anomalous,
+            sample_opens: anomalous,
             causes: if anomalous {
                 features
                     .iter()
@@ -532,6 +533,49 @@ fn the_fault_risk_is_evidence_never_its_own_incident() {
     assert_eq!(e.open().count(), 0);
 }
 
+/// A ping spike the smoothed score still carries, during a memory incident whose
+/// samples stay anomalous, is not a problem that moved: samples where the RTT is
+/// back within its floor (`sample_opens` false) neither supersede nor open.
+#[test]
+fn a_spike_the_average_still_carries_neither_opens_nor_supersedes() {
+    let mut e = engine(config());
+    let mut t = 0;
+    let mut changes = Vec::new();
+    for _ in 0..4 {
+        t += MIN;
+        changes.extend(e.tick(t, &anomaly_with(true, &["memory_used_ratio"])));
+    }
+    let ping = [
+        "ping_rtt_median_seconds{target=\"gw\"}",
+        "memory_used_ratio",
+    ];
+    for _ in 0..8 {
+        t += MIN;
+        let mut s = anomaly_with(true, &ping);
+        if let Some(a) = s.anomaly.as_mut() {
+            a.sample_opens = false;
+        }
+        changes.extend(e.tick(t, &s));
+    }
+    // (An update names the new top cause; the incident stays the memory one.)
+    let kinds: Vec<&str> = changes
+        .iter()
+        .map(kind)
+        .filter(|k| *k != "updated")
+        .collect();
+    assert_eq!(kinds, ["opened"], "{changes:?}");
+    // Nor does it open an incident on a quiet host.
+    let mut e = engine(config());
+    for _ in 0..8 {
+        t += MIN;
+        let mut s = anomaly_with(true, &ping);
+        if let Some(a) = s.anomaly.as_mut() {
+            a.sample_opens = false;
+        }
+        assert!(e.tick(t, &s).is_empty());
+    }
+}
+
 #[test]
 fn a_problem_that_moves_elsewhere_gets_its_own_incident() {
     let mut e = engine(config());
@@ -586,6 +630,7 @@ fn a_drifted_host_does_not_page_for_more_of_the_same() {
             score: ratio * 10.0,
             threshold: 10.0,
             sample_anomalous: own,
+            sample_opens: own,
             causes: vec![cause("memory_used_ratio", 1.0)],
         }),
         ..Default::default()
