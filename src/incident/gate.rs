@@ -10,7 +10,10 @@
 //! 1. **Persistence** ([`Persistence`]): samples must be anomalous *on their own* (the
 //!    raw, unsmoothed score above its learnt threshold) for `open_for` of the last
 //!    `open_window`, counted in time, so that 1 s sampling and minute rows agree. A
-//!    spike that the average drags along for ten minutes is one sample.
+//!    spike that the average drags along for ten minutes is one sample. A sample
+//!    counts only while the feature the smoothed score is mostly about is still
+//!    beyond its floor in it ([`super::signals::sample_opens`]): otherwise a sample
+//!    anomalous for another reason would carry that old spike into a ticket.
 //! 2. **Standing out from the recent past**: the smoothed score must exceed
 //!    `recent_factor` × the 99th percentile of its own last `recent_window` (one value
 //!    a minute, minutes inside an open incident left out). A host whose scores have
