@@ -5,6 +5,7 @@
 //!   changed incident's report ([`report`]) and writes the change to the [`Store`]
 //!   (which enqueues the sinks' deliveries in the same transaction); applies silences.
 //! - [`store::Store`]: tickets, their timelines, silences (SQLite).
+//! - [`similar`]: the earlier tickets most like a new one (the knowledge base).
 //! - [`outbox`] + [`sinks`]: the persistent delivery queue and the external trackers.
 //! - [`api`]: `/api/v1/tickets` for the HTTP server.
 //!
@@ -15,6 +16,7 @@ mod delivery;
 pub mod desk;
 pub mod outbox;
 pub mod report;
+pub mod similar;
 pub mod sinks;
 pub mod store;
 
