@@ -881,3 +881,140 @@ fn a_recurring_disk_problem_finds_its_past_tickets_and_their_notes() {
         .unwrap()
         .contains("## Similar past incidents"));
 }
+
+/// `tickets report` on a replayed month, compared with a checked-in golden file
+/// (`UPDATE_GOLDEN=1 cargo test --profile ci --test it tickets_report` rewrites it;
+/// review the diff). The month: 200 quiet minutes, then a 4-minute burst every 104
+/// minutes, every 4th on the CPU and the others on the disk, each its own ticket.
+/// An operator's month is then written through the store as `tickets ack` and the
+/// remediation stage record it, back-dated: every 3rd ticket acknowledged 1 to 5
+/// minutes after it opened, a run of `clean-app-logs` on every 5th, verified on two
+/// of three of those that succeeded.
+#[test]
+fn tickets_report_of_a_replayed_month_matches_its_golden_file() {
+    use bursts::Part::{Cpu, Disk, Normal};
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cfg) = bursts::write(dir.path(), 0, "");
+    let csv = dir.path().join("month.csv");
+    let mut parts = vec![Normal(bursts::NORMAL_ROWS)];
+    let bursts_n = (30 * 1440 - bursts::NORMAL_ROWS) / 104;
+    for i in 0..bursts_n {
+        parts.push(if i % 4 == 3 { Cpu(4) } else { Disk(4) });
+        parts.push(Normal(100));
+    }
+    let rows = bursts::write_parts(&csv, 0, &parts);
+    let state = dir.path().join("state");
+    ok(&[
+        "replay",
+        "--input",
+        csv.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let store = anomalyd::tickets::Store::open(&state.join("tickets.db")).unwrap();
+    let min = 60_000;
+    for t in store.list(false, 0).unwrap() {
+        let seq: i64 = t.id[4..].parse().unwrap();
+        if seq % 3 == 0 {
+            let at = t.opened_ms + (seq % 5 + 1) * min;
+            store
+                .add_event(
+                    &t.id,
+                    at,
+                    "acknowledged",
+                    "acknowledged by alice",
+                    &serde_json::Value::Null,
+                )
+                .unwrap();
+        }
+        if seq % 5 == 0 {
+            let ok_run = seq % 10 != 5 || seq % 15 == 0;
+            let run = format!("run-{seq}");
+            store
+                .add_event(
+                    &t.id,
+                    t.opened_ms + min,
+                    "action",
+                    "remediation \"clean-app-logs\"",
+                    &serde_json::json!({"id": run, "rule": "clean-app-logs", "result": if ok_run { "ok" } else { "failed" }}),
+                )
+                .unwrap();
+            if ok_run {
+                let verify = if seq % 3 == 0 {
+                    "not_verified"
+                } else {
+                    "resolved"
+                };
+                store
+                    .add_event(
+                        &t.id,
+                        t.opened_ms + 5 * min,
+                        "action",
+                        "remediation \"clean-app-logs\" checked",
+                        &serde_json::json!({"verify": verify, "rule": "clean-app-logs", "run": run}),
+                    )
+                    .unwrap();
+            }
+        }
+    }
+    let until = anomalyd::text::fmt_rfc3339((bursts::T0 + (rows as i64 - 1) * 60) * 1000);
+    let got = ok(&[
+        "tickets",
+        "report",
+        "--since",
+        "30d",
+        "--until",
+        &until,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/tickets_report.md");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &got).unwrap();
+    }
+    let want =
+        std::fs::read_to_string(&golden).expect("golden file (create it with UPDATE_GOLDEN=1)");
+    assert_eq!(
+        got,
+        want,
+        "tickets report differs from {}",
+        golden.display()
+    );
+    // The JSON form has the same figures.
+    let v = json(&[
+        "tickets",
+        "report",
+        "--since",
+        "30d",
+        "--until",
+        &until,
+        "--format",
+        "json",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(v["tickets"].as_u64().unwrap() as usize, bursts_n);
+    assert_eq!(
+        v["response"]["P3"]["resolved"].as_u64().unwrap() as usize,
+        bursts_n
+    );
+    // Bad input is a clear error.
+    for (args, says) in [
+        (
+            ["--until", "yesterday"],
+            "--until \"yesterday\" is not a time (RFC 3339",
+        ),
+        (["--since", "10s"], "--since"),
+        (["--format", "pdf"], "--format"),
+    ] {
+        let mut a = vec!["tickets", "report", "--state-dir", state.to_str().unwrap()];
+        a.extend(args);
+        let out = anomalyd(&a);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    }
+}
