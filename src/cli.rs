@@ -374,6 +374,32 @@ pub enum TicketsCommand {
         #[arg(long, value_name = "WHO")]
         by: Option<String>,
     },
+    /// Sum up the tickets of a period: counts by label, severity and status, mean
+    /// times to acknowledge and to resolve per severity, the most frequent problems,
+    /// how remediation did.
+    Report {
+        #[command(flatten)]
+        common: Common,
+        /// The period: the tickets that first opened this long before its end, e.g.
+        /// 30d or 12h (a minute to ten years).
+        #[arg(long, default_value = "30d", value_parser = parse_period)]
+        since: Duration,
+        /// The end of the period (RFC 3339); default: now.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// md (Markdown) or json.
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
+}
+
+/// `tickets report --since`: a minute to ten years.
+fn parse_period(s: &str) -> Result<Duration, String> {
+    crate::config::reader::parse_duration_in(
+        s,
+        Duration::from_secs(60),
+        Duration::from_secs(10 * 366 * 86_400),
+    )
 }
 
 #[derive(Subcommand, Debug)]

@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::cli::{Common, TicketsCommand};
 use crate::sample::now_ms;
 use crate::text::{fmt_duration_ms, fmt_time};
-use crate::tickets::{Store, Ticket};
+use crate::tickets::{summary, Store, Ticket};
 
 /// Open the store of the state directory named by `common` (or its config).
 pub(super) fn open_store(common: &Common) -> anyhow::Result<Store> {
@@ -113,6 +113,33 @@ pub fn run(cmd: TicketsCommand, out: &mut dyn Write) -> anyhow::Result<ExitCode>
             let by = by.or_else(operator);
             open_store(&common)?.resolve(&id, note.trim(), by.as_deref(), now)?;
             writeln!(out, "{id}: resolved")?;
+        }
+        TicketsCommand::Report {
+            common,
+            since,
+            until,
+            format,
+        } => {
+            let until = match &until {
+                None => now,
+                Some(s) => crate::text::parse_timestamp_ms(s).with_context(|| {
+                    format!("--until {s:?} is not a time (RFC 3339, e.g. 2025-06-01T22:00:00Z)")
+                })?,
+            };
+            let from = until.saturating_sub(since.as_millis() as i64);
+            let store = open_store(&common)?;
+            let mut tickets = store.list(false, until)?;
+            tickets.retain(|t| (from..=until).contains(&t.opened_ms));
+            for t in &mut tickets {
+                t.timeline = store.timeline(&t.id)?;
+            }
+            let report = summary::build(&tickets, from, until);
+            if format == "json" {
+                serde_json::to_writer_pretty(&mut *out, &report)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", summary::markdown(&report))?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

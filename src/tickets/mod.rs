@@ -5,6 +5,8 @@
 //!   changed incident's report ([`report`]) and writes the change to the [`Store`]
 //!   (which enqueues the sinks' deliveries in the same transaction); applies silences.
 //! - [`store::Store`]: tickets, their timelines, silences (SQLite).
+//! - [`similar`]: the earlier tickets most like a new one (the knowledge base).
+//! - [`summary`]: `anomalyd tickets report`, the tickets of a period summed up.
 //! - [`outbox`] + [`sinks`]: the persistent delivery queue and the external trackers.
 //! - [`api`]: `/api/v1/tickets` for the HTTP server.
 //!
@@ -15,8 +17,10 @@ mod delivery;
 pub mod desk;
 pub mod outbox;
 pub mod report;
+pub mod similar;
 pub mod sinks;
 pub mod store;
+pub mod summary;
 
 use std::time::Duration;
 

@@ -7,14 +7,18 @@
 //! - the *evidence* ([`render`]) comes from the tick's signals, which only the daemon
 //!   has: the desk renders it when the incident engine changes the incident, and the
 //!   store keeps it;
-//! - the *body* ([`body`]) is the ticket's fields as a table, that evidence and the
-//!   remediation runs, rebuilt by the store from the stored row on every change of
-//!   the ticket, the operator's (`tickets ack`, `assign`, `resolve`) included. What
-//!   the evidence says about "now" ([`LATEST`]) is left out once the ticket is resolved.
+//! - the *body* ([`body`]) is the ticket's fields as a table, that evidence, the
+//!   similar past incidents, the remediation runs and the latest diagnosis, rebuilt
+//!   by the store from the stored row and timeline on every change of the ticket, the
+//!   operator's (`tickets ack`, `assign`, `resolve`) included. What the evidence says
+//!   about "now" ([`LATEST`]) is left out once the ticket is resolved. Every sink gets
+//!   this body.
 
 use std::collections::VecDeque;
 use std::fmt::Write;
 
+use super::similar::{self, Similar};
+use super::store::Event;
 use crate::incident::{Class, ForecastLevel, Incident, Signals};
 use crate::sample::Record;
 use crate::text::{fmt_duration_ms, fmt_quantity, fmt_time, fmt_value};
@@ -420,13 +424,23 @@ pub struct Fields<'a> {
     pub incident: &'a Incident,
 }
 
-/// The whole body: the ticket's fields, the stored `evidence` (see [`render`]) and
-/// what remediation did (timeline events of kind `action`, in time order).
-pub fn body<'a>(
-    f: &Fields,
-    evidence: &str,
-    actions: impl IntoIterator<Item = (i64, &'a str)>,
-) -> String {
+/// What the store adds to a ticket's body besides its fields and evidence: the
+/// timeline events that are evidence too, and the similar past incidents found when
+/// it opened.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extras<'a> {
+    /// The ticket's timeline (any order is fine; the body picks what it needs).
+    pub events: &'a [Event],
+    /// Earlier tickets of this host most like this one, best first (see `similar`).
+    pub similar: &'a [Similar],
+    /// How often this problem opened on this host in the recurrence window before.
+    pub earlier: usize,
+}
+
+/// The whole body: the ticket's fields, the stored `evidence` (see [`render`]), the
+/// similar past incidents, what remediation did (timeline events of kind `action`,
+/// in time order) and the latest diagnosis.
+pub fn body(f: &Fields, evidence: &str, extras: Extras) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# {}: {}\n", f.id, f.title);
     let state = match f.resolved_ms {
@@ -472,19 +486,110 @@ pub fn body<'a>(
         }
         let _ = write!(s, "\n{}\n", paragraph.trim_end());
     }
-    with_remediation(&s, actions)
+    if !extras.similar.is_empty() || extras.earlier > 0 {
+        s.push_str(&similar::render(extras.similar, extras.earlier));
+    }
+    let mut s = with_remediation(&s, extras.events);
+    // The latest diagnosis (a reopened ticket is diagnosed again), last: it is the
+    // longest part, and a sink that must cut the body cuts it first.
+    if let Some(d) = extras
+        .events
+        .iter()
+        .filter(|e| e.kind == "diagnose")
+        .max_by_key(|e| e.at_ms)
+    {
+        s.push_str(&diagnosis(d));
+    }
+    s
+}
+
+/// The built-in diagnosis, from its timeline event's detail (the remediate layer's
+/// `Diagnosis` as JSON; read field by field, so an older or partial record still
+/// shows what it has).
+fn diagnosis(e: &Event) -> String {
+    let d = &e.detail;
+    let mut s = format!("\n## Diagnosis ({})\n", fmt_time(e.at_ms));
+    let procs = |s: &mut String, key: &str, title: &str| {
+        let Some(list) = d[key].as_array().filter(|l| !l.is_empty()) else {
+            return;
+        };
+        let _ = writeln!(
+            s,
+            "\n{title}\n\n| PID | Command | CPU | Memory | Open files |\n|---|---|---|---|---|"
+        );
+        for p in list {
+            let _ = writeln!(
+                s,
+                "| {} | `{}` | {:.0} % | {} | {} |",
+                p["pid"].as_i64().unwrap_or(0),
+                escape(&code(p["command"].as_str().unwrap_or("?"))),
+                p["cpu_percent"].as_f64().unwrap_or(0.0),
+                fmt_quantity("rss_bytes", p["rss_bytes"].as_f64().unwrap_or(0.0)),
+                p["open_files"]
+                    .as_u64()
+                    .map_or("-".to_string(), |n| n.to_string()),
+            );
+        }
+    };
+    procs(&mut s, "top_cpu", "Top processes by CPU:");
+    procs(&mut s, "top_memory", "Top processes by memory:");
+    procs(&mut s, "top_open_files", "Top processes by open files:");
+    if let Some(dirs) = d["largest_directories"]
+        .as_array()
+        .filter(|l| !l.is_empty())
+    {
+        let _ = writeln!(
+            s,
+            "\nLargest directories:\n\n| Directory | Size |\n|---|---|"
+        );
+        for x in dirs {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} |",
+                escape(&code(x["path"].as_str().unwrap_or("?"))),
+                fmt_quantity("dir_bytes", x["bytes"].as_f64().unwrap_or(0.0))
+            );
+        }
+    }
+    for n in d["notes"].as_array().into_iter().flatten() {
+        if let Some(n) = n.as_str() {
+            let _ = writeln!(s, "\nNote: {n}");
+        }
+    }
+    s
+}
+
+/// Text shown between backticks: a backtick or a line break in a process name or
+/// a path would end the code span (or the table row) early.
+fn code(s: &str) -> String {
+    s.chars()
+        .map(|c| if c == '`' || c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// The report followed by what remediation did (timeline events of kind `action`).
-fn with_remediation<'a>(report: &str, actions: impl IntoIterator<Item = (i64, &'a str)>) -> String {
+/// A run that succeeded and has no verification yet says so: the mail sent right
+/// after the run then tells its reader that the fix is not proven yet.
+fn with_remediation(report: &str, events: &[Event]) -> String {
     let mut s = report.trim_end().to_string();
     s.push_str("\n\n## Remediation\n\n");
-    let mut none = true;
-    for (at_ms, summary) in actions {
-        none = false;
-        let _ = writeln!(s, "- {} — {}", fmt_time(at_ms), summary);
+    let mut actions: Vec<&Event> = events.iter().filter(|e| e.kind == "action").collect();
+    actions.sort_by_key(|e| e.at_ms);
+    for a in &actions {
+        let _ = write!(s, "- {} — {}", fmt_time(a.at_ms), a.summary);
+        let run = a.detail["id"].as_str();
+        let ok = a.detail["result"].as_str() == Some("ok");
+        if let (Some(run), true) = (run, ok) {
+            let checked = actions
+                .iter()
+                .any(|v| v.detail["run"].as_str() == Some(run) && v.detail["verify"].is_string());
+            if !checked {
+                s.push_str(" (verification pending: it counts as a fix once the incident resolves within the rule's verify window)");
+            }
+        }
+        s.push('\n');
     }
-    if none {
+    if actions.is_empty() {
         s.push_str("No action run.\n");
     }
     s
@@ -500,6 +605,91 @@ mod tests {
             timestamp_ms: Some(ts),
             values: vec![("disk_busy_ratio{device=\"sdb\"}".into(), v)],
         }
+    }
+
+    fn event(at_ms: i64, kind: &str, summary: &str, detail: serde_json::Value) -> Event {
+        Event {
+            at_ms,
+            kind: kind.into(),
+            summary: summary.into(),
+            detail,
+        }
+    }
+
+    fn plain_fields(inc: &Incident) -> Fields<'_> {
+        Fields {
+            id: &inc.id,
+            title: &inc.title,
+            severity: "P2",
+            label: "storage",
+            class: "anomaly",
+            fingerprint: &inc.fingerprint,
+            status: "open",
+            assignee: None,
+            muted_by: None,
+            opened_ms: inc.opened_ms,
+            resolved_ms: None,
+            resolution: None,
+            incident: inc,
+        }
+    }
+
+    #[test]
+    fn the_body_has_the_diagnosis_and_says_a_run_is_not_verified_yet() {
+        let inc = crate::incident::testing::storage_anomaly("INC-7", 3_600_000, 0.69, 15.0);
+        let diag = serde_json::json!({
+            "at_ms": 3_660_000,
+            "top_cpu": [{"pid": 42, "command": "gzip`x", "uid": 0, "cpu_percent": 97.4, "rss_bytes": 1048576}],
+            "top_memory": [{"pid": 7, "command": "java", "uid": 1000, "cpu_percent": 1.0, "rss_bytes": 2147483648u64}],
+            "largest_directories": [{"path": "/data/app|logs", "bytes": 5368709120u64}],
+            "notes": ["the walk stopped after 5 s"],
+        });
+        let run = serde_json::json!({"id": "r1", "rule": "clean-app-logs", "result": "ok"});
+        let mut events = vec![
+            event(3_660_000, "diagnose", "diagnosis: ...", diag),
+            event(
+                3_700_000,
+                "action",
+                "remediation \"clean-app-logs\": exit 0 (ok, 0.2 s)",
+                run,
+            ),
+        ];
+        let r = body(
+            &plain_fields(&inc),
+            "",
+            Extras {
+                events: &events,
+                ..Default::default()
+            },
+        );
+        for needle in [
+            "## Diagnosis (1970-01-01 01:01:00 UTC)",
+            "| 42 | `gzip?x` | 97 % | 1.00 MiB | - |",
+            "| 7 | `java` | 1 % | 2.00 GiB | - |",
+            "| `/data/app\\|logs` | 5.00 GiB |",
+            "Note: the walk stopped after 5 s",
+            "exit 0 (ok, 0.2 s) (verification pending",
+        ] {
+            assert!(r.contains(needle), "missing {needle:?} in\n{r}");
+        }
+        assert!(r.find("## Remediation") < r.find("## Diagnosis"), "{r}");
+        // Once verified, no longer pending.
+        events.push(event(
+            3_800_000,
+            "action",
+            "remediation \"clean-app-logs\" verified",
+            serde_json::json!({"verify": "resolved", "rule": "clean-app-logs", "run": "r1"}),
+        ));
+        let r = body(
+            &plain_fields(&inc),
+            "",
+            Extras {
+                events: &events,
+                ..Default::default()
+            },
+        );
+        assert!(!r.contains("verification pending"), "{r}");
+        assert!(r.contains("remediation \"clean-app-logs\" verified"), "{r}");
     }
 
     #[test]
@@ -575,7 +765,7 @@ mod tests {
             resolution,
             incident: &inc,
         };
-        let r = body(&fields("open", None, None), &evidence, []);
+        let r = body(&fields("open", None, None), &evidence, Extras::default());
         for needle in [
             "# INC-7: storage anomaly on web1 (sdb)",
             "| Severity | P3 |",
@@ -593,10 +783,19 @@ mod tests {
         assert!(r.ends_with("## Remediation\n\nNo action run.\n"), "{r}");
         // Resolved by an operator later: the table says so, and the latest score
         // (from while it was open) is left out.
+        let ran = [event(
+            4_500_000,
+            "action",
+            "remediation \"fix\": exit 0",
+            serde_json::Value::Null,
+        )];
         let r = body(
             &fields("resolved", Some(4_800_000), Some("disk replaced")),
             &evidence,
-            [(4_500_000, "remediation \"fix\": exit 0")],
+            Extras {
+                events: &ran,
+                ..Default::default()
+            },
         );
         assert!(
             r.contains("| State | resolved at 1970-01-01 01:20:00 UTC after 20 min |"),

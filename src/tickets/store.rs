@@ -18,7 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use serde::Serialize;
 
 use super::delivery::{Delivery, DeliveryKind};
-use super::report;
+use super::{report, similar};
 use crate::incident::{ticket_seq, Change, Incident, Matchers, Silence};
 use crate::store::{sqlite, StateDir};
 
@@ -362,6 +362,7 @@ impl Store {
             id: inc.id.clone(),
             source,
         })?;
+        let mut found_similar = None;
         let (kind, delivery_kind, summary) = match (change, &existing) {
             (Change::Opened(_), None) => {
                 let seq = ticket_seq(&inc.id).unwrap_or_else(|| next_seq_tx(&tx).unwrap_or(1));
@@ -384,6 +385,7 @@ impl Store {
                     ],
                 )
                 .map_err(self.err("cannot insert ticket"))?;
+                found_similar = find_similar(&tx, inc).map_err(self.err("cannot read tickets"))?;
                 (
                     "opened",
                     DeliveryKind::Open,
@@ -441,6 +443,10 @@ impl Store {
         });
         let event_id = insert_event(&tx, &inc.id, at_ms, kind, &summary, &detail)
             .map_err(self.err("cannot add event"))?;
+        if let Some((summary, detail)) = found_similar {
+            insert_event(&tx, &inc.id, at_ms, "similar", &summary, &detail)
+                .map_err(self.err("cannot add event"))?;
+        }
         refresh_body(&tx, &inc.id).map_err(self.err("cannot write body"))?;
         // An update of a ticket an operator resolved meanwhile (the engine has not
         // noticed yet) is recorded, not sent: the sinks had the resolution.
@@ -455,9 +461,10 @@ impl Store {
     }
 
     /// Append an event to a ticket's timeline, e.g. a remediation action's result.
-    /// Events of kind `action` also go into the report's "Remediation" section and to
-    /// the sinks (as an update), unless the ticket is muted or resolved (the sinks'
-    /// last word on a resolved ticket is its resolution; the body still has it).
+    /// Events of kind `action` (the report's "Remediation" section) and `diagnose`
+    /// (its "Diagnosis") also go to the sinks as an update, unless the ticket is muted
+    /// or resolved (the sinks' last word on a resolved ticket is its resolution; the
+    /// body still has it).
     pub fn add_event(
         &self,
         ticket_id: &str,
@@ -470,7 +477,7 @@ impl Store {
         let row = self.ticket_row(&tx, ticket_id)?;
         let event_id = insert_event(&tx, ticket_id, at_ms, kind, summary, detail)
             .map_err(self.err("cannot add event"))?;
-        if kind == "action" {
+        if kind == "action" || kind == "diagnose" {
             refresh_body(&tx, ticket_id).map_err(self.err("cannot write body"))?;
             if row.muted_by.is_none() && row.status != Status::Resolved {
                 self.deliver(
@@ -960,10 +967,8 @@ fn refresh_body(conn: &Connection, id: &str) -> rusqlite::Result<()> {
     let incident: Incident = serde_json::from_str(&row.incident).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })?;
-    let actions: Vec<Event> = timeline(conn, id)?
-        .into_iter()
-        .filter(|e| e.kind == "action")
-        .collect();
+    let events = timeline(conn, id)?;
+    let (similar, earlier) = similar_now(conn, &events)?;
     let fields = report::Fields {
         id: &row.id,
         title: &row.title,
@@ -982,13 +987,132 @@ fn refresh_body(conn: &Connection, id: &str) -> rusqlite::Result<()> {
     let body = report::body(
         &fields,
         &evidence,
-        actions.iter().map(|a| (a.at_ms, a.summary.as_str())),
+        report::Extras {
+            events: &events,
+            similar: &similar,
+            earlier,
+        },
     );
     conn.execute(
         "UPDATE tickets SET body = ?2 WHERE id = ?1",
         params![id, body],
     )?;
     Ok(())
+}
+
+/// The earlier tickets most like the new ticket `inc` (see `similar`), as the
+/// timeline event that keeps them: (summary, detail).
+/// `None` when there is none: nothing is recorded.
+fn find_similar(
+    conn: &Connection,
+    inc: &Incident,
+) -> rusqlite::Result<Option<(String, serde_json::Value)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, fingerprint, opened_ms, incident FROM tickets WHERE id != ?1
+         ORDER BY seq DESC LIMIT ?2",
+    )?;
+    let rows: Vec<(String, String, i64, String)> = stmt
+        .query_map(params![inc.id, similar::SEARCHED as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    // A row whose incident cannot be read is no candidate (it is reported where it
+    // is read for itself).
+    let parsed: Vec<(&str, &str, i64, Incident)> = rows
+        .iter()
+        .filter_map(|(id, fp, at, json)| {
+            serde_json::from_str(json)
+                .ok()
+                .map(|i| (id.as_str(), fp.as_str(), *at, i))
+        })
+        .collect();
+    let earlier = parsed
+        .iter()
+        .filter(|(_, fp, at, i)| {
+            *fp == inc.fingerprint
+                && i.host == inc.host
+                && *at <= inc.opened_ms
+                && inc.opened_ms - *at <= similar::RECURRENCE_MS
+        })
+        .count();
+    let candidates: Vec<similar::Candidate> = parsed
+        .iter()
+        .map(|(id, fp, _, i)| similar::Candidate {
+            id,
+            fingerprint: fp,
+            incident: i,
+        })
+        .collect();
+    let found = similar::find(inc, &candidates);
+    let ids: Vec<&str> = found.iter().map(|(id, _)| *id).collect();
+    if ids.is_empty() && earlier == 0 {
+        return Ok(None);
+    }
+    let summary = format!(
+        "similar past incidents: {}",
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    );
+    let list: Vec<serde_json::Value> = found
+        .iter()
+        .map(|(id, m)| match m {
+            similar::Match::Fingerprint => serde_json::json!({"id": id, "match": "fingerprint"}),
+            similar::Match::Causes(c) => {
+                serde_json::json!({"id": id, "match": "causes", "cosine": c})
+            }
+        })
+        .collect();
+    Ok(Some((
+        summary,
+        serde_json::json!({"similar": list, "earlier": earlier}),
+    )))
+}
+
+/// The similar past incidents recorded on a ticket's timeline, with what the store
+/// knows about them now (resolution note, verified fixes), and how often the
+/// problem opened before.
+fn similar_now(
+    conn: &Connection,
+    events: &[Event],
+) -> rusqlite::Result<(Vec<similar::Similar>, usize)> {
+    let Some(e) = events.iter().rev().find(|e| e.kind == "similar") else {
+        return Ok((Vec::new(), 0));
+    };
+    let earlier = e.detail["earlier"].as_u64().unwrap_or(0) as usize;
+    let mut out = Vec::new();
+    for s in e.detail["similar"].as_array().into_iter().flatten() {
+        let Some(id) = s["id"].as_str() else { continue };
+        let Some(row) = load_row(conn, id)? else {
+            continue;
+        };
+        let how = match s["cosine"].as_f64() {
+            Some(c) => similar::Match::Causes(c),
+            None => similar::Match::Fingerprint,
+        };
+        let mut fixes: Vec<String> = Vec::new();
+        for v in timeline(conn, id)? {
+            if v.kind == "action" && v.detail["verify"] == "resolved" {
+                if let Some(rule) = v.detail["rule"].as_str() {
+                    if !fixes.iter().any(|f| f == rule) {
+                        fixes.push(rule.to_string());
+                    }
+                }
+            }
+        }
+        out.push(similar::Similar {
+            id: row.id,
+            title: row.title,
+            how,
+            opened_ms: row.opened_ms,
+            resolved_ms: row.resolved_ms,
+            resolution: row.resolution,
+            verified_fixes: fixes,
+        });
+    }
+    Ok((out, earlier))
 }
 
 /// An operator step: its timeline kind and line, the verb for errors, and whether a

@@ -39,6 +39,11 @@ fn keys(v: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// GitHub refuses a body or comment over 65,536 characters (422).
+fn too_long(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| s.chars().count() > 65_536)
+}
+
 fn handle(repo: &Mutex<Repo>, req: &Request) -> (u16, String) {
     let bad = |m: &str| (422, json!({ "message": m }).to_string());
     if req.header("authorization") != Some(&format!("Bearer {TOKEN}"))
@@ -64,6 +69,7 @@ fn handle(repo: &Mutex<Repo>, req: &Request) -> (u16, String) {
             if keys(&b) != ok_keys
                 || b["title"].as_str().is_none_or(str::is_empty)
                 || !b["body"].is_string()
+                || too_long(&b["body"])
                 || !b["labels"]
                     .as_array()
                     .is_some_and(|l| l.iter().all(Value::is_string))
@@ -118,7 +124,10 @@ fn handle(repo: &Mutex<Repo>, req: &Request) -> (u16, String) {
             match (m, rest) {
                 ("POST", ["comments"]) => {
                     let b = req.json();
-                    if keys(&b) != BTreeSet::from(["body".to_string()]) || !b["body"].is_string() {
+                    if keys(&b) != BTreeSet::from(["body".to_string()])
+                        || !b["body"].is_string()
+                        || too_long(&b["body"])
+                    {
                         return bad("invalid comment");
                     }
                     i.comments.push(b["body"].as_str().unwrap_or("").into());
@@ -130,11 +139,26 @@ fn handle(repo: &Mutex<Repo>, req: &Request) -> (u16, String) {
                 }
                 ("PATCH", []) => {
                     let b = req.json();
-                    let allowed = ["state", "state_reason"];
+                    let allowed = ["state", "state_reason", "body", "labels"];
                     if keys(&b).iter().any(|k| !allowed.contains(&k.as_str())) {
                         return bad("unexpected field");
                     }
+                    if let Some(body) = b.get("body") {
+                        if !body.is_string() || too_long(body) {
+                            return bad("body is too long (maximum is 65536 characters)");
+                        }
+                        i.body = body.as_str().unwrap_or("").into();
+                    }
+                    if let Some(l) = b.get("labels") {
+                        i.labels = l
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|l| l.as_str().map(str::to_string))
+                            .collect();
+                    }
                     match b["state"].as_str() {
+                        None if b.get("state").is_none() => {}
                         Some(s @ ("open" | "closed")) => {
                             i.was_closed |= s == "closed";
                             i.state = s.into()
@@ -197,8 +221,18 @@ fn issues_are_created_commented_closed_reopened_and_never_doubled() {
         assert_eq!(r.issues.len(), 2, "the reopen reused issue #1");
         let one = &r.issues[0];
         assert!(one.title.contains("/var full") && one.title.contains("INC-1"));
-        assert!(one.body.contains("/var fills") && one.body.contains("delivery=a1"));
-        assert_eq!(one.labels, vec!["anomalyd", "ops"]);
+        // The update rewrote the body (with its own marker).
+        assert!(one.body.contains("/var fills") && one.body.contains("delivery=a2"));
+        assert_eq!(
+            one.labels,
+            vec![
+                "anomalyd",
+                "ops",
+                "type:storage",
+                "severity:P2",
+                "host:web-1"
+            ]
+        );
         assert_eq!(one.comments.len(), 3, "update, resolve, reopen");
         assert!(one.comments[2].contains("Reopened as INC-2"));
         assert_eq!(one.state, "open");
@@ -263,4 +297,63 @@ fn a_wrong_token_is_an_error_that_never_shows_the_token() {
     );
     assert!(!err.contains("ghp_wrong_token_abcdef"));
     assert!(repo.lock().expect("lock").issues.is_empty());
+}
+
+/// The diagnosis and the remediation run reach the issue (its body is rewritten on
+/// each update) and its comments; the labels carry type, severity and host; an
+/// oversized diagnosis is cut to GitHub's limit, with a line saying so, not refused.
+#[test]
+fn the_issue_carries_the_diagnosis_and_the_run_and_a_huge_report_is_cut() {
+    for (dirs, huge) in [(0, false), (2000, true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Arc::new(Mutex::new(Repo::default()));
+        let r2 = repo.clone();
+        let srv = Server::start(Box::new(move |req| handle(&r2, req)));
+        let token = dir.path().join("token");
+        std::fs::write(&token, TOKEN).expect("write");
+        let sinks = sinks_from_yaml(&format!(
+            "sinks:\n- {{name: gh, type: github, api_url: '{}', repo: acme/infra, token_file: '{}', retry_initial: 10ms, retry_max: 10ms}}\n",
+            srv.url(),
+            token.display()
+        ))
+        .expect("config");
+        let db = dir.path().join("tickets.db");
+        ticket_with_evidence(&db, &["gh"], dirs);
+        let mut d = Deliverer::open(&db, &sinks).expect("deliverer");
+        let rep = d.run_once(anomalyd::sample::now_ms());
+        assert_eq!((rep.delivered, rep.failed), (3, 0), "{rep:?}");
+        let r = repo.lock().expect("lock");
+        assert_eq!(r.issues.len(), 1);
+        let i = &r.issues[0];
+        assert_eq!(
+            i.labels,
+            ["anomalyd", "type:storage", "severity:P2", "host:web-1"]
+        );
+        for needle in [
+            "## Diagnosis",
+            "| 4242 | `gzip` | 97 % |",
+            "| `/var/log/app` | 5.00 GiB |",
+            "## Remediation",
+            "remediation \"clean-app-logs\": exit 0 (ok, 0.3 s) (verification pending",
+        ] {
+            assert!(
+                i.body.contains(needle),
+                "missing {needle:?} in the issue body"
+            );
+        }
+        assert!(i.comments[0].starts_with("diagnosis: top CPU gzip (97%)"));
+        assert!(i.comments[1].starts_with("remediation \"clean-app-logs\": exit 0"));
+        let n = i.body.chars().count();
+        assert!(n <= 65_536, "{n}");
+        assert_eq!(
+            i.body.contains("[... cut: the report has"),
+            huge,
+            "{n} characters"
+        );
+        if huge {
+            assert!(n > 60_000, "{n}");
+            // The marker that in-doubt retries look for survives the cut.
+            assert!(i.body.contains("<!-- anomalyd delivery="));
+        }
+    }
 }

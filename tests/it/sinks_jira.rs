@@ -59,6 +59,27 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Jira refuses a text field over 32,767 characters (400).
+fn too_long(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| s.chars().count() > 32_767)
+}
+
+/// Labels are strings without spaces.
+fn labels_ok(v: &Value) -> bool {
+    v.as_array().is_some_and(|l| {
+        l.iter()
+            .all(|x| x.as_str().is_some_and(|x| !x.contains(' ')))
+    })
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.as_str().map(str::to_string))
+        .collect()
+}
+
 fn handle(j: &Mutex<Jira>, req: &Request) -> (u16, String) {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{TOKEN}"));
     if req.header("authorization") != Some(&format!("Basic {basic}"))
@@ -83,10 +104,8 @@ fn handle(j: &Mutex<Jira>, req: &Request) -> (u16, String) {
                 || keys(&f["issuetype"]) != set(&["name"])
                 || f["summary"].as_str().is_none_or(str::is_empty)
                 || !f["description"].is_string()
-                || !f["labels"].as_array().is_some_and(|l| {
-                    l.iter()
-                        .all(|x| x.as_str().is_some_and(|x| !x.contains(' ')))
-                })
+                || too_long(&f["description"])
+                || !labels_ok(&f["labels"])
             {
                 return bad("invalid create");
             }
@@ -95,12 +114,7 @@ fn handle(j: &Mutex<Jira>, req: &Request) -> (u16, String) {
                 key: key.clone(),
                 summary: f["summary"].as_str().unwrap_or("").into(),
                 description: f["description"].as_str().unwrap_or("").into(),
-                labels: f["labels"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|l| l.as_str().map(str::to_string))
-                    .collect(),
+                labels: strings(&f["labels"]),
                 issue_type: f["issuetype"]["name"].as_str().unwrap_or("").into(),
                 done: false,
                 comments: Vec::new(),
@@ -150,11 +164,27 @@ fn handle(j: &Mutex<Jira>, req: &Request) -> (u16, String) {
             match (m, rest) {
                 ("POST", ["comment"]) => {
                     let b = req.json();
-                    if keys(&b) != set(&["body"]) || !b["body"].is_string() {
+                    if keys(&b) != set(&["body"]) || !b["body"].is_string() || too_long(&b["body"])
+                    {
                         return bad("invalid comment");
                     }
                     i.comments.push(b["body"].as_str().unwrap_or("").into());
                     (201, json!({"id": "1"}).to_string())
+                }
+                ("PUT", []) => {
+                    let b = req.json();
+                    let f = &b["fields"];
+                    if keys(&b) != set(&["fields"])
+                        || keys(f) != set(&["description", "labels"])
+                        || !f["description"].is_string()
+                        || too_long(&f["description"])
+                        || !labels_ok(&f["labels"])
+                    {
+                        return bad("invalid edit");
+                    }
+                    i.description = f["description"].as_str().unwrap_or("").into();
+                    i.labels = strings(&f["labels"]);
+                    (204, String::new())
                 }
                 ("GET", ["comment"]) => {
                     let c: Vec<Value> = i.comments.iter().map(|b| json!({"body": b})).collect();
@@ -232,7 +262,8 @@ fn issues_are_created_commented_transitioned_and_never_doubled() {
         let i = &s.issues[0];
         assert_eq!(i.issue_type, "Incident");
         assert!(i.summary.contains("INC-1"));
-        assert!(i.description.contains("anomalyd-delivery: a1"));
+        // The update rewrote the description (with its own marker).
+        assert!(i.description.contains("anomalyd-delivery: a2"));
         assert!(i.labels.contains(&"anomalyd".to_string()));
         assert!(i.labels.iter().any(|l| l.starts_with("anomalyd-")));
         assert_eq!(i.comments.len(), 4, "update, resolve, reopen, resolve");
@@ -256,4 +287,58 @@ fn issues_are_created_commented_transitioned_and_never_doubled() {
     let s = state.lock().expect("lock");
     assert_eq!(s.issues.len(), 2, "no second issue for fpB");
     assert_eq!(s.issues[1].comments.len(), 1);
+}
+
+/// The diagnosis and the remediation run reach the issue (its description is
+/// rewritten on each update) and its comments; the labels carry type, severity and
+/// host; an oversized diagnosis is cut to Jira's field limit, not refused.
+#[test]
+fn the_issue_carries_the_diagnosis_and_the_run_and_a_huge_report_is_cut() {
+    for (dirs, huge) in [(0, false), (2000, true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = Arc::new(Mutex::new(Jira::default()));
+        let s2 = state.clone();
+        let srv = Server::start(Box::new(move |req| handle(&s2, req)));
+        let token = dir.path().join("token");
+        std::fs::write(&token, TOKEN).expect("write");
+        let sinks = sinks_from_yaml(&format!(
+            "sinks:\n- {{name: jira, type: jira, url: '{}', project: OPS, user: {USER}, token_file: '{}', retry_initial: 10ms, retry_max: 10ms}}\n",
+            srv.url(),
+            token.display()
+        ))
+        .expect("config");
+        let db = dir.path().join("tickets.db");
+        ticket_with_evidence(&db, &["jira"], dirs);
+        let mut d = Deliverer::open(&db, &sinks).expect("deliverer");
+        let rep = d.run_once(anomalyd::sample::now_ms());
+        assert_eq!((rep.delivered, rep.failed), (3, 0), "{rep:?}");
+        let s = state.lock().expect("lock");
+        assert_eq!(s.issues.len(), 1);
+        let i = &s.issues[0];
+        for l in ["anomalyd", "type:storage", "severity:P2", "host:web-1"] {
+            assert!(
+                i.labels.contains(&l.to_string()),
+                "{l} not in {:?}",
+                i.labels
+            );
+        }
+        for needle in [
+            "## Diagnosis",
+            "| 4242 | `gzip` | 97 % |",
+            "| `/var/log/app` | 5.00 GiB |",
+            "remediation \"clean-app-logs\": exit 0 (ok, 0.3 s) (verification pending",
+        ] {
+            assert!(i.description.contains(needle), "missing {needle:?}");
+        }
+        assert!(i.comments[0].starts_with("diagnosis: top CPU gzip (97%)"));
+        assert!(i.comments[1].starts_with("remediation \"clean-app-logs\": exit 0"));
+        let n = i.description.chars().count();
+        assert!(n <= 32_767, "{n}");
+        assert_eq!(
+            i.description.contains("[... cut: the report has"),
+            huge,
+            "{n}"
+        );
+        assert!(i.description.contains("anomalyd-delivery: "));
+    }
 }

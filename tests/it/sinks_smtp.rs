@@ -47,20 +47,18 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-#[test]
-fn mails_arrive_with_subject_body_and_threading() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let maildir = dir.path().join("mail");
+/// aiosmtpd on a free loopback port, storing mails in `maildir`: (server, port).
+fn smtpd(maildir: &std::path::Path) -> (Smtpd, u16) {
     let port = free_port();
     let child = Command::new("/usr/bin/aiosmtpd")
         .args(["-n", "-l", &format!("127.0.0.1:{port}")])
         .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
+        .arg(maildir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start aiosmtpd (apt-get install python3-aiosmtpd)");
-    let _smtpd = Smtpd(child);
+    let server = Smtpd(child);
     let t0 = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -70,6 +68,14 @@ fn mails_arrive_with_subject_body_and_threading() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    (server, port)
+}
+
+#[test]
+fn mails_arrive_with_subject_body_and_threading() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maildir = dir.path().join("mail");
+    let (_smtpd, port) = smtpd(&maildir);
     let sinks = sinks_from_yaml(&format!(
         "sinks:\n- name: mail\n  type: smtp\n  host: 127.0.0.1\n  port: {port}\n  tls: none\n  from: 'anomalyd <anomalyd@web-1.example>'\n  to: [ops@example.com, oncall@example.com]\n  reopen_window: 1h\n"
     ))
@@ -340,4 +346,77 @@ fn a_ca_file_needs_tls_and_must_exist() {
         all.contains("tickets.sinks[1].ca_file: cannot read /nonexistent/ca.pem"),
         "{all}"
     );
+}
+
+/// A quoted-printable body as text (lettre encodes long or non-ASCII lines so).
+fn unquote(body: &str) -> String {
+    let b = body.replace("=\n", "");
+    let b = b.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1..i + 3)) {
+            (b'=', Some(h)) => {
+                let h = std::str::from_utf8(h).unwrap_or("");
+                out.push(u8::from_str_radix(h, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mail sent after a remediation run says what ran, its result and that it is
+/// not verified yet, and carries the diagnosis; an oversized report is cut, not
+/// refused.
+#[test]
+fn the_mail_after_a_run_has_the_run_its_result_and_the_diagnosis() {
+    for (dirs, huge) in [(0, false), (12_000, true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let maildir = dir.path().join("mail");
+        let (_smtpd, port) = smtpd(&maildir);
+        let sinks = sinks_from_yaml(&format!(
+            "sinks:\n- {{name: mail, type: smtp, host: 127.0.0.1, port: {port}, tls: none, from: 'anomalyd@web-1.example', to: [ops@example.com]}}\n"
+        ))
+        .expect("config");
+        let db = dir.path().join("tickets.db");
+        ticket_with_evidence(&db, &["mail"], dirs);
+        let mut d = Deliverer::open(&db, &sinks).expect("deliverer");
+        let rep = d.run_once(anomalyd::sample::now_ms());
+        assert_eq!((rep.delivered, rep.failed), (3, 0), "{rep:?}");
+        let bodies: Vec<String> = std::fs::read_dir(maildir.join("new"))
+            .expect("maildir/new")
+            .map(|e| {
+                let text = std::fs::read_to_string(e.expect("entry").path()).expect("read");
+                let (h, b) = parse_mail(&text);
+                if header(&h, "content-transfer-encoding") == "quoted-printable" {
+                    unquote(&b)
+                } else {
+                    b
+                }
+            })
+            .collect();
+        assert_eq!(bodies.len(), 3);
+        let after_run = bodies
+            .iter()
+            .find(|b| b.starts_with("remediation \"clean-app-logs\": exit 0 (ok, 0.3 s)"))
+            .expect("the mail after the run");
+        for needle in [
+            "## Remediation",
+            "exit 0 (ok, 0.3 s) (verification pending",
+            "## Diagnosis",
+            "| 4242 | `gzip` | 97 % |",
+        ] {
+            assert!(after_run.contains(needle), "missing {needle:?}");
+        }
+        assert_eq!(after_run.contains("[... cut: the report has"), huge);
+        if huge {
+            let n = after_run.chars().count();
+            assert!((900_000..1_001_000).contains(&n), "{n}");
+        }
+    }
 }

@@ -5,7 +5,14 @@
 //! - reopen within the window: `PATCH /repos/{owner}/{repo}/issues/{n} {state: open,
 //!   state_reason: reopened}`
 //!   and a comment; update: `POST .../issues/{n}/comments {body}`;
-//! - resolve: a comment, then `PATCH .../issues/{n} {state: closed, state_reason: completed}`.
+//! - resolve: a comment, then `PATCH .../issues/{n} {state: closed, state_reason: completed}`;
+//! - an update also rewrites the issue's body and labels (`PATCH .../issues/{n} {body,
+//!   labels}`), so the issue shows the ticket's current report: the diagnosis and the
+//!   remediation results arrive after the ticket opened.
+//!
+//! Labels: the configured ones, then `type:<label>`, `severity:<P0..P4>` and
+//! `host:<name>`. Bodies and comments are cut to GitHub's 65,536 characters, with a
+//! line saying so (see `sinks::cut`).
 //!
 //! Every body ends with a hidden marker `<!-- anomalyd delivery=<id> fingerprint=<fp> -->`.
 //! Guarantee: exactly-once in effect. When an attempt is in doubt (an earlier one may
@@ -18,10 +25,20 @@ use serde_json::{json, Value};
 
 use super::http::Http;
 use super::{
-    has_marker, issue_state, marker, Attempt, Secret, Sink, SinkConfig, SinkError, SinkState,
+    all_labels, cut, has_marker, issue_state, marker, Attempt, Secret, Sink, SinkConfig, SinkError,
+    SinkState,
 };
 use crate::config::reader::{Reader, Section};
 use crate::tickets::DeliveryKind;
+
+/// GitHub's limit for an issue's body and a comment, in characters.
+pub const MAX_BODY: usize = 65_536;
+
+/// `text` and the delivery's marker, within [`MAX_BODY`].
+fn with_marker(text: &str, mark: &str, ticket_id: &str) -> String {
+    let room = MAX_BODY.saturating_sub(mark.chars().count() + 2);
+    format!("{}\n\n{mark}", cut(text, room, ticket_id))
+}
 
 pub(crate) const KEYS: &[&str] = &["api_url", "repo", "token_file", "token_env", "labels"];
 
@@ -86,7 +103,14 @@ impl Github {
         self.http.send_json(method, &url, &h, body, what)?.json()
     }
 
-    fn comment(&self, n: &str, text: &str, mark: &str, look: bool) -> Result<(), SinkError> {
+    fn comment(
+        &self,
+        n: &str,
+        text: &str,
+        mark: &str,
+        look: bool,
+        ticket_id: &str,
+    ) -> Result<(), SinkError> {
         if look {
             let list = self.call(
                 "GET",
@@ -98,7 +122,7 @@ impl Github {
                 return Ok(());
             }
         }
-        let body = json!({ "body": format!("{text}\n\n{mark}") });
+        let body = json!({ "body": with_marker(text, mark, ticket_id) });
         self.call(
             "POST",
             &format!("/issues/{n}/comments"),
@@ -117,6 +141,22 @@ impl Github {
         let what = if open { "reopen issue" } else { "close issue" };
         self.call("PATCH", &format!("/issues/{n}"), Some(&body), what)
             .map(|_| ())
+    }
+
+    /// The issue's body and labels as the ticket is now (idempotent).
+    fn rewrite(&self, n: &str, a: &Attempt, mark: &str) -> Result<(), SinkError> {
+        let d = a.delivery;
+        let body = json!({
+            "body": with_marker(&d.body, mark, &d.ticket_id),
+            "labels": all_labels(&self.config.labels, d),
+        });
+        self.call(
+            "PATCH",
+            &format!("/issues/{n}"),
+            Some(&body),
+            "update issue",
+        )
+        .map(|_| ())
     }
 
     fn create(&self, a: &Attempt, mark: &str) -> Result<String, SinkError> {
@@ -138,8 +178,8 @@ impl Github {
         }
         let body = json!({
             "title": format!("{} ({})", d.incident.title, d.ticket_id),
-            "body": format!("{}\n\n{mark}", d.body),
-            "labels": self.config.labels,
+            "body": with_marker(&d.body, mark, &d.ticket_id),
+            "labels": all_labels(&self.config.labels, d),
         });
         let created = self.call("POST", "/issues", Some(&body), "create issue")?;
         number(&created)
@@ -165,18 +205,20 @@ impl Sink for Github {
                     self.set_state(&n, true)?;
                 }
                 let text = format!("Reopened as {}: {}\n\n{}", d.ticket_id, d.summary, d.body);
-                self.comment(&n, &text, &mark, a.in_doubt)
+                self.comment(&n, &text, &mark, a.in_doubt, &d.ticket_id)
                     .map_err(SinkError::half_done)?;
                 (n, p.ticket_id.clone(), true)
             }
             (DeliveryKind::Update, Some(p)) => {
                 let n = p.external_ref.clone();
-                self.comment(&n, &d.summary, &mark, a.in_doubt)?;
+                self.rewrite(&n, a, &mark)?;
+                self.comment(&n, &d.summary, &mark, a.in_doubt, &d.ticket_id)
+                    .map_err(SinkError::half_done)?;
                 (n, p.ticket_id.clone(), p.open)
             }
             (DeliveryKind::Resolve, Some(p)) => {
                 let n = p.external_ref.clone();
-                self.comment(&n, &d.summary, &mark, a.in_doubt)?;
+                self.comment(&n, &d.summary, &mark, a.in_doubt, &d.ticket_id)?;
                 self.set_state(&n, false).map_err(SinkError::half_done)?;
                 (n, p.ticket_id.clone(), false)
             }

@@ -9,6 +9,15 @@
 //! - reopen within the window: a comment and, when configured, the transition named
 //!   `reopen_transition`.
 //!
+//! - an update also rewrites the issue's description and labels (`PUT
+//!   /rest/api/2/issue/{key} {fields: {description, labels}}`), so the issue shows the
+//!   ticket's current report: the diagnosis and the remediation results arrive after
+//!   the ticket opened.
+//!
+//! Labels: the configured ones, the fingerprint's, then `type:<label>`,
+//! `severity:<P0..P4>` and `host:<name>`. Descriptions and comments are cut to
+//! 32,767 characters (Jira's limit for a text field), with a line saying so.
+//!
 //! Auth: `user` + token (basic, as Jira Cloud's API tokens) or, without `user`, the
 //! token as a bearer (Server / Data Center personal access tokens).
 //!
@@ -22,11 +31,20 @@ use serde_json::{json, Value};
 
 use super::http::Http;
 use super::{
-    fingerprint_tag, has_marker, issue_state, Attempt, Secret, Sink, SinkConfig, SinkError,
-    SinkState,
+    all_labels, cut, fingerprint_tag, has_marker, issue_state, Attempt, Secret, Sink, SinkConfig,
+    SinkError, SinkState,
 };
 use crate::config::reader::{Reader, Section};
 use crate::tickets::DeliveryKind;
+
+/// Jira's limit for a text field (description, comment), in characters.
+pub const MAX_TEXT: usize = 32_767;
+
+/// `text` and the delivery's marker line, within [`MAX_TEXT`].
+fn with_marker(text: &str, mark: &str, ticket_id: &str) -> String {
+    let room = MAX_TEXT.saturating_sub(mark.chars().count() + 2);
+    format!("{}\n\n{mark}", cut(text, room, ticket_id))
+}
 
 pub(crate) const KEYS: &[&str] = &[
     "url",
@@ -133,7 +151,14 @@ impl Jira {
         }
     }
 
-    fn comment(&self, key: &str, text: &str, mark: &str, look: bool) -> Result<(), SinkError> {
+    fn comment(
+        &self,
+        key: &str,
+        text: &str,
+        mark: &str,
+        look: bool,
+        ticket_id: &str,
+    ) -> Result<(), SinkError> {
         if look {
             let list = self.call(
                 "GET",
@@ -145,7 +170,7 @@ impl Jira {
                 return Ok(());
             }
         }
-        let body = json!({ "body": format!("{text}\n\n{mark}") });
+        let body = json!({ "body": with_marker(text, mark, ticket_id) });
         self.call(
             "POST",
             &format!("/issue/{key}/comment"),
@@ -202,6 +227,23 @@ impl Jira {
         )))
     }
 
+    fn labels(&self, d: &crate::tickets::Delivery, fp_label: &str) -> Vec<String> {
+        let mut configured = self.config.labels.clone();
+        configured.push(fp_label.to_string());
+        all_labels(&configured, d)
+    }
+
+    /// The issue's description and labels as the ticket is now (idempotent).
+    fn rewrite(&self, key: &str, a: &Attempt, mark: &str, fp_label: &str) -> Result<(), SinkError> {
+        let d = a.delivery;
+        let body = json!({"fields": {
+            "description": with_marker(&d.body, mark, &d.ticket_id),
+            "labels": self.labels(d, fp_label),
+        }});
+        self.call("PUT", &format!("/issue/{key}"), Some(&body), "update issue")
+            .map(|_| ())
+    }
+
     fn create(&self, a: &Attempt, mark: &str, fp_label: &str) -> Result<String, SinkError> {
         let d = a.delivery;
         if a.in_doubt {
@@ -232,14 +274,12 @@ impl Jira {
                 return Ok(key.to_string());
             }
         }
-        let mut labels = self.config.labels.clone();
-        labels.push(fp_label.to_string());
         let body = json!({"fields": {
             "project": {"key": self.config.project},
             "summary": format!("{} ({})", d.incident.title, d.ticket_id),
-            "description": format!("{}\n\n{mark}", d.body),
+            "description": with_marker(&d.body, mark, &d.ticket_id),
             "issuetype": {"name": self.config.issue_type},
-            "labels": labels,
+            "labels": self.labels(d, fp_label),
         }});
         let created = self.call("POST", "/issue", Some(&body), "create issue")?;
         created["key"]
@@ -272,7 +312,7 @@ impl Sink for Jira {
             (DeliveryKind::Open, Some(p)) if a.reuse => {
                 let key = p.external_ref.clone();
                 let text = format!("Reopened as {}: {}\n\n{}", d.ticket_id, d.summary, d.body);
-                self.comment(&key, &text, &mark, a.in_doubt)?;
+                self.comment(&key, &text, &mark, a.in_doubt, &d.ticket_id)?;
                 if !p.open && !self.config.reopen_transition.is_empty() {
                     self.transition(&key, &self.config.reopen_transition, false)
                         .map_err(SinkError::half_done)?;
@@ -281,12 +321,14 @@ impl Sink for Jira {
             }
             (DeliveryKind::Update, Some(p)) => {
                 let key = p.external_ref.clone();
-                self.comment(&key, &d.summary, &mark, a.in_doubt)?;
+                self.rewrite(&key, a, &mark, &fp_label)?;
+                self.comment(&key, &d.summary, &mark, a.in_doubt, &d.ticket_id)
+                    .map_err(SinkError::half_done)?;
                 (key, p.ticket_id.clone(), p.open)
             }
             (DeliveryKind::Resolve, Some(p)) => {
                 let key = p.external_ref.clone();
-                self.comment(&key, &d.summary, &mark, a.in_doubt)?;
+                self.comment(&key, &d.summary, &mark, a.in_doubt, &d.ticket_id)?;
                 self.transition(&key, &self.config.resolve_transition, true)
                     .map_err(SinkError::half_done)?;
                 (key, p.ticket_id.clone(), false)

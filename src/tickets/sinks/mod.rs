@@ -503,3 +503,91 @@ pub(crate) fn fingerprint_tag(fp: &str) -> String {
     let h = Sha256::digest(fp.as_bytes());
     h.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
+
+/// The labels an issue tracker (GitHub, Jira) gets besides its configured ones: the
+/// ticket's type, severity and host, as `type:storage`, `severity:P2`,
+/// `host:web1`, so a tracker's board can be filtered by them. Kept to what both
+/// take: no white space or commas, at most 50 characters (GitHub's limit).
+pub(crate) fn evidence_labels(d: &Delivery) -> Vec<String> {
+    let i = &d.incident;
+    [
+        ("type", i.label.as_str().to_string()),
+        ("severity", i.severity.as_str().to_string()),
+        ("host", i.host.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| {
+        let v: String = v
+            .chars()
+            .map(|c| {
+                if c.is_whitespace() || c == ',' {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("{k}:{v}").chars().take(50).collect()
+    })
+    .collect()
+}
+
+/// `configured` followed by the delivery's [`evidence_labels`] it does not have yet.
+pub(crate) fn all_labels(configured: &[String], d: &Delivery) -> Vec<String> {
+    let mut out = configured.to_vec();
+    for l in evidence_labels(d) {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// `text` cut to at most `max` characters (Unicode scalar values, as GitHub and Jira
+/// count), at a line break when one is near, with a line saying so and where the
+/// whole report is: a delivery is never refused for being too long.
+pub(crate) fn cut(text: &str, max: usize, ticket_id: &str) -> String {
+    let total = text.chars().count();
+    if total <= max {
+        return text.to_string();
+    }
+    let note = format!(
+        "\n\n[... cut: the report has {total} characters, more than this tracker takes; \
+         the whole report: `anomalyd tickets show {}`]",
+        crate::text::plain(ticket_id)
+    );
+    let keep = max.saturating_sub(note.chars().count());
+    let end = text.char_indices().nth(keep).map_or(text.len(), |(i, _)| i);
+    let head = &text[..end];
+    // Back to the last line break if it is within the last tenth: no half a line.
+    let head = match head.rfind('\n') {
+        Some(i) if i >= end - end / 10 => &head[..i],
+        _ => head,
+    };
+    format!("{head}{note}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_keeps_short_text_and_marks_long_text_within_the_limit() {
+        assert_eq!(cut("short", 10, "INC-1"), "short");
+        let long = "é line of text\n".repeat(10_000);
+        let c = cut(&long, 65_536, "INC-7");
+        assert!(c.chars().count() <= 65_536, "{}", c.chars().count());
+        assert!(c.chars().count() > 60_000);
+        assert!(c.ends_with(
+            "[... cut: the report has 150000 characters, more than this tracker takes; \
+             the whole report: `anomalyd tickets show INC-7`]"
+        ));
+        // Cut at a line break: the last kept line is whole.
+        let head = c.split("\n\n[... cut").next().unwrap_or("");
+        assert!(
+            head.ends_with("é line of text"),
+            "{:?}",
+            &head[head.len() - 20..]
+        );
+    }
+}

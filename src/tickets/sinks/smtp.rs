@@ -2,7 +2,7 @@
 //!
 //! One mail per ticket change, to every `to` address. Subject:
 //! `[anomalyd] <ticket> opened|reopened|updated|resolved: <title>`; body: the summary
-//! line and the ticket's report. Every mail has `Message-ID: <delivery-id@anomalyd>`,
+//! line and the ticket's report (cut to [`MAX_BODY`] characters). Every mail has `Message-ID: <delivery-id@anomalyd>`,
 //! and mails after the first of a problem carry `In-Reply-To`/`References` to it, so
 //! mail clients thread a problem's mails (across a reopen within the window).
 //!
@@ -154,6 +154,11 @@ impl Smtp {
     }
 }
 
+/// A mail's report is cut to this many characters (with a line saying so): far
+/// under the usual relay limits (10 MB and more), and still every section of a
+/// normal report.
+pub const MAX_BODY: usize = 1_000_000;
+
 /// `<id@anomalyd>` from a delivery id (kept to characters valid in a Message-ID).
 fn message_id(id: &str) -> String {
     format!("<{}@anomalyd>", crate::text::plain(id))
@@ -192,7 +197,11 @@ impl Sink for Smtp {
             b = b.in_reply_to(root.clone()).references(root.clone());
         }
         let msg = b
-            .body(format!("{}\n\n{}\n", d.summary, d.body))
+            .body(format!(
+                "{}\n\n{}\n",
+                d.summary,
+                super::cut(&d.body, MAX_BODY, &d.ticket_id)
+            ))
             .map_err(|e| SinkError::rejected(format!("cannot build the mail: {e}")))?;
         self.transport.send(&msg).map_err(|e| {
             let text = format!(

@@ -514,3 +514,62 @@ fn an_unusable_file_is_moved_aside_and_a_new_store_started() {
     std::fs::create_dir(&d).expect("test");
     assert!(Store::open_or_reset(&d).is_err());
 }
+
+/// A new ticket of a known problem lists the earlier one with what is known about
+/// it *now*: the note it was resolved with and the rule verified to have fixed it;
+/// a diagnosis is in the body and goes to the sinks as an update.
+#[test]
+fn a_recurrence_shows_the_earlier_ticket_its_note_and_its_verified_fix() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = store(dir.path());
+    s.apply(
+        &Change::Opened(incident("INC-1", Severity::P3)),
+        "",
+        None,
+        1_000,
+    )
+    .expect("open");
+    s.add_event(
+        "INC-1",
+        2_000,
+        "action",
+        "remediation \"clean-app-logs\" verified",
+        &serde_json::json!({"verify": "resolved", "rule": "clean-app-logs", "run": "r1"}),
+    )
+    .expect("verified");
+    let mut again = incident("INC-2", Severity::P3);
+    again.opened_ms = 3_000;
+    s.apply(&Change::Opened(again), "", None, 3_000)
+        .expect("open");
+    // The note comes after INC-2 opened: INC-2's body shows it from its next change.
+    s.resolve("INC-1", "rotated the app logs", Some("alice"), 4_000)
+        .expect("resolve");
+    s.add_event(
+        "INC-2",
+        5_000,
+        "diagnose",
+        "diagnosis: top CPU gzip (97%)",
+        &serde_json::json!({"top_cpu": [{"pid": 9, "command": "gzip", "cpu_percent": 97.0, "rss_bytes": 0}]}),
+    )
+    .expect("diagnosis");
+    let t = s.get("INC-2", 6_000).expect("get").expect("INC-2");
+    for needle in [
+        "## Similar past incidents",
+        "Seen 2 times in 30 days on this host; last fixed by `clean-app-logs`, verified.",
+        "- **INC-1** ",
+        "  - Resolution: rotated the app logs",
+        "  - Verified fix: `clean-app-logs`",
+        "## Diagnosis",
+        "| 9 | `gzip` | 97 % |",
+    ] {
+        assert!(t.body.contains(needle), "missing {needle:?} in\n{}", t.body);
+    }
+    assert_eq!(kinds(&s, "INC-2"), ["opened", "similar", "diagnose"]);
+    let q = queued(&s);
+    let inc2: Vec<&DeliveryKind> = q
+        .iter()
+        .filter(|(sink, _, id)| sink == "hook" && id == "INC-2")
+        .map(|(_, k, _)| k)
+        .collect();
+    assert_eq!(inc2, [&DeliveryKind::Open, &DeliveryKind::Update]);
+}

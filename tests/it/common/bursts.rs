@@ -28,25 +28,61 @@ pub const T0: i64 = 1_700_000_000;
 const PATTERN: [f64; 10] = [0.0, 0.3, 0.7, 1.0, 0.8, 0.4, 0.1, 0.5, 0.9, 0.6];
 
 fn row(s: &mut String, i: usize, disk: Option<f64>) {
+    row_with(s, i, disk, None)
+}
+
+fn row_with(s: &mut String, i: usize, disk: Option<f64>, cpu: Option<f64>) {
     let p = PATTERN[i % 10];
     let q = PATTERN[(i * 3) % 10];
     let disk = disk.unwrap_or(0.1 + 0.02 * q);
+    let cpu = cpu.unwrap_or(0.3 + 0.05 * p);
     writeln!(
         s,
         "{},{:.4},{:.4},{disk:.4},{:.1}",
         T0 + i as i64 * 60,
-        0.3 + 0.05 * p,
+        cpu,
         0.5 + 0.02 * q,
         1e6 * (1.0 + 0.1 * p)
     )
     .unwrap();
 }
 
+const HEADER: &str = "timestamp,cpu_utilization_ratio,memory_used_ratio,\"disk_busy_ratio{device=\"\"sdb\"\"}\",\"network_receive_bytes_per_second{interface=\"\"eth0\"\"}\"\n";
+
+/// What a stretch of rows of [`write_parts`] does.
+#[derive(Clone, Copy, Debug)]
+pub enum Part {
+    Normal(usize),
+    /// `disk_busy_ratio{device="sdb"}` at 0.98.
+    Disk(usize),
+    /// `cpu_utilization_ratio` at 0.98.
+    Cpu(usize),
+}
+
+/// Write the series `parts` to `path`, its first row being row `first` of the
+/// series (so a series can be replayed in pieces, each after the last); returns the
+/// next row's number. The config is [`write`]'s.
+pub fn write_parts(path: &Path, first: usize, parts: &[Part]) -> usize {
+    let mut s = String::from(HEADER);
+    let mut i = first;
+    for p in parts {
+        let (n, disk, cpu) = match *p {
+            Part::Normal(n) => (n, None, None),
+            Part::Disk(n) => (n, Some(0.98), None),
+            Part::Cpu(n) => (n, None, Some(0.98)),
+        };
+        for _ in 0..n {
+            row_with(&mut s, i, disk, cpu);
+            i += 1;
+        }
+    }
+    std::fs::write(path, s).unwrap();
+    i
+}
+
 /// (csv, config) paths.
 pub fn write(dir: &Path, n: usize, extra_yaml: &str) -> (PathBuf, PathBuf) {
-    let mut s = String::from(
-        "timestamp,cpu_utilization_ratio,memory_used_ratio,\"disk_busy_ratio{device=\"\"sdb\"\"}\",\"network_receive_bytes_per_second{interface=\"\"eth0\"\"}\"\n",
-    );
+    let mut s = String::from(HEADER);
     let mut i = 0;
     for _ in 0..NORMAL_ROWS {
         row(&mut s, i, None);

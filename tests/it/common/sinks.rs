@@ -272,3 +272,60 @@ pub fn open_tickets(db: &std::path::Path, sinks: &[&str], tickets: &[(String, St
             .expect("apply");
     }
 }
+
+/// Open ticket `INC-1` through the real ticket store, queued for `sinks`, then record
+/// what remediation reports for it (as the daemon's remediate stage does): a
+/// diagnosis naming `gzip` and `/var/log/app` and a run of `clean-app-logs`
+/// (exit 0). With `dirs` > 0 the diagnosis lists that many more large directories
+/// (long paths): an oversized report.
+pub fn ticket_with_evidence(db: &std::path::Path, sinks: &[&str], dirs: usize) {
+    let store = anomalyd::tickets::Store::open(db)
+        .expect("open the ticket store")
+        .with_sinks(sinks.iter().map(|s| s.to_string()).collect());
+    let t = 1_700_000_000_000;
+    store
+        .apply(
+            &anomalyd::incident::Change::Opened(incident("INC-1", "fpE", t)),
+            "\n## What is anomalous\n\nA capacity forecast fired.",
+            None,
+            t,
+        )
+        .expect("apply");
+    let mut largest = vec![serde_json::json!({"path": "/var/log/app", "bytes": 5u64 << 30})];
+    for i in 0..dirs {
+        largest.push(serde_json::json!({
+            "path": format!("/var/lib/{}/{i}", "deep/".repeat(20)),
+            "bytes": 1u64 << 20,
+        }));
+    }
+    let diagnosis = serde_json::json!({
+        "at_ms": t + 1000,
+        "top_cpu": [{"pid": 4242, "command": "gzip", "uid": 0, "cpu_percent": 97.0, "rss_bytes": 1u64 << 20}],
+        "top_memory": [{"pid": 7, "command": "java", "uid": 1000, "cpu_percent": 1.0, "rss_bytes": 2u64 << 30}],
+        "largest_directories": largest,
+    });
+    store
+        .add_event(
+            "INC-1",
+            t + 1000,
+            "diagnose",
+            "diagnosis: top CPU gzip (97%); top memory java (2048 MiB); largest directories /var/log/app (5120 MiB)",
+            &diagnosis,
+        )
+        .expect("diagnosis");
+    let run = serde_json::json!({
+        "id": "run-1", "rule": "clean-app-logs", "ticket_id": "INC-1", "resource": "/var",
+        "command": ["/usr/local/bin/clean-app-logs"], "result": "ok",
+        "outcome": {"status": "exit 0", "duration_ms": 300}, "started_ms": t + 2000,
+        "tripped": false,
+    });
+    store
+        .add_event(
+            "INC-1",
+            t + 2300,
+            "action",
+            "remediation \"clean-app-logs\": exit 0 (ok, 0.3 s)",
+            &run,
+        )
+        .expect("run");
+}
