@@ -61,7 +61,7 @@ fn config(dir: &Path, mounts: &[&Path], extra: &str) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "interval: 200ms\nstate_dir: {}\nmodel:\n  enabled: false\ncollectors:\n  network:\n    enabled: false\n  ping:\n    enabled: false\n  disk:\n    mount_points:\n      include: '{include}'\n      exclude: ''\nforecast:\n  window: 20s\n  buckets: 40\n  min_span: 4s\n{extra}",
+            "interval: 200ms\nstate_dir: {}\nmodel:\n  enabled: false\ncollectors:\n  network:\n    enabled: false\n  ping:\n    enabled: false\n  disk:\n    mount_points:\n      include: '{include}'\n      exclude: ''\nhistory:\n  flush_interval: 1s\nforecast:\n  window: 20s\n  buckets: 40\n  min_span: 4s\n{extra}",
             dir.join("state").display()
         ),
     )
@@ -210,7 +210,8 @@ fn tmpfs_fill_is_forecast_in_time_and_a_burst_is_not() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    // `collect --once` reads the trend from the history the daemon is writing.
+    // `collect --once` reads the trend from the history the daemon is writing (a block
+    // a second: `history.flush_interval` in `config`).
     let out = Command::new(common::bin())
         .args([
             "collect",
