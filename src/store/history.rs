@@ -25,11 +25,14 @@
 //! ```
 //!
 //! Feature names are interned once in `names` (and cached in memory) so a block stores
-//! small ids, not the ~40-byte names. Retention moves a per-tier watermark (rows older
-//! are no longer read) and deletes the blocks entirely behind it, so a read returns
-//! exactly the rows a row-per-sample table would still hold. Two rows with one
-//! timestamp (a clock stepped back): the later one is read, as a replacing insert
-//! would leave it.
+//! small ids, not the ~40-byte names. Two rows with one timestamp (a clock stepped
+//! back): the later one is read, as a replacing insert would leave it.
+//!
+//! Retention moves a per-tier watermark (rows older are no longer read) and deletes the
+//! blocks entirely behind it, so a read returns exactly the rows a row-per-sample table
+//! would still hold. One difference: a sample that is already older than its tier's
+//! watermark when it is appended (the clock stepped back by more than the retention,
+//! two days for `raw`) is not read back; the row store kept it until its next prune.
 //!
 //! The API is synchronous: the daemon calls it from a dedicated thread. A `History` is
 //! `Send` but not `Sync` (one connection, one user at a time).
@@ -74,6 +77,15 @@ const CHECKPOINT_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 const MAX_FEATURE_ID: u32 = 1 << 24;
 /// Other processes (a `train` or `report` command) may hold a read lock briefly.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes per database page. A block a minute is ~10 KB: with SQLite's default 4 KiB
+/// pages, the pages of the table, its index and the file header that a commit rewrites
+/// cost more than the block itself, written once to the WAL and once more at the
+/// checkpoint; 1 KiB pages write a fraction of that. (Set on new files only.)
+const PAGE_SIZE: i64 = 1024;
+/// Minute-tier blocks are written with the raw block, a row or so each; once this many
+/// small ones have gathered, `prune` merges them into one (an hour of minute rows
+/// compresses ten times better than sixty one-row blocks).
+const MINUTE_COMPACT_BLOCKS: i64 = 60;
 /// A replay's block: as many rows as fit a block, written without compression (see
 /// [`History::open_mode`]).
 const SCRATCH_BLOCK_ROWS: usize = 4096;
@@ -305,6 +317,9 @@ impl History {
             auto_vacuum: Some("INCREMENTAL"),
             journal_size_limit: Some(JOURNAL_SIZE_LIMIT),
         };
+        if fs::metadata(&path).map_or(true, |m| m.len() == 0) {
+            create_with_small_pages(&path)?;
+        }
         let conn = sqlite::open(&path, &pragmas).map_err(|e| sql_err(&path, e.op)(e.source))?;
         let mut history = History {
             conn,
@@ -616,7 +631,10 @@ impl History {
         }
         let expired = self.delete_hidden_blocks()?;
         (stats.raw_expired, stats.minute_expired) = (expired[0], expired[1]);
-        let deleted = expired.iter().sum::<u64>() > 0;
+        // Compacted whether or not something expired: once raw rows expire at every
+        // prune (after `raw_retention`), a short-circuit would never merge again.
+        let compacted = self.compact_minute()?;
+        let deleted = expired.iter().sum::<u64>() > 0 || compacted;
         if !deleted && self.size_settled {
             // Nothing written or deleted since the last measure: nothing to do (a
             // replay prunes every few rows of its series and writes a block per
@@ -680,6 +698,93 @@ impl History {
                 .map_err(sql_err(&self.path, "cannot read the oldest block"))?;
         }
         Ok(())
+    }
+
+    /// Merge the small minute-tier blocks into one once [`MINUTE_COMPACT_BLOCKS`] of them
+    /// have gathered (live only: a replay's blocks are large already). True if it did.
+    fn compact_minute(&mut self) -> Result<bool, HistoryError> {
+        if self.mode == Mode::Replay {
+            return Ok(false);
+        }
+        let path = &self.path;
+        let err = |op| sql_err(path, op);
+        let tier = Tier::Minute;
+        let small: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM blocks WHERE tier = ?1 AND rows < ?2")
+            .and_then(|mut s| {
+                s.query_row(params![tier.code(), MINUTE_COMPACT_BLOCKS], |r| r.get(0))
+            })
+            .map_err(err("cannot count small blocks"))?;
+        if small < MINUTE_COMPACT_BLOCKS {
+            return Ok(false);
+        }
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(err("cannot begin compaction"))?;
+        let mut parts = Vec::new();
+        let mut last_id = 0i64;
+        {
+            let names = self.names.borrow();
+            let mut stmt = tx
+                .prepare("SELECT id, start_ts, data FROM blocks WHERE tier = ?1 AND rows < ?2 ORDER BY id")
+                .map_err(err("cannot read small blocks"))?;
+            let mut rows = stmt
+                .query(params![tier.code(), MINUTE_COMPACT_BLOCKS])
+                .map_err(err("cannot read small blocks"))?;
+            while let Some(row) = rows.next().map_err(err("cannot read small blocks"))? {
+                last_id = row.get(0).map_err(err("cannot read small blocks"))?;
+                let start: i64 = row.get(1).map_err(err("cannot read small blocks"))?;
+                let data = row
+                    .get_ref(2)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(err("cannot read small blocks"))?;
+                let block = codec::decode_block(data, None).map_err(|e| self.corrupt(start, e))?;
+                let part = Part::named(block, |id| names.name(id)).map_err(|id| {
+                    self.corrupt(
+                        start,
+                        codec::DecodeError::Block(format!("unknown feature id {id}")),
+                    )
+                })?;
+                parts.push(part);
+            }
+        }
+        let kept = self.kept_from[tier.slot()];
+        let rows = Rows::new(parts, |t| t >= kept);
+        let ids = self.names.borrow().ids.clone();
+        let id_of = |n: &str| ids.get(n).copied().unwrap_or(0);
+        let mut buffer = Buffer::default();
+        for i in 0..rows.len() {
+            let r = rows.record(i);
+            let ts = r.timestamp_ms.unwrap_or(0);
+            if buffer.len() >= BLOCK_ROWS || !buffer.push(ts, &r.values) {
+                insert_block(
+                    &tx,
+                    tier,
+                    buffer.timestamps(),
+                    &buffer.encode(id_of, true),
+                    path,
+                )?;
+                buffer.clear();
+                buffer.push(ts, &r.values);
+            }
+        }
+        tx.execute(
+            "DELETE FROM blocks WHERE tier = ?1 AND rows < ?2 AND id <= ?3",
+            params![tier.code(), MINUTE_COMPACT_BLOCKS, last_id],
+        )
+        .map_err(err("cannot delete merged blocks"))?;
+        if !buffer.is_empty() {
+            insert_block(
+                &tx,
+                tier,
+                buffer.timestamps(),
+                &buffer.encode(id_of, true),
+                path,
+            )?;
+        }
+        tx.commit().map_err(err("cannot commit compaction"))?;
+        self.read_oldest_end()?;
+        Ok(true)
     }
 
     /// Delete the blocks whose every row is older than its tier's watermark, and write
@@ -1170,13 +1275,31 @@ impl Drop for History {
     }
 }
 
+/// A new, empty database file with [`PAGE_SIZE`] pages. The page size can only be
+/// chosen before the file is in WAL mode, which `sqlite::open` sets first.
+fn create_with_small_pages(path: &Path) -> Result<(), HistoryError> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(sql_err(path, "cannot create"))?;
+    // Writing the header (user_version) fixes the page size and auto_vacuum.
+    conn.execute_batch(&format!(
+        "PRAGMA page_size = {PAGE_SIZE}; PRAGMA auto_vacuum = INCREMENTAL; PRAGMA user_version = 0;"
+    ))
+    .map_err(sql_err(path, "cannot set the page size"))
+}
+
 fn minute_of(ts: i64) -> i64 {
     ts.div_euclid(MINUTE_MS) * MINUTE_MS
 }
 
 fn create_blocks(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), HistoryError> {
     // `id` is the write order, which decides between two rows with one timestamp;
-    // start_ts/end_ts are the block's oldest and newest row.
+    // start_ts/end_ts are the block's oldest and newest row. One index: every read asks
+    // for the blocks that end after some time (recent ones, mostly), and each index is
+    // one more page written per block.
     tx.execute_batch(
         "CREATE TABLE blocks(
              id INTEGER PRIMARY KEY,
@@ -1185,7 +1308,6 @@ fn create_blocks(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), Hist
              end_ts INTEGER NOT NULL,
              rows INTEGER NOT NULL,
              data BLOB NOT NULL);
-         CREATE INDEX blocks_start ON blocks(tier, start_ts);
          CREATE INDEX blocks_end ON blocks(tier, end_ts);",
     )
     .map_err(sql_err(path, "cannot create the blocks table"))
@@ -2058,7 +2180,50 @@ mod tests {
             .conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
-        assert_eq!((mode.as_str(), vacuum, sync), ("wal", 2, 1));
+        let page: i64 = h
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            (mode.as_str(), vacuum, sync, page),
+            ("wal", 2, 1, PAGE_SIZE)
+        );
+        // A replay's scratch history never waits for the disk.
+        let replay =
+            History::open_mode(dir.path().join("replay.db"), &default_cfg(), Mode::Replay).unwrap();
+        let sync: i64 = replay
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 0, "synchronous=OFF");
+    }
+
+    #[test]
+    fn small_minute_blocks_are_merged_and_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        // Raw rows kept an hour: the prune below expires raw blocks and must merge the
+        // minute ones all the same (a live history expires raw rows at every prune).
+        let mut h = open(&dir, &cfg(30 * 86_400, 3_600, 1 << 30));
+        // Two hours at 1 s: a block a minute in each tier.
+        for i in 0..7_200 {
+            h.append(&wide(T0 + i * 1000, 8)).unwrap();
+        }
+        h.flush().unwrap();
+        let before = h.range(i64::MIN, i64::MAX, Tier::Minute).unwrap();
+        let count = |h: &History| -> i64 {
+            h.conn
+                .query_row("SELECT count(*) FROM blocks WHERE tier = 1", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert!(count(&h) > 100, "{} blocks", count(&h));
+        h.prune(T0 + 7_200_000).unwrap();
+        assert_eq!(count(&h), 1, "the one- or two-row blocks merged into one");
+        assert_eq!(h.range(i64::MIN, i64::MAX, Tier::Minute).unwrap(), before);
+        let stats = h.stats().unwrap();
+        assert_eq!(stats.minute_rows, 120);
+        assert!(stats.raw_rows <= 3_660, "{} raw rows", stats.raw_rows);
     }
 
     #[test]

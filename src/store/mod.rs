@@ -10,6 +10,9 @@ mod blocks;
 mod codec;
 mod config;
 pub mod history;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod roundtrip;
 pub mod sqlite;
 mod state_dir;
 
