@@ -82,6 +82,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// cost more than the block itself, written once to the WAL and once more at the
 /// checkpoint; 1 KiB pages write a fraction of that. (Set on new files only.)
 const PAGE_SIZE: i64 = 1024;
+/// A replay's scratch file holds plain blocks of ~1 MB: with small pages each is a
+/// chain of a thousand overflow pages, walked one by one at every read (training
+/// reads the whole history at each retraining). 64 KiB pages make that chain short.
+const SCRATCH_PAGE_SIZE: i64 = 65536;
 /// Minute-tier blocks are written with the raw block, a row or so each; once this many
 /// small ones have gathered, `prune` merges them into one (an hour of minute rows
 /// compresses ten times better than sixty one-row blocks).
@@ -318,7 +322,11 @@ impl History {
             journal_size_limit: Some(JOURNAL_SIZE_LIMIT),
         };
         if fs::metadata(&path).map_or(true, |m| m.len() == 0) {
-            create_with_small_pages(&path)?;
+            let page_size = match mode {
+                Mode::Live => PAGE_SIZE,
+                Mode::Replay => SCRATCH_PAGE_SIZE,
+            };
+            create_with_page_size(&path, page_size)?;
         }
         let conn = sqlite::open(&path, &pragmas).map_err(|e| sql_err(&path, e.op)(e.source))?;
         let mut history = History {
@@ -1275,9 +1283,9 @@ impl Drop for History {
     }
 }
 
-/// A new, empty database file with [`PAGE_SIZE`] pages. The page size can only be
+/// A new, empty database file with `page_size` pages. The page size can only be
 /// chosen before the file is in WAL mode, which `sqlite::open` sets first.
-fn create_with_small_pages(path: &Path) -> Result<(), HistoryError> {
+fn create_with_page_size(path: &Path, page_size: i64) -> Result<(), HistoryError> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -1286,7 +1294,7 @@ fn create_with_small_pages(path: &Path) -> Result<(), HistoryError> {
     let conn = Connection::open_with_flags(path, flags).map_err(sql_err(path, "cannot create"))?;
     // Writing the header (user_version) fixes the page size and auto_vacuum.
     conn.execute_batch(&format!(
-        "PRAGMA page_size = {PAGE_SIZE}; PRAGMA auto_vacuum = INCREMENTAL; PRAGMA user_version = 0;"
+        "PRAGMA page_size = {page_size}; PRAGMA auto_vacuum = INCREMENTAL; PRAGMA user_version = 0;"
     ))
     .map_err(sql_err(path, "cannot set the page size"))
 }
@@ -2196,6 +2204,14 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 0, "synchronous=OFF");
+        let page: i64 = replay
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            page, SCRATCH_PAGE_SIZE,
+            "large blocks, short overflow chains"
+        );
     }
 
     #[test]
