@@ -321,14 +321,12 @@ impl History {
             auto_vacuum: Some("INCREMENTAL"),
             journal_size_limit: Some(JOURNAL_SIZE_LIMIT),
         };
-        if fs::metadata(&path).map_or(true, |m| m.len() == 0) {
-            let page_size = match mode {
-                Mode::Live => PAGE_SIZE,
-                Mode::Replay => SCRATCH_PAGE_SIZE,
-            };
-            create_with_page_size(&path, page_size)?;
-        }
-        let conn = sqlite::open(&path, &pragmas).map_err(|e| sql_err(&path, e.op)(e.source))?;
+        let page_size = match mode {
+            Mode::Live => PAGE_SIZE,
+            Mode::Replay => SCRATCH_PAGE_SIZE,
+        };
+        let conn = sqlite::open_paged(&path, &pragmas, Some(page_size))
+            .map_err(|e| sql_err(&path, e.op)(e.source))?;
         let mut history = History {
             conn,
             path,
@@ -1283,22 +1281,6 @@ impl Drop for History {
     }
 }
 
-/// A new, empty database file with `page_size` pages. The page size can only be
-/// chosen before the file is in WAL mode, which `sqlite::open` sets first.
-fn create_with_page_size(path: &Path, page_size: i64) -> Result<(), HistoryError> {
-    use rusqlite::OpenFlags;
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NOFOLLOW
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(sql_err(path, "cannot create"))?;
-    // Writing the header (user_version) fixes the page size and auto_vacuum.
-    conn.execute_batch(&format!(
-        "PRAGMA page_size = {page_size}; PRAGMA auto_vacuum = INCREMENTAL; PRAGMA user_version = 0;"
-    ))
-    .map_err(sql_err(path, "cannot set the page size"))
-}
-
 fn minute_of(ts: i64) -> i64 {
     ts.div_euclid(MINUTE_MS) * MINUTE_MS
 }
@@ -2212,6 +2194,15 @@ mod tests {
             page, SCRATCH_PAGE_SIZE,
             "large blocks, short overflow chains"
         );
+        // Choosing the page size does not bypass how state files are created.
+        use std::os::unix::fs::PermissionsExt;
+        for name in [HISTORY_FILE, "replay.db"] {
+            let mode = fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, super::super::FILE_MODE, "{name}");
+        }
     }
 
     #[test]
