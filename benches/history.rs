@@ -2,6 +2,7 @@
 //!
 //! * append latency per sample with 100 features (p50/p99/max),
 //! * database size per day at 1 s sampling, extrapolated, and for the default retention,
+//!   and bytes on disk per stored sample (one feature's value),
 //! * `training_rows()` time for 43,200 rows (30 days of minute rows).
 #![allow(clippy::unwrap_used)]
 
@@ -70,7 +71,11 @@ fn main() {
     let per_row = s.size_bytes as f64 / rows as f64;
     let conn = rusqlite::Connection::open(&path).unwrap();
     let blob: f64 = conn
-        .query_row("SELECT avg(length(data)) FROM raw", [], |r| r.get(0))
+        .query_row(
+            "SELECT avg(length(data)) FROM blocks WHERE tier = 0",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     let pages: i64 = conn
         .query_row("PRAGMA page_count", [], |r| r.get(0))
@@ -87,10 +92,15 @@ fn main() {
     let day_minute = per_row * 1_440.0;
     let mib = |b: f64| b / (1 << 20) as f64;
     println!(
-        "size: {} B for {rows} rows = {per_row:.0} B/row on disk (value blob {blob:.0} B; \
-         u32 id + f64 would be {} B)",
+        "size: {} B for {rows} rows = {per_row:.0} B/row on disk (a raw block of ~60 rows is \
+         {blob:.0} B; u32 id + f64 would be {} B a row)",
         s.size_bytes,
         FEATURES * 12
+    );
+    // What Prometheus calls a sample: one value of one series at one time.
+    println!(
+        "bytes on disk per stored sample (one feature's value): {:.2} (target <= 2)",
+        s.size_bytes as f64 / (rows as f64 * FEATURES as f64)
     );
     println!(
         "per day at 1 s: raw {:.1} MiB + minute {:.2} MiB; defaults ({} d raw, {} d minute): {:.0} MiB",

@@ -356,6 +356,11 @@ mod tests {
             interval: Duration::from_millis(50),
             listen: "127.0.0.1:0".parse().unwrap(),
             state_dir: state.path().to_path_buf(),
+            // Other processes (`stored` below) see samples once their block is written.
+            history: crate::store::HistoryConfig {
+                flush_interval: Duration::from_secs(1),
+                ..Default::default()
+            },
             ..Config::default()
         };
         let reload = Reload {

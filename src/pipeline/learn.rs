@@ -19,6 +19,9 @@ use crate::model::{Model, ModelState, Scorer};
 use crate::sample::Record;
 use crate::store::History;
 
+/// How long a live training run waits for the history writer to write what it holds.
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
+
 /// A trained model, its scorer warmed on the training rows, and what was fitted on
 /// the same rows: the fault-risk calibration (or why there is none) and the
 /// false-alarm budget's calibration (when incidents are on).
@@ -264,10 +267,17 @@ impl Pipeline {
             None => {
                 let path = self.state_dir.history();
                 let hcfg = self.history_cfg.clone();
+                let flushed = self.writer.request_flush();
                 let (tx, rx) = mpsc::channel();
                 let spawned = std::thread::Builder::new()
                     .name("train".into())
                     .spawn(move || {
+                        // The writer keeps up to a flush interval of samples in
+                        // memory; wait (briefly: a stalled disk must not stall
+                        // training) until it has written them.
+                        if let Some(flushed) = flushed {
+                            let _ = flushed.recv_timeout(FLUSH_WAIT);
+                        }
                         let result = History::open(&path, &hcfg)
                             .map_err(|e| e.to_string())
                             .and_then(|h| {

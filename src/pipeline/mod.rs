@@ -90,7 +90,7 @@ impl Pipeline {
     }
 
     pub fn open_mode(config: &Config, state: &StateDir, mode: Mode) -> anyhow::Result<Self> {
-        let (history, problem) = History::open_or_reset(state.history(), &config.history)?;
+        let (history, problem) = History::open_or_reset(state.history(), &config.history, mode)?;
         if let Some(p) = problem {
             tracing::warn!("history: {p}");
         }

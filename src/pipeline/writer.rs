@@ -1,7 +1,10 @@
 //! The store stage: each record appended to the history. Live, through a bounded queue
-//! to a writer thread (a stalled disk must never delay a tick); in replay, inline.
+//! to a writer thread (a stalled disk must never delay a tick), which also writes the
+//! block in memory when no sample came for a flush interval; in replay, inline.
+//! Both prune on the same schedule of the series' clock.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,13 +17,24 @@ const PRUNE_EVERY_MS: i64 = 5 * 60 * 1000;
 /// How often the writer checks that its file is still the one at the history's path.
 const CHECK_FILE_EVERY_MS: i64 = 10_000;
 
+/// What the writer thread is sent.
+pub(super) enum Msg {
+    Record(Record),
+    /// Write the block in memory now and answer: a training run is about to read the
+    /// history from its own connection and must see every sample stored so far, as
+    /// replay's inline training does.
+    Flush(mpsc::Sender<()>),
+}
+
 pub(super) enum Writer {
     /// Live: a bounded queue to the writer thread. If the disk stalls the queue fills
     /// and samples are dropped from history (counted), never from sampling.
     Thread {
-        tx: mpsc::SyncSender<Record>,
+        tx: mpsc::SyncSender<Msg>,
         thread: Option<JoinHandle<()>>,
-        dropped: u64,
+        /// Samples lost to history: the queue was full, or the disk refused them for
+        /// too long (counted by the thread).
+        dropped: Arc<AtomicU64>,
     },
     Inline {
         history: Box<History>,
@@ -36,11 +50,12 @@ impl Writer {
                 last_prune_ms: 0,
             },
             Mode::Live => {
-                let (tx, thread) = spawn_writer(history);
+                let dropped = Arc::new(AtomicU64::new(0));
+                let (tx, thread) = spawn_writer(history, dropped.clone());
                 Writer::Thread {
                     tx,
                     thread,
-                    dropped: 0,
+                    dropped,
                 }
             }
         }
@@ -54,10 +69,25 @@ impl Writer {
         }
     }
 
-    /// Samples dropped because the writer thread was behind (live only).
+    /// Live: ask the writer thread to write its block now; the receiver hears once it
+    /// has (or is dropped if it can't be asked). `None` inline, where readers see the
+    /// block in memory.
+    pub(super) fn request_flush(&self) -> Option<mpsc::Receiver<()>> {
+        match self {
+            Writer::Thread { tx, .. } => {
+                let (done, rx) = mpsc::channel();
+                tx.try_send(Msg::Flush(done)).ok()?;
+                Some(rx)
+            }
+            Writer::Inline { .. } => None,
+        }
+    }
+
+    /// Samples dropped from history because the writer thread was behind or the disk
+    /// refused them for too long (live only).
     pub(super) fn dropped(&self) -> Option<u64> {
         match self {
-            Writer::Thread { dropped, .. } => Some(*dropped),
+            Writer::Thread { dropped, .. } => Some(dropped.load(Ordering::Relaxed)),
             Writer::Inline { .. } => None,
         }
     }
@@ -65,11 +95,11 @@ impl Writer {
     pub(super) fn append(&mut self, record: &Record, now: i64) {
         match self {
             Writer::Thread { tx, dropped, .. } => {
-                if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(record.clone()) {
-                    *dropped += 1;
-                    if dropped.is_power_of_two() {
+                if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(Msg::Record(record.clone())) {
+                    let n = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n.is_power_of_two() {
                         tracing::warn!(
-                            dropped = *dropped,
+                            dropped = n,
                             "history writer is behind; samples dropped from history"
                         );
                     }
@@ -92,9 +122,16 @@ impl Writer {
         }
     }
 
-    /// Close the queue: the thread stores what is queued, then ends. Wait for it up to
-    /// `grace`; a disk that stalls longer does not hold the shutdown.
+    /// Close the queue: the thread stores what is queued and writes its block, then
+    /// ends. Wait for it up to `grace`; a disk that stalls longer does not hold the
+    /// shutdown. Inline, the block is written now.
     pub(super) fn close(self, grace: Duration) {
+        if let Writer::Inline { mut history, .. } = self {
+            if let Err(e) = history.flush() {
+                tracing::warn!("history: {e}");
+            }
+            return;
+        }
         if let Writer::Thread { tx, thread, .. } = self {
             drop(tx);
             let Some(thread) = thread else { return };
@@ -115,7 +152,8 @@ impl Writer {
 
 /// Samples appended to a history file someone removed would be lost at the next
 /// restart: when the file at the path is no longer the one open (or is gone), open
-/// the path again, which creates a new history, and say so.
+/// the path again, which creates a new history, and say so. The samples still in
+/// memory go to the new file.
 fn check_file(history: &mut History, file: &mut Option<(u64, u64)>) {
     let now = History::file_id(history.path());
     if now == *file {
@@ -138,43 +176,57 @@ fn check_file(history: &mut History, file: &mut Option<(u64, u64)>) {
     }
 }
 
-fn spawn_writer(mut history: History) -> (mpsc::SyncSender<Record>, Option<JoinHandle<()>>) {
-    let (tx, rx) = mpsc::sync_channel::<Record>(1024);
+fn spawn_writer(
+    mut history: History,
+    dropped: Arc<AtomicU64>,
+) -> (mpsc::SyncSender<Msg>, Option<JoinHandle<()>>) {
+    let (tx, rx) = mpsc::sync_channel::<Msg>(1024);
     let spawned = std::thread::Builder::new()
         .name("history".into())
         .spawn(move || {
             let mut last_prune = 0i64;
             let mut failing = false;
+            let mut lost_seen = 0u64;
+            let idle = history.flush_interval();
             let mut file = History::file_id(history.path());
             let mut last_check = 0i64;
-            for record in rx {
+            loop {
+                let record = match rx.recv_timeout(idle) {
+                    Ok(Msg::Record(r)) => r,
+                    Ok(Msg::Flush(done)) => {
+                        let result = history.flush();
+                        report(&mut failing, result);
+                        count_lost(&history, &mut lost_seen, &dropped);
+                        let _ = done.send(());
+                        continue;
+                    }
+                    // No sample for a flush interval (sampling stalled, or a long
+                    // interval): write what is in memory, so the bound holds.
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let result = history.flush();
+                        report(&mut failing, result);
+                        count_lost(&history, &mut lost_seen, &dropped);
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                };
                 let now = record.timestamp_ms.unwrap_or(0);
                 if now - last_check >= CHECK_FILE_EVERY_MS {
                     last_check = now;
                     check_file(&mut history, &mut file);
                 }
-                match history.append(&record) {
-                    Ok(()) if failing => {
-                        failing = false;
-                        tracing::info!("history writes recovered");
-                    }
-                    Ok(()) => {}
-                    // Disk full or read-only: say so once, keep trying, keep sampling.
-                    Err(e) if !failing => {
-                        failing = true;
-                        tracing::warn!(
-                            "history write failed (will keep retrying quietly): {}",
-                            crate::text::error_chain(&e)
-                        );
-                    }
-                    Err(_) => {}
-                }
+                let result = history.append(&record);
+                report(&mut failing, result);
+                count_lost(&history, &mut lost_seen, &dropped);
                 if now - last_prune >= PRUNE_EVERY_MS {
                     last_prune = now;
                     if let Err(e) = history.prune(now) {
                         tracing::warn!("history prune: {e}");
                     }
                 }
+            }
+            if let Err(e) = history.flush() {
+                tracing::warn!("history: the last samples could not be written: {e}");
             }
         });
     match spawned {
@@ -183,6 +235,37 @@ fn spawn_writer(mut history: History) -> (mpsc::SyncSender<Record>, Option<JoinH
             tracing::error!("cannot start the history writer: {e}");
             (tx, None)
         }
+    }
+}
+
+/// Say once that history is not being written (disk full, read-only...) and once that
+/// it is again; sampling and /metrics go on either way.
+fn report(failing: &mut bool, result: Result<(), crate::store::HistoryError>) {
+    match result {
+        Ok(()) if *failing => {
+            *failing = false;
+            tracing::info!("history is being written again");
+        }
+        Ok(()) => {}
+        Err(e) if !*failing => {
+            *failing = true;
+            tracing::warn!(
+                "history is not being written: {}; sampling and /metrics go on, the samples \
+                 wait in memory (up to 10 flush intervals, then they are dropped) and writing \
+                 resumes by itself once the disk takes them",
+                crate::text::error_chain(&e)
+            );
+        }
+        Err(_) => {}
+    }
+}
+
+/// Add the samples the store let go since the last call to the exported count.
+fn count_lost(history: &History, seen: &mut u64, dropped: &AtomicU64) {
+    let lost = history.dropped();
+    if lost > *seen {
+        dropped.fetch_add(lost - *seen, Ordering::Relaxed);
+        *seen = lost;
     }
 }
 
@@ -219,10 +302,8 @@ mod tests {
         }
         w.close(Duration::from_secs(5));
         let stats = History::open(&path, &config).unwrap().stats().unwrap();
-        assert!(
-            stats.raw_rows >= 20,
-            "{} rows in the new file",
-            stats.raw_rows
-        );
+        // Every sample: the first one was still in memory (a block is written once a
+        // flush interval) when the file went, and moved to the new file with the rest.
+        assert_eq!(stats.raw_rows, 31, "rows in the new file");
     }
 }

@@ -1,7 +1,29 @@
-//! The value encoding of one history row (format 1, recorded as `value_encoding` in the
-//! `meta` table).
+//! The two encodings of the history store.
 //!
-//! A row is a concatenation of entries, one per feature value, in the record's order:
+//! **Blocks** (schema 2, `value_encoding` 2): what the store writes. A block holds the
+//! rows of one tier over a time range, column by column:
+//!
+//! ```text
+//! block     = u8(BLOCK_FORMAT) varint(rows) timestamps varint(series) column*
+//! timestamps: zigzag varints: the first timestamp, the first delta, then the
+//!             delta of each delta (0 for a steady interval: one byte a row)
+//! column    = varint(feature_id) u8(presence | encoding << 1) [bitmap] varint(len) payload
+//! presence  : 0 = a value in every row; 1 = a bitmap (bit i = row i has a value)
+//! encoding  : 0 plain (f64 LE each), 1 constant (one f64 LE for every value),
+//!             2 pco (a pcodec "wrapped" header, chunk meta and one page)
+//! ```
+//!
+//! Values keep their exact bits (NaN payloads, -0.0, ±Inf). Each column carries its
+//! length, so one feature is read without decoding the others. pco (pcodec) does the
+//! numeric work: it finds what a column has in common (a multiplier, like the integers
+//! of a byte counter; a delta order, like a counter's slope) and entropy-codes the rest,
+//! which beats a Gorilla XOR on the host's noisy ratios and rates (see the README's
+//! "Choices"). A column whose values are all the same (an idle error counter, a
+//! filesystem's size) is stored once; a tiny column (the minute tier's one-row blocks)
+//! is stored plain when pco's metadata would be larger than the values.
+//!
+//! **Rows** (schema 1, `value_encoding` 1): how the first store kept one sample per
+//! SQLite row. Read only to migrate such a file:
 //!
 //! ```text
 //! entry   = varint(key) payload
@@ -10,18 +32,14 @@
 //! tag 1   : payload = varint(zigzag(i))     (value is an integer i with |i| < 2^53)
 //! varint  = unsigned LEB128, at most 10 bytes
 //! ```
-//!
-//! Why not plain `u32 id + f64` (12 bytes a value): host features are full of exact
-//! integers (zeros for idle error counters, whole byte and packet counts), and ids are
-//! small. On the bench's 100-feature sample (a third of them whole numbers) a row is 733
-//! bytes instead of 1,200, which matters at 86,400 rows a day; it costs a branch a value. Rows stay independently
-//! decodable (no delta against the previous row), so any single row can be read, pruned
-//! or lost without touching its neighbours.
 
+// Writing schema 1 rows is only needed to test the migration.
 /// Largest magnitude stored as an integer: beyond 2^53 not every integer is an f64, and
 /// the varint would be no shorter than the 8 raw bytes anyway.
+#[cfg(test)]
 const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0; // 2^53
 
+#[cfg(test)]
 const TAG_F64: u64 = 0;
 const TAG_INT: u64 = 1;
 
@@ -34,9 +52,12 @@ pub enum DecodeError {
     VarintOverflow(usize),
     #[error("feature id {0} out of range")]
     BadId(u64),
+    #[error("block: {0}")]
+    Block(String),
 }
 
 /// Append one `(feature id, value)` entry to `out`.
+#[cfg(test)]
 pub fn push(out: &mut Vec<u8>, id: u32, value: f64) {
     let key = u64::from(id) << 1;
     match as_int(value) {
@@ -54,17 +75,6 @@ pub fn push(out: &mut Vec<u8>, id: u32, value: f64) {
 /// Every `(feature id, value)` entry of a row, in order.
 pub fn decode(data: &[u8]) -> Entries<'_> {
     Entries { data, pos: 0 }
-}
-
-/// The value of `id` in a row, without materialising the other entries (series reads).
-pub fn find(data: &[u8], id: u32) -> Result<Option<f64>, DecodeError> {
-    for entry in decode(data) {
-        let (entry_id, value) = entry?;
-        if entry_id == id {
-            return Ok(Some(value));
-        }
-    }
-    Ok(None)
 }
 
 pub struct Entries<'a> {
@@ -125,6 +135,7 @@ impl Entries<'_> {
     }
 }
 
+#[cfg(test)]
 fn as_int(v: f64) -> Option<i64> {
     // -0.0 == 0.0, but storing it as integer 0 would lose the sign; NaN fails `==`.
     if v.abs() < MAX_EXACT_INT && v.fract() == 0.0 && !(v == 0.0 && v.is_sign_negative()) {
@@ -148,6 +159,291 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+/// Version of the block layout, its first byte.
+const BLOCK_FORMAT: u8 = 1;
+const PRESENT_ALL: u8 = 0;
+const PRESENT_BITMAP: u8 = 1;
+const ENC_PLAIN: u8 = 0;
+const ENC_CONST: u8 = 1;
+const ENC_PCO: u8 = 2;
+/// Below this many values pco's metadata outweighs what it saves.
+const PCO_MIN_VALUES: usize = 4;
+/// pco's level 8 (its default) gains a few percent over lower levels for twice the CPU;
+/// a live block is compressed once a minute, so the bytes win.
+const PCO_LEVEL: usize = pco::DEFAULT_COMPRESSION_LEVEL;
+
+/// One feature's values in a block being written: `rows[i]` is the row (index into the
+/// block's timestamps) of `values[i]`, increasing.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnIn<'a> {
+    pub id: u32,
+    pub rows: &'a [u32],
+    pub values: &'a [f64],
+}
+
+/// One feature's values in a decoded block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnOut {
+    pub id: u32,
+    /// The rows that have a value, increasing; `None` when every row has one.
+    pub rows: Option<Vec<u32>>,
+    pub values: Vec<f64>,
+}
+
+impl ColumnOut {
+    /// The value of row `row`, if it has one.
+    pub fn value_at(&self, row: u32) -> Option<f64> {
+        match &self.rows {
+            None => self.values.get(row as usize).copied(),
+            Some(rows) => rows
+                .binary_search(&row)
+                .ok()
+                .and_then(|i| self.values.get(i).copied()),
+        }
+    }
+}
+
+/// A decoded block.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BlockOut {
+    pub ts: Vec<i64>,
+    pub columns: Vec<ColumnOut>,
+}
+
+/// Encode a block. `compress: false` stores every column plain (or constant): what a
+/// replay's scratch store does, where the block is read back once and thrown away, and
+/// pco's CPU would be most of the replay's time.
+pub fn encode_block(ts: &[i64], columns: &[ColumnIn<'_>], compress: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + ts.len() * 2 + columns.len() * 16);
+    out.push(BLOCK_FORMAT);
+    put_varint(&mut out, ts.len() as u64);
+    let (mut prev, mut prev_delta) = (0i64, 0i64);
+    for (i, &t) in ts.iter().enumerate() {
+        // Wrapping arithmetic: any i64 round-trips, however far apart.
+        let v = match i {
+            0 => t,
+            1 => t.wrapping_sub(prev),
+            _ => t.wrapping_sub(prev).wrapping_sub(prev_delta),
+        };
+        if i > 0 {
+            prev_delta = t.wrapping_sub(prev);
+        }
+        prev = t;
+        put_varint(&mut out, zigzag(v));
+    }
+    put_varint(&mut out, columns.len() as u64);
+    let mut payload = Vec::new();
+    for c in columns {
+        put_varint(&mut out, u64::from(c.id));
+        let all = c.rows.len() == ts.len();
+        let enc = encode_values(c.values, compress, &mut payload);
+        out.push(if all { PRESENT_ALL } else { PRESENT_BITMAP } | enc << 1);
+        if !all {
+            let mut bitmap = vec![0u8; ts.len().div_ceil(8)];
+            for &r in c.rows {
+                bitmap[r as usize / 8] |= 1 << (r % 8);
+            }
+            out.extend_from_slice(&bitmap);
+        }
+        put_varint(&mut out, payload.len() as u64);
+        out.extend_from_slice(&payload);
+    }
+    out
+}
+
+/// Write `values` into `payload` (cleared first) and return the encoding used.
+fn encode_values(values: &[f64], compress: bool, payload: &mut Vec<u8>) -> u8 {
+    payload.clear();
+    if let Some(first) = values.first() {
+        if values.iter().all(|v| v.to_bits() == first.to_bits()) {
+            payload.extend_from_slice(&first.to_le_bytes());
+            return ENC_CONST;
+        }
+    }
+    if compress && values.len() >= PCO_MIN_VALUES {
+        if let Some(bytes) = pco_compress(values) {
+            if bytes.len() < values.len() * 8 {
+                *payload = bytes;
+                return ENC_PCO;
+            }
+        }
+    }
+    for v in values {
+        payload.extend_from_slice(&v.to_le_bytes());
+    }
+    ENC_PLAIN
+}
+
+/// `None` if pco refuses (it never should for f64): the caller stores the column plain.
+fn pco_compress(values: &[f64]) -> Option<Vec<u8>> {
+    use pco::wrapped::FileCompressor;
+    let config = pco::ChunkConfig::default().with_compression_level(PCO_LEVEL);
+    let fc = FileCompressor::default();
+    let out = fc.write_header(Vec::new()).ok()?;
+    let mut cc = fc.chunk_compressor(values, &config).ok()?;
+    let out = cc.write_meta(out).ok()?;
+    // At most `BLOCK_MAX_ROWS` values: far below pco's page size, so one page.
+    (cc.n_per_page().len() == 1).then_some(())?;
+    cc.write_page(0, out).ok()
+}
+
+fn pco_decompress(src: &[u8], n: usize) -> Result<Vec<f64>, DecodeError> {
+    use pco::wrapped::FileDecompressor;
+    let bad = |e: pco::errors::PcoError| DecodeError::Block(format!("pco: {e}"));
+    let (fd, rest) = FileDecompressor::new(src).map_err(bad)?;
+    let (mut cd, rest) = fd.chunk_decompressor::<f64, _>(rest).map_err(bad)?;
+    let mut pd = cd.page_decompressor(rest, n).map_err(bad)?;
+    let mut out = vec![0.0; n];
+    let progress = pd.read(&mut out).map_err(bad)?;
+    if progress.n_processed != n {
+        return Err(DecodeError::Block(format!(
+            "pco page holds {} values, expected {n}",
+            progress.n_processed
+        )));
+    }
+    Ok(out)
+}
+
+/// The largest block the store writes (and the most rows a decoder accepts, so a
+/// corrupt count can't ask for a huge allocation).
+pub const BLOCK_MAX_ROWS: usize = 1 << 16;
+
+/// Only the timestamps of a block (what counting, the oldest row and the minute tier's
+/// "first of its minute" need).
+pub fn decode_timestamps(data: &[u8]) -> Result<Vec<i64>, DecodeError> {
+    let mut r = Reader { data, pos: 0 };
+    read_timestamps(&mut r)
+}
+
+/// A whole block, or only the column of feature `only`.
+pub fn decode_block(data: &[u8], only: Option<u32>) -> Result<BlockOut, DecodeError> {
+    let mut r = Reader { data, pos: 0 };
+    let ts = read_timestamps(&mut r)?;
+    let n = ts.len();
+    let series = r.varint()?;
+    let mut columns = Vec::with_capacity(if only.is_some() {
+        1
+    } else {
+        series.min(4096) as usize
+    });
+    for _ in 0..series {
+        let key = r.varint()?;
+        let id = u32::try_from(key).map_err(|_| DecodeError::BadId(key))?;
+        let flags = r.byte()?;
+        let (presence, enc) = (flags & 1, flags >> 1);
+        let rows = match presence {
+            PRESENT_ALL => None,
+            _ => {
+                let bitmap = r.take(n.div_ceil(8))?;
+                Some(
+                    (0..n as u32)
+                        .filter(|&i| bitmap[i as usize / 8] & (1 << (i % 8)) != 0)
+                        .collect::<Vec<u32>>(),
+                )
+            }
+        };
+        let len = usize::try_from(r.varint()?).map_err(|_| DecodeError::Truncated(r.pos))?;
+        let payload = r.take(len)?;
+        if only.is_some_and(|o| o != id) {
+            continue;
+        }
+        let count = rows.as_ref().map_or(n, Vec::len);
+        let values = match enc {
+            ENC_CONST => {
+                let b: [u8; 8] = payload
+                    .try_into()
+                    .map_err(|_| DecodeError::Block(format!("constant of {len} bytes")))?;
+                vec![f64::from_le_bytes(b); count]
+            }
+            ENC_PLAIN if len == count * 8 => payload
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                .collect(),
+            ENC_PCO => pco_decompress(payload, count)?,
+            _ => {
+                return Err(DecodeError::Block(format!(
+                    "column {id}: encoding {enc} with {len} bytes for {count} values"
+                )))
+            }
+        };
+        columns.push(ColumnOut { id, rows, values });
+    }
+    if r.pos != data.len() {
+        return Err(DecodeError::Block(format!(
+            "{} bytes after the last column",
+            data.len() - r.pos
+        )));
+    }
+    Ok(BlockOut { ts, columns })
+}
+
+fn read_timestamps(r: &mut Reader<'_>) -> Result<Vec<i64>, DecodeError> {
+    let format = r.byte()?;
+    if format != BLOCK_FORMAT {
+        return Err(DecodeError::Block(format!("unknown block format {format}")));
+    }
+    let n = r.varint()?;
+    if n as usize > BLOCK_MAX_ROWS {
+        return Err(DecodeError::Block(format!("{n} rows")));
+    }
+    let mut ts = Vec::with_capacity(n as usize);
+    let (mut prev, mut delta) = (0i64, 0i64);
+    for i in 0..n {
+        let v = unzigzag(r.varint()?);
+        let t = match i {
+            0 => v,
+            1 => {
+                delta = v;
+                prev.wrapping_add(v)
+            }
+            _ => {
+                delta = delta.wrapping_add(v);
+                prev.wrapping_add(delta)
+            }
+        };
+        ts.push(t);
+        prev = t;
+    }
+    Ok(ts)
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self
+            .data
+            .get(self.pos)
+            .ok_or(DecodeError::Truncated(self.pos))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.data.len())
+            .ok_or(DecodeError::Truncated(self.pos))?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut e = Entries {
+            data: self.data,
+            pos: self.pos,
+        };
+        let v = e.varint()?;
+        self.pos = e.pos;
+        Ok(v)
+    }
 }
 
 #[cfg(test)]
@@ -232,16 +528,5 @@ mod tests {
         buf.extend_from_slice(&[0; 8]);
         let r: Result<Vec<_>, _> = decode(&buf).collect();
         assert!(matches!(r, Err(DecodeError::BadId(_))));
-    }
-
-    #[test]
-    fn find_reads_one_feature() {
-        let mut buf = Vec::new();
-        push(&mut buf, 1, 10.0);
-        push(&mut buf, 2, 0.75);
-        push(&mut buf, 3, -4.0);
-        assert_eq!(find(&buf, 2), Ok(Some(0.75)));
-        assert_eq!(find(&buf, 3), Ok(Some(-4.0)));
-        assert_eq!(find(&buf, 9), Ok(None));
     }
 }

@@ -1,4 +1,5 @@
-//! `history:`: how long samples are kept and how large the database may grow.
+//! `history:`: how long samples are kept, how large the database may grow and how often
+//! it is written.
 
 use std::time::Duration;
 
@@ -14,6 +15,9 @@ pub struct HistoryConfig {
     pub raw_retention: Duration,
     /// Upper bound of the history database on disk, in bytes; oldest samples go first.
     pub max_size_bytes: u64,
+    /// Samples are kept in memory and written as one compressed block this often: the
+    /// most a `kill -9` or a power cut can lose.
+    pub flush_interval: Duration,
 }
 
 impl Default for HistoryConfig {
@@ -22,6 +26,7 @@ impl Default for HistoryConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             raw_retention: Duration::from_secs(2 * 24 * 3600),
             max_size_bytes: 1 << 30,
+            flush_interval: Duration::from_secs(60),
         }
     }
 }
@@ -31,7 +36,11 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> HistoryCon
     const SECS: fn(u64) -> Duration = Duration::from_secs;
     const DAY: u64 = 86_400;
     let d = HistoryConfig::default();
-    let h = r.section(v, path, &["retention", "raw_retention", "max_size"]);
+    let h = r.section(
+        v,
+        path,
+        &["retention", "raw_retention", "max_size", "flush_interval"],
+    );
     HistoryConfig {
         retention: h.duration(r, "retention", d.retention, SECS(3600), SECS(3650 * DAY)),
         raw_retention: h.duration(
@@ -42,5 +51,6 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> HistoryCon
             SECS(365 * DAY),
         ),
         max_size_bytes: h.size(r, "max_size", d.max_size_bytes, 1 << 20, 1 << 50),
+        flush_interval: h.duration(r, "flush_interval", d.flush_interval, SECS(1), SECS(3600)),
     }
 }

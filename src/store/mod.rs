@@ -3,12 +3,16 @@
 //! one way every store opens SQLite ([`sqlite::open`]).
 //!
 //! [`History`] is an embedded SQLite file in the state directory (`history.db`); see
-//! `history.rs` for the schema and the crash-safety argument, `codec.rs` for how one
-//! row's values are encoded.
+//! `history.rs` for the schema and the crash-safety argument, `blocks.rs` for the rows
+//! kept in memory until they are written, `codec.rs` for how a block is encoded.
 
+mod blocks;
 mod codec;
 mod config;
 pub mod history;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod roundtrip;
 pub mod sqlite;
 mod state_dir;
 

@@ -39,6 +39,17 @@ pub struct OpenError {
 
 /// Open (or create) the database at `path` with `p`.
 pub fn open(path: &Path, p: &Pragmas) -> Result<Connection, OpenError> {
+    open_paged(path, p, None)
+}
+
+/// [`open`], and a new file gets pages of `page_size` bytes (SQLite's default is 4096;
+/// the size is fixed when the file is first written, so this does nothing to an
+/// existing file).
+pub fn open_paged(
+    path: &Path,
+    p: &Pragmas,
+    page_size: Option<i64>,
+) -> Result<Connection, OpenError> {
     let err = |op| move |source| OpenError { op, source };
     let refused = |op, e: std::io::Error| OpenError {
         op,
@@ -64,6 +75,10 @@ pub fn open(path: &Path, p: &Pragmas) -> Result<Connection, OpenError> {
     let conn = Connection::open_with_flags(path, flags).map_err(err("cannot open"))?;
     conn.busy_timeout(p.busy_timeout)
         .map_err(err("cannot set busy timeout"))?;
+    if let Some(n) = page_size {
+        conn.pragma_update(None, "page_size", n)
+            .map_err(err("cannot set page_size"))?;
+    }
     if let Some(v) = p.auto_vacuum {
         conn.pragma_update(None, "auto_vacuum", v)
             .map_err(err("cannot set auto_vacuum"))?;

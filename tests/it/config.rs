@@ -124,6 +124,7 @@ fn full_example_sets_every_field() {
         "include pattern must still apply"
     );
     assert_eq!(c.history.max_size_bytes, 256 << 20);
+    assert_eq!(c.history.flush_interval, std::time::Duration::from_secs(10));
 }
 
 #[test]

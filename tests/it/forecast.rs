@@ -12,44 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common;
-use crate::common::{metric, Daemon};
-
-/// A tmpfs mounted on a fresh directory, unmounted on drop (also on panic).
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount tmpfs on {}", dir.path().display());
-        Tmpfs { dir }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn available(&self) -> f64 {
-        let c = std::ffi::CString::new(self.path().to_str().unwrap()).unwrap();
-        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
-        s.f_bavail as f64 * s.f_frsize as f64
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount").arg(self.path()).status();
-        if !ok.is_ok_and(|s| s.success()) {
-            let _ = Command::new("umount").arg("-l").arg(self.path()).status();
-        }
-    }
-}
+use crate::common::{metric, Daemon, Tmpfs};
 
 fn config(dir: &Path, mounts: &[&Path], extra: &str) -> PathBuf {
     let include = mounts
@@ -61,7 +24,7 @@ fn config(dir: &Path, mounts: &[&Path], extra: &str) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "interval: 200ms\nstate_dir: {}\nmodel:\n  enabled: false\ncollectors:\n  network:\n    enabled: false\n  ping:\n    enabled: false\n  disk:\n    mount_points:\n      include: '{include}'\n      exclude: ''\nforecast:\n  window: 20s\n  buckets: 40\n  min_span: 4s\n{extra}",
+            "interval: 200ms\nstate_dir: {}\nmodel:\n  enabled: false\ncollectors:\n  network:\n    enabled: false\n  ping:\n    enabled: false\n  disk:\n    mount_points:\n      include: '{include}'\n      exclude: ''\nhistory:\n  flush_interval: 1s\nforecast:\n  window: 20s\n  buckets: 40\n  min_span: 4s\n{extra}",
             dir.join("state").display()
         ),
     )
@@ -210,7 +173,8 @@ fn tmpfs_fill_is_forecast_in_time_and_a_burst_is_not() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    // `collect --once` reads the trend from the history the daemon is writing.
+    // `collect --once` reads the trend from the history the daemon is writing (a block
+    // a second: `history.flush_interval` in `config`).
     let out = Command::new(common::bin())
         .args([
             "collect",

@@ -12,6 +12,7 @@ mod forecast;
 mod fuzz;
 mod hardening;
 mod history_crash;
+mod history_full;
 mod incidents;
 mod layers;
 mod metrics_golden;
