@@ -114,6 +114,9 @@ pub async fn run(
     tracing::debug!(interval = ?config.interval, collectors = collectors.len(), "sampling loop starting");
     let mut ready = false;
     let mut ticks: u64 = 0;
+    // (timestamp of the previous sample, the longest gap between two so far): a
+    // stalled tick shows here, whatever clients or files did (benches/load.py).
+    let mut gaps: (Option<i64>, i64) = (None, 0);
     let mut reloading: Option<JoinHandle<Result<Config, ConfigErrors>>> = None;
     let result: anyhow::Result<()> = loop {
         tokio::select! {
@@ -165,6 +168,16 @@ pub async fn run(
                     },
                 };
                 collectors = back;
+                if let Some(prev) = gaps.0 {
+                    gaps.1 = gaps.1.max(sample.timestamp_ms - prev);
+                }
+                gaps.0 = Some(sample.timestamp_ms);
+                sample.info(
+                    "sampling_longest_gap_seconds",
+                    "The longest time between two consecutive samples since the daemon started",
+                    &[],
+                    gaps.1 as f64 / 1000.0,
+                );
                 pipeline.process(&mut sample);
                 if let Some(d) = &deliverer {
                     d.wake();

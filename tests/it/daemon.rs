@@ -60,6 +60,11 @@ fn runs_scrapes_pings_reloads_and_stops() {
 
     let (status, health) = d.get("/healthz");
     assert_eq!((status, health.as_str()), (200, "ok\n"));
+    // The longest gap between samples (benches/load.py reads it): there from the
+    // first sample, a sampling interval or so once there are two.
+    d.wait_for("/metrics", SECS(15), |b| {
+        metric(b, "anomalyd_sampling_longest_gap_seconds").is_some_and(|g| g > 0.0)
+    });
 
     let body = d.wait_for("/metrics", SECS(15), |b| {
         b.contains("anomalyd_ping_rtt_median_seconds")
