@@ -758,18 +758,21 @@ impl History {
         let rows = Rows::new(parts, |t| t >= kept);
         let ids = self.names.borrow().ids.clone();
         let id_of = |n: &str| ids.get(n).copied().unwrap_or(0);
+        let write = |buffer: &Buffer| {
+            insert_block(
+                &tx,
+                tier,
+                buffer.timestamps(),
+                &buffer.encode(id_of, true),
+                path,
+            )
+        };
         let mut buffer = Buffer::default();
         for i in 0..rows.len() {
             let r = rows.record(i);
             let ts = r.timestamp_ms.unwrap_or(0);
             if buffer.len() >= BLOCK_ROWS || !buffer.push(ts, &r.values) {
-                insert_block(
-                    &tx,
-                    tier,
-                    buffer.timestamps(),
-                    &buffer.encode(id_of, true),
-                    path,
-                )?;
+                write(&buffer)?;
                 buffer.clear();
                 buffer.push(ts, &r.values);
             }
@@ -780,13 +783,7 @@ impl History {
         )
         .map_err(err("cannot delete merged blocks"))?;
         if !buffer.is_empty() {
-            insert_block(
-                &tx,
-                tier,
-                buffer.timestamps(),
-                &buffer.encode(id_of, true),
-                path,
-            )?;
+            write(&buffer)?;
         }
         tx.commit().map_err(err("cannot commit compaction"))?;
         self.read_oldest_end()?;
