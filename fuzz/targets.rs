@@ -162,13 +162,22 @@ fn http_states() -> (http::State, http::State) {
             let exporter = Exporter::new(false).unwrap();
             let health = Arc::new(Health::default());
             health.tick(anomalyd::sample::now_ms());
-            let base = |web: WebConfig| http::State {
-                rendered: exporter.rendered.clone(),
-                health: health.clone(),
-                web,
-                tickets: Some(anomalyd::tickets::api::TicketsApi::new(
-                    dir.join("tickets.db"),
-                )),
+            let base = |web: WebConfig| {
+                let tickets = anomalyd::tickets::api::TicketsApi::new(dir.join("tickets.db"));
+                let dashboard = anomalyd::export::web::Dashboard::new(
+                    Default::default(),
+                    Some(tickets.clone()),
+                    Some(anomalyd::store::StateDir::at(&dir)),
+                    web.auth.is_some(),
+                    true,
+                );
+                http::State {
+                    rendered: exporter.rendered.clone(),
+                    health: health.clone(),
+                    web,
+                    tickets: Some(tickets),
+                    dashboard,
+                }
             };
             let hash = bcrypt::hash("s3cret", 4).unwrap();
             let web = webconfig::parse(

@@ -26,6 +26,7 @@ use tokio::time::MissedTickBehavior;
 use crate::collect;
 use crate::export::http::{self, Health};
 use crate::export::metrics::Exporter;
+use crate::export::web::{Dashboard, Live};
 use crate::export::webconfig;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
@@ -84,16 +85,26 @@ pub async fn run(
     let bound = listener.local_addr()?;
     // Tests and scripts read this line to find an ephemeral port.
     tracing::info!("listening on {scheme}://{bound}/metrics");
+    let tickets_api = config
+        .incidents
+        .enabled
+        .then(|| crate::tickets::api::TicketsApi::new(state.tickets()));
+    let live = Live::default();
+    let dashboard = Dashboard::new(
+        live.clone(),
+        tickets_api.clone(),
+        Some(state.clone()),
+        web.auth.is_some(),
+        config.http.dashboard_loopback_writes,
+    );
     let server = http::spawn(
         listener,
         http::State {
             rendered: exporter.rendered.clone(),
             health: health.clone(),
             web,
-            tickets: config
-                .incidents
-                .enabled
-                .then(|| crate::tickets::api::TicketsApi::new(state.tickets())),
+            tickets: tickets_api,
+            dashboard,
         },
         config.http.clone(),
         token.clone(),
@@ -186,6 +197,7 @@ pub async fn run(
                 for e in exporter.publish(&sample) {
                     tracing::warn!("export: {e}");
                 }
+                live.update(&sample);
                 health.tick(now_ms());
                 notifier.send("WATCHDOG=1");
                 ticks += 1;

@@ -17,6 +17,10 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     /// An idle keep-alive connection is closed after this.
     pub idle_timeout: Duration,
+    /// Without basic auth the dashboard is read-only; this lets clients on loopback
+    /// acknowledge, assign and resolve tickets from it (with basic auth every
+    /// authenticated user may, whatever this says).
+    pub dashboard_loopback_writes: bool,
 }
 
 impl Default for HttpConfig {
@@ -25,6 +29,7 @@ impl Default for HttpConfig {
             max_connections: 256,
             header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            dashboard_loopback_writes: false,
         }
     }
 }
@@ -38,7 +43,12 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> HttpConfig
     let s = r.section(
         v,
         path,
-        &["max_connections", "header_timeout", "idle_timeout"],
+        &[
+            "max_connections",
+            "header_timeout",
+            "idle_timeout",
+            "dashboard_loopback_writes",
+        ],
     );
     let secs = Duration::from_secs;
     HttpConfig {
@@ -51,5 +61,10 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> HttpConfig
             secs(300),
         ),
         idle_timeout: s.duration(r, "idle_timeout", d.idle_timeout, secs(1), secs(3600)),
+        dashboard_loopback_writes: s.bool(
+            r,
+            "dashboard_loopback_writes",
+            d.dashboard_loopback_writes,
+        ),
     }
 }

@@ -1,5 +1,5 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/api/v1/tickets`, and a small landing
-//! page.
+//! The HTTP server: `/metrics`, `/healthz`, `/api/v1/tickets`, and the dashboard
+//! ([`super::web`]: its pages, actions and JSON API).
 //!
 //! Scrapes are served from the body rendered at the end of the last tick
 //! ([`super::metrics::Rendered`]), so a scrape never waits for, or causes, sampling.
@@ -89,6 +89,8 @@ pub struct State {
     pub web: WebConfig,
     /// The ticket store behind `/api/v1/tickets` (`None`: 404).
     pub tickets: Option<crate::tickets::api::TicketsApi>,
+    /// The dashboard's pages and live state.
+    pub dashboard: super::web::Dashboard,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -105,20 +107,19 @@ fn plain(status: StatusCode, body: &'static str) -> Resp {
     text(status, body, "text/plain; charset=utf-8")
 }
 
-const LANDING: &str = "<html><head><title>anomalyd</title></head><body><h1>anomalyd</h1>\
-<p><a href=\"/metrics\">Metrics</a> &middot; <a href=\"/healthz\">Health</a> &middot; \
-<a href=\"/api/v1/tickets\">Tickets</a></p></body></html>\n";
-
 /// Every request: auth first (the gate's bcrypt runs off this thread), then the
 /// route. The API's reads of the ticket store go to the blocking pool (a SQLite read
 /// can wait on a lock); everything else is served from memory.
-async fn respond(state: &State, gate: &Gate, peer: IpAddr, req: &Request<Incoming>) -> Resp {
+async fn respond(state: &State, gate: &Gate, peer: IpAddr, req: Request<Incoming>) -> Resp {
     let header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let resp = match gate.admit(peer, header).await {
-        Decision::Allow => route(state, req).await,
+        Decision::Allow => {
+            let user = state.web.auth.as_ref().and(header).and_then(user_of);
+            route(state, super::web::Client { peer, user }, req).await
+        }
         Decision::Deny => {
             let mut r = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n");
             r.headers_mut().insert(
@@ -159,10 +160,26 @@ fn finish(state: &State, mut resp: Resp) -> Resp {
     resp
 }
 
-async fn route(state: &State, req: &Request<Incoming>) -> Resp {
+/// The user name of an admitted request's basic-auth header (who the dashboard
+/// records as acting).
+fn user_of(header: &str) -> Option<String> {
+    use base64::Engine;
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(user, _)| user.to_string())
+}
+
+async fn route(state: &State, client: super::web::Client, req: Request<Incoming>) -> Resp {
     let path = req.uri().path();
+    if super::web::handles(path) {
+        return super::web::serve(&state.dashboard, client, req).await;
+    }
+    let req = &req;
     let api = path == "/api/v1/tickets" || path.starts_with("/api/v1/tickets/");
-    let known = api || matches!(path, "/metrics" | "/healthz" | "/");
+    let known = api || matches!(path, "/metrics" | "/healthz");
     let readable = matches!(*req.method(), Method::GET | Method::HEAD);
     if known && !readable {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -185,7 +202,6 @@ async fn route(state: &State, req: &Request<Incoming>) -> Resp {
                 "text/plain; charset=utf-8",
             ),
         },
-        "/" => text(StatusCode::OK, LANDING, "text/html; charset=utf-8"),
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -427,7 +443,7 @@ async fn connection<S>(
             let (state, gate, activity) = (state.clone(), gate.clone(), activity.clone());
             async move {
                 activity.request_started();
-                let resp = respond(&state, &gate, peer.ip(), &req).await;
+                let resp = respond(&state, &gate, peer.ip(), req).await;
                 activity.request_done();
                 Ok::<_, Infallible>(resp)
             }

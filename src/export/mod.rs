@@ -6,4 +6,5 @@ pub mod gate;
 pub mod http;
 pub mod metrics;
 pub mod table;
+pub mod web;
 pub mod webconfig;

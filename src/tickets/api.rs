@@ -81,6 +81,29 @@ impl TicketsApi {
     }
 }
 
+impl TicketsApi {
+    /// Run `f` with the store (opened on first use), on the calling thread (the
+    /// blocking pool): the dashboard's pages and actions share this one connection.
+    /// `Err` is the general reason for a client when the store cannot open (the full
+    /// error is logged, with the path, here).
+    pub fn with_store<R>(&self, f: impl FnOnce(&Store) -> R) -> Result<R, &'static str> {
+        let mut guard = match self.store.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if guard.is_none() {
+            match Store::open(&self.path) {
+                Ok(s) => *guard = Some(s),
+                Err(e) => {
+                    tracing::warn!("dashboard: {e}");
+                    return Err("ticket store unavailable");
+                }
+            }
+        }
+        guard.as_ref().map(f).ok_or("ticket store unavailable")
+    }
+}
+
 /// `?open=true|1|false|0` (or a bare `open`); anything else is the client's mistake,
 /// not "all tickets".
 fn open_filter(query: Option<&str>) -> Result<bool, String> {
