@@ -7,6 +7,7 @@ mod common;
 mod cli;
 mod config;
 mod daemon;
+mod dashboard;
 mod fleet;
 mod forecast;
 mod fuzz;

@@ -26,6 +26,8 @@ pub fn page(title: &str, nav: Nav, poll: Option<&str>, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · anomalyd" }
+                // No favicon request (a 404 in every browser console).
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/assets/dash.css";
                 script src="/assets/dash.js" defer {}
             }
