@@ -45,3 +45,4 @@ pub mod shutdown;
 pub mod store;
 pub mod text;
 pub mod tickets;
+pub mod view;

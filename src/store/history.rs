@@ -1566,6 +1566,41 @@ impl History {
     }
 }
 
+/// Readers for the report and the dashboard (`view/`): one series of one tier, and the
+/// names stored, so a chart reads the columns it draws and nothing else.
+impl History {
+    /// Every feature name the file has stored (and the rows in memory hold), sorted.
+    pub fn names(&self) -> Result<Vec<String>, HistoryError> {
+        let _tx = self.snapshot()?;
+        let mut out: Vec<String> = self.names.borrow().ids.keys().cloned().collect();
+        for b in &self.buffers {
+            out.extend(b.names().map(str::to_string));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// One feature's `(ts, value)` points of `tier` with `from_ms <= ts < to_ms`,
+    /// oldest first ([`History::series`] picks the tier itself). Only that column of
+    /// each block is decoded.
+    pub fn tier_series(
+        &self,
+        name: &str,
+        from_ms: i64,
+        to_ms: i64,
+        tier: Tier,
+    ) -> Result<Vec<(i64, f64)>, HistoryError> {
+        let _tx = self.snapshot()?;
+        Ok(self.rows(tier, from_ms, to_ms, Some(name))?.points())
+    }
+
+    /// The oldest row of `tier` still kept (`None`: the tier is empty).
+    pub fn oldest_in(&self, tier: Tier) -> Result<Option<i64>, HistoryError> {
+        self.oldest(tier)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
