@@ -167,7 +167,12 @@ fn http_states() -> (http::State, http::State) {
                 let dashboard = anomalyd::export::web::Dashboard::new(
                     Default::default(),
                     Some(tickets.clone()),
-                    Some(anomalyd::store::StateDir::at(&dir)),
+                    Some(anomalyd::export::web::views::Views::new(
+                        anomalyd::store::StateDir::at(&dir),
+                        Default::default(),
+                        "/sys".into(),
+                        anomalyd::view::HealthConfig::default().weights,
+                    )),
                     web.auth.is_some(),
                     true,
                 );

@@ -26,6 +26,7 @@ use tokio::time::MissedTickBehavior;
 use crate::collect;
 use crate::export::http::{self, Health};
 use crate::export::metrics::Exporter;
+use crate::export::web::views::Views;
 use crate::export::web::{Dashboard, Live};
 use crate::export::webconfig;
 use crate::notify::Notifier;
@@ -93,7 +94,12 @@ pub async fn run(
     let dashboard = Dashboard::new(
         live.clone(),
         tickets_api.clone(),
-        Some(state.clone()),
+        Some(Views::new(
+            state.clone(),
+            config.history.clone(),
+            config.paths.sysfs.clone(),
+            config.health.weights.clone(),
+        )),
         web.auth.is_some(),
         config.http.dashboard_loopback_writes,
     );

@@ -9,7 +9,8 @@ needs nothing but python3 and chromium.
 
 PLAN: {"base": "http://127.0.0.1:9187", "auth": "user:password" (optional),
        "shots": "target/screenshots", "steps": [STEP, ...]}
-STEP: {"open": "/path"}            load a page, wait for it and for its first poll;
+STEP (its keys are done in this order: open, fill, click, wait, count, text, shot):
+      {"open": "/path"}            load a page, wait for it and for its first poll;
       {"count": ["css", ...]}      count elements matching each selector;
       {"text": ["css", ...]}       the text of the first match of each;
       {"fill": ["css", "text"]}    focus an input and type the text;
@@ -182,12 +183,6 @@ def main():
                 b.call("Page.navigate", {"url": base + page})
                 loaded()
                 r["url"] = b.js("location.pathname + location.search")
-            if "count" in step:
-                r["count"] = {s: b.js(f"document.querySelectorAll({json.dumps(s)}).length")
-                              for s in step["count"]}
-            if "text" in step:
-                r["text"] = {s: b.js(f"(document.querySelector({json.dumps(s)}) || {{}}).textContent || null")
-                             for s in step["text"]}
             if "fill" in step:
                 sel, text = step["fill"]
                 b.js(f"document.querySelector({json.dumps(sel)}).focus()")
@@ -197,15 +192,29 @@ def main():
                 b.js(f"document.querySelector({sel}).scrollIntoView({{block: 'center'}})")
                 x, y = b.js(f"(() => {{ const r = document.querySelector({sel}).getBoundingClientRect();"
                             " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
-                b.events = [e for e in b.events if e.get("method") != "Page.loadEventFired"]
+                # Mark this document: the page the click leads to is a new one.
+                b.js("window.cdpBefore = 1")
                 for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
                     b.call("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y,
                                                         "button": "left", "clickCount": 1})
-                try:
-                    loaded(10)
-                except TimeoutError:
-                    pass
+                end = time.time() + 10
+                while time.time() < end:
+                    try:
+                        if b.js("window.cdpBefore === undefined && document.readyState === 'complete'"):
+                            break
+                    except RuntimeError:
+                        pass  # the old document is gone, the new one not there yet
+                    b.drain(0.1)
+                b.drain(1.5)
                 r["url"] = b.js("location.pathname + location.search")
+            if "wait" in step:
+                b.drain(step["wait"])
+            if "count" in step:
+                r["count"] = {s: b.js(f"document.querySelectorAll({json.dumps(s)}).length")
+                              for s in step["count"]}
+            if "text" in step:
+                r["text"] = {s: b.js(f"(document.querySelector({json.dumps(s)}) || {{}}).textContent || null")
+                             for s in step["text"]}
             if "shot" in step:
                 size = b.call("Page.getLayoutMetrics")["cssContentSize"]
                 height = min(int(size["height"]) + 1, 6000)
@@ -218,8 +227,6 @@ def main():
                 with open(path, "wb") as f:
                     f.write(base64.b64decode(png))
                 r["shot"] = path
-            if "wait" in step:
-                b.drain(step["wait"])
             collect()
             results.append(r)
     finally:

@@ -175,9 +175,12 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
         None,
         serde_json::json!([
             {"open": "/", "count": ["tr.ticket-row", "#resources tbody tr.memory",
-                                    "#resources tbody tr.filesystem"],
+                                    "#resources tbody tr.filesystem", "#score-chart svg",
+                                    "#health-parts tbody tr", "#facts dd"],
              "text": ["#phase"], "shot": "overview.png"},
-            {"open": "/latency", "shot": "latency.png"},
+            {"open": "/latency", "count": [".target", "#heatmap-gw svg rect"],
+             "shot": "latency.png"},
+            {"click": ".target[data-target=gw] h2 a", "count": [".target"]},
             {"open": "/tickets", "count": ["tr.ticket-row"], "shot": "tickets.png"},
             {"open": "/tickets/INC-7", "count": ["#ack", "#timeline tr.event"],
              "text": ["#status", "#body h1, #body h2"], "shot": "ticket.png"},
@@ -186,8 +189,20 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
         ]),
     );
     let steps = r["steps"].as_array().unwrap();
-    let (overview, tickets, ticket, clicked, later) =
-        (&steps[0], &steps[2], &steps[3], &steps[4], &steps[5]);
+    let (overview, latency, zoomed, tickets, ticket, clicked, later) = (
+        &steps[0], &steps[1], &steps[2], &steps[3], &steps[4], &steps[5], &steps[6],
+    );
+    assert_eq!(count(overview, "#score-chart svg"), 1, "the score chart: {overview}");
+    assert_eq!(count(overview, "#health-parts tbody tr"), 4, "{overview}");
+    assert!(count(overview, "#facts dd") >= 5, "host facts: {overview}");
+    // The replayed target and the live one.
+    assert!(count(latency, ".target") >= 1, "{latency}");
+    assert!(
+        count(latency, "#heatmap-gw svg rect") > 20,
+        "heatmap cells: {latency}"
+    );
+    assert_eq!(zoomed["url"], "/latency?since=1h&target=gw", "{zoomed}");
+    assert_eq!(count(zoomed, ".target"), 1, "{zoomed}");
     assert!(count(overview, "tr.ticket-row") >= 1, "{overview}");
     assert_eq!(count(overview, "#resources tbody tr.memory"), 1, "{overview}");
     assert!(count(overview, "#resources tbody tr.filesystem") >= 1, "{overview}");
@@ -334,12 +349,15 @@ fn bad_input_gets_a_clear_4xx_never_a_500_or_a_hang() {
     let cases: &[(&str, &str, &str, u16, &str)] = &[
         ("GET", "/tickets/INC-404", "", 404, "no ticket INC-404"),
         ("GET", "/tickets/..%2F..%2Fetc", "", 404, "no such ticket"),
-        ("GET", "/?since=-5", "", 400, "since=\"-5\""),
-        ("GET", "/latency?since=99999d", "", 400, "since=\"99999d\""),
+        ("GET", "/?since=-5", "", 400, "since=&quot;-5&quot;"),
+        ("GET", "/latency?since=99999d", "", 400, "since=&quot;99999d&quot;: too long"),
+        ("GET", "/api/v1/timeline?since=99999d", "", 400, "a range from 1h to 7d"),
+        ("GET", "/charts/latency.svg", "", 400, "target= is required"),
+        ("GET", "/api/v1/heatmap?target=nowhere", "", 404, "no ping target"),
         ("GET", "/latency?since=1e400d", "", 400, "since="),
         ("GET", "/latency?zoom=1", "", 400, "unknown parameter"),
         ("GET", &long_query, "", 414, "at most"),
-        ("GET", "/tickets?open=maybe", "", 400, "open=\"maybe\""),
+        ("GET", "/tickets?open=maybe", "", 400, "open=&quot;maybe&quot;"),
         ("GET", "/api/v1/live?x=1", "", 400, "unknown parameter"),
         ("POST", "/tickets/INC-7/ack", &huge, 413, "over"),
         ("POST", "/tickets/INC-7/assign", "", 403, "CSRF"),

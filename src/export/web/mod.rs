@@ -8,7 +8,8 @@
 //!   ([`csrf`]), for an authenticated user, or without auth for loopback clients when
 //!   `http.dashboard_loopback_writes` is on; read-only otherwise;
 //! - `GET /api/v1/live`: the daemon's state ([`live::Snapshot`]) and its open
-//!   tickets, JSON;
+//!   tickets, JSON; `GET /api/v1/timeline|heatmap|health?since=`: the charts' data,
+//!   JSON, and `GET /charts/score.svg|latency.svg`: the charts alone ([`overview`]);
 //! - `GET /assets/...`: the stylesheet and script, compiled into the binary.
 //!
 //! Live state comes from the snapshot the tick leaves ([`live::Live`]); stored state
@@ -23,6 +24,7 @@ pub mod overview;
 pub mod page;
 pub mod query;
 pub mod tickets;
+pub mod views;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -38,7 +40,6 @@ use serde::Serialize;
 use self::page::Nav;
 use self::query::{params, refuse, Refusal, MAX_QUERY};
 use crate::sample::now_ms;
-use crate::store::StateDir;
 use crate::tickets::api::TicketsApi;
 use crate::tickets::store::Ticket;
 
@@ -54,7 +55,8 @@ pub struct Dashboard {
     pub live: Live,
     csrf: Csrf,
     tickets: Option<TicketsApi>,
-    state: Option<StateDir>,
+    /// The history behind the charts (`None`: pages without them).
+    views: Option<views::Views>,
     /// Basic auth is on: every request here comes from a known user.
     auth: bool,
     /// `http.dashboard_loopback_writes`: without auth, loopback clients may act.
@@ -75,7 +77,7 @@ impl Dashboard {
     pub fn new(
         live: Live,
         tickets: Option<TicketsApi>,
-        state: Option<StateDir>,
+        views: Option<views::Views>,
         auth: bool,
         loopback_writes: bool,
     ) -> Dashboard {
@@ -83,15 +85,10 @@ impl Dashboard {
             live,
             csrf: Csrf::new(),
             tickets,
-            state,
+            views,
             auth,
             loopback_writes,
         }
-    }
-
-    /// The state directory the pages read history from (`None`: no history pages).
-    pub fn state(&self) -> Option<&StateDir> {
-        self.state.as_ref()
     }
 
     /// Who `client` acts as, when it may act at all: `user:NAME` with basic auth,
@@ -109,8 +106,11 @@ impl Dashboard {
 
 /// Whether `path` is the dashboard's (the server routes the rest itself).
 pub fn handles(path: &str) -> bool {
-    matches!(path, "/" | "/latency" | "/tickets" | "/api/v1/live")
-        || path.starts_with("/tickets/")
+    matches!(
+        path,
+        "/" | "/latency" | "/tickets" | "/api/v1/live" | "/api/v1/timeline" | "/api/v1/heatmap"
+            | "/api/v1/health" | "/charts/score.svg" | "/charts/latency.svg"
+    ) || path.starts_with("/tickets/")
         || path.starts_with("/assets/")
 }
 
@@ -205,6 +205,8 @@ pub async fn serve(d: &Dashboard, client: Client, req: Request<Incoming>) -> Res
         "/" => overview::serve(d, query).await,
         "/latency" => overview::latency(d, query).await,
         "/api/v1/live" => live_api(d, query).await,
+        "/api/v1/timeline" | "/api/v1/heatmap" | "/api/v1/health" | "/charts/score.svg"
+        | "/charts/latency.svg" => overview::data(d, &path, query).await,
         "/tickets" => ticket_list(d, query).await,
         _ if post => action(d, &client, &path, req).await,
         _ if path.starts_with("/tickets/") => ticket(d, &client, &path, query).await,

@@ -58,7 +58,7 @@ pub fn range(params: &BTreeMap<String, String>, default: Duration) -> Result<Dur
     match params.get("since") {
         None => Ok(default),
         Some(s) => parse_duration_in(s, MIN_RANGE, MAX_RANGE)
-            .map_err(|e| refuse(400, format!("since={s:?}: {e}"))),
+            .map_err(|e| refuse(400, format!("since={s:?}: {e} (a range from 1h to 7d, e.g. since=24h)"))),
     }
 }
 
@@ -77,6 +77,7 @@ mod tests {
             let e = range(&p, MIN_RANGE).unwrap_err();
             assert_eq!(e.status, 400, "{bad}: {e:?}");
             assert!(e.reason.starts_with("since="), "{bad}: {e:?}");
+            assert!(e.reason.ends_with("(a range from 1h to 7d, e.g. since=24h)"), "{e:?}");
         }
         let e = params(Some("sinse=1h"), &["since"]).unwrap_err();
         assert_eq!(e.status, 400);
