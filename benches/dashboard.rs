@@ -6,7 +6,9 @@
 //! state directory, then times what a request for each page does after admission: the
 //! history reads (the minute tier beyond 6 h, raw below), the data layer, the SVG
 //! charts and the HTML. Prints the median and the worst of [`RUNS`] for each page and
-//! range. Plain `std::time`, no harness.
+//! range, and what parts of it cost alone. The first request of a minute also finds
+//! the raw tier's oldest row (printed on its own), which the pages then remember for a
+//! minute. Plain `std::time`, no harness.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -61,7 +63,7 @@ fn time(what: &str, mut f: impl FnMut() -> usize) {
     }
     times.sort();
     println!(
-        "{what:<24} median {:>7.1} ms   worst {:>7.1} ms   ({} KiB of HTML)",
+        "{what:<28} median {:>7.1} ms   worst {:>7.1} ms   ({} KiB out)",
         times[RUNS / 2].as_secs_f64() * 1e3,
         times[RUNS - 1].as_secs_f64() * 1e3,
         bytes / 1024
@@ -70,7 +72,12 @@ fn time(what: &str, mut f: impl FnMut() -> usize) {
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::at(dir.path());
+    // `ANOMALYD_BENCH_DIR=DIR`: keep the week's history there and reuse it next time.
+    let state = StateDir::at(
+        std::env::var("ANOMALYD_BENCH_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| dir.path().to_path_buf()),
+    );
     // Keep the whole week in the raw tier too: the worst case for the file's size; the
     // pages read the minute tier beyond 6 h either way.
     let config = HistoryConfig {
@@ -81,17 +88,42 @@ fn main() {
     let now = anomalyd::sample::now_ms() / 1000 * 1000;
     let start = now - WEEK_S * 1000;
     let t = Instant::now();
-    {
+    let reuse = state.history().exists();
+    if !reuse {
         let mut h = History::open(state.history(), &config).unwrap();
         for i in 0..WEEK_S {
-            h.append(&record(start + i * 1000, i)).unwrap();
+            let ts = start + i * 1000;
+            h.append(&record(ts, i)).unwrap();
+            // As the daemon does every few minutes: expire, and merge the minute tier's
+            // small blocks.
+            if i % 300 == 299 {
+                h.prune(ts).unwrap();
+            }
         }
         h.flush().unwrap();
     }
-    println!(
-        "wrote 7 days of 1 s history ({WEEK_S} rows, 21 series) in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    if reuse {
+        println!("reusing the week of history in {}", state.path().display());
+    } else {
+        println!(
+            "wrote 7 days of 1 s history ({WEEK_S} rows, 21 series) in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    {
+        let h = History::open(state.history(), &config).unwrap();
+        for (since, tier) in [(3600, anomalyd::store::Tier::Raw), (WEEK_S, anomalyd::store::Tier::Minute)] {
+            time(&format!("  one series {since} s"), || {
+                h.tier_series(ANOMALY_SCORE, now - since * 1000, now, tier).unwrap().len()
+            });
+        }
+        time("  the raw tier's oldest row", || {
+            h.oldest_in(anomalyd::store::Tier::Raw).unwrap().is_some() as usize
+        });
+        time("  host facts", || {
+            anomalyd::view::facts::HostFacts::gather(std::path::Path::new("/sys")).cores
+        });
+    }
     let views = Views::new(
         state,
         config,
@@ -108,10 +140,20 @@ fn main() {
                 .into_string()
                 .len()
         });
+        time(&format!("  its data alone"), || {
+            views.overview(&[], since, now).unwrap().health.parts.len()
+        });
+        time(&format!("  its score chart alone"), || {
+            let t = views.timeline(&[], since, now).unwrap();
+            anomalyd::view::charts::score_chart(&t).unwrap().len()
+        });
         time(&format!("latency ?since={name}"), || {
             let maps = views.heatmaps(since, now, COLUMNS, None).unwrap();
             assert_eq!(maps.len(), 3);
             latency_page(&maps, since, None).into_string().len()
+        });
+        time(&format!("  its data alone"), || {
+            views.heatmaps(since, now, COLUMNS, None).unwrap().len()
         });
     }
 }

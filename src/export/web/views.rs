@@ -9,14 +9,14 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::store::{History, HistoryConfig, StateDir};
+use crate::store::{History, HistoryConfig, HistoryError, StateDir, Tier};
 use crate::tickets::store::Ticket;
 use crate::view::facts::HostFacts;
 use crate::view::health::{self, Health};
 use crate::view::heatmap::{self, Heatmap};
-use crate::view::period::Period;
+use crate::view::period::{Period, RAW_MAX};
 use crate::view::timeline::{self, Timeline};
 use crate::view::Weights;
 
@@ -30,7 +30,14 @@ pub struct Views {
     sysfs: PathBuf,
     weights: Weights,
     history: Arc<Mutex<Option<History>>>,
+    /// The raw tier's oldest row, and when it was read (see [`Views::period`]).
+    oldest_raw: Arc<Mutex<Option<(Instant, Option<i64>)>>>,
 }
+
+/// How long the raw tier's oldest row is taken as known: it moves only when the
+/// daemon prunes (every few minutes), and finding it costs a pass over every raw
+/// block (100 ms and more for days of them), which a page must not pay each time.
+const OLDEST_TTL: Duration = Duration::from_secs(60);
 
 /// The overview's data over one period.
 pub struct OverviewData {
@@ -48,14 +55,47 @@ impl Views {
             sysfs,
             weights,
             history: Arc::new(Mutex::new(None)),
+            oldest_raw: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// [`Period::ending`], with the raw tier's oldest row remembered for
+    /// [`OLDEST_TTL`]: the same choice of tier (raw up to [`RAW_MAX`] when it covers
+    /// the period, minute beyond).
+    fn period(&self, h: &History, since: Duration, to_ms: i64) -> Result<Period, HistoryError> {
+        let from_ms = to_ms.saturating_sub(since.as_millis() as i64);
+        if since > RAW_MAX {
+            return Ok(Period {
+                from_ms,
+                to_ms,
+                tier: Tier::Minute,
+            });
+        }
+        let mut cached = match self.oldest_raw.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let oldest = match *cached {
+            Some((at, oldest)) if at.elapsed() < OLDEST_TTL => oldest,
+            _ => {
+                let oldest = h.oldest_in(Tier::Raw)?;
+                *cached = Some((Instant::now(), oldest));
+                oldest
+            }
+        };
+        let covers = oldest.is_some_and(|o| o <= from_ms.saturating_add(60_000));
+        Ok(Period {
+            from_ms,
+            to_ms,
+            tier: if covers { Tier::Raw } else { Tier::Minute },
+        })
     }
 
     /// Run `f` with the history (opened on first use). A failure is logged in full and
     /// answered in general terms (no path reaches a client).
     fn with_history<R>(
         &self,
-        f: impl FnOnce(&History) -> Result<R, crate::store::HistoryError>,
+        f: impl FnOnce(&History) -> Result<R, HistoryError>,
     ) -> Result<R, Refusal> {
         let mut guard = match self.history.lock() {
             Ok(g) => g,
@@ -91,7 +131,7 @@ impl Views {
     ) -> Result<OverviewData, Refusal> {
         let facts = HostFacts::gather(&self.sysfs);
         self.with_history(|h| {
-            let period = Period::ending(h, since, now_ms)?;
+            let period = self.period(h, since, now_ms)?;
             let health = health::build(h, period, &facts, &self.weights)?;
             let timeline = timeline::build(h, tickets, period)?;
             Ok(OverviewData {
@@ -110,7 +150,7 @@ impl Views {
         since: Duration,
         now_ms: i64,
     ) -> Result<Timeline, Refusal> {
-        self.with_history(|h| timeline::build(h, tickets, Period::ending(h, since, now_ms)?))
+        self.with_history(|h| timeline::build(h, tickets, self.period(h, since, now_ms)?))
     }
 
     /// The heatmap of every ping target, or of `target` alone, over `since`.
@@ -122,7 +162,7 @@ impl Views {
         target: Option<&str>,
     ) -> Result<Vec<Heatmap>, Refusal> {
         let mut maps =
-            self.with_history(|h| heatmap::build(h, Period::ending(h, since, now_ms)?, columns))?;
+            self.with_history(|h| heatmap::build(h, self.period(h, since, now_ms)?, columns))?;
         if let Some(t) = target {
             maps.retain(|m| m.target == t);
             if maps.is_empty() {
