@@ -28,23 +28,50 @@ const WEEK_S: i64 = 7 * 86_400;
 fn record(ts: i64, i: i64) -> Record {
     let x = (i as f64 / 3600.0).sin();
     let mut values = vec![
-        ("cpu_utilization_ratio{mode=\"idle\"}".to_string(), 0.7 + 0.2 * x),
+        (
+            "cpu_utilization_ratio{mode=\"idle\"}".to_string(),
+            0.7 + 0.2 * x,
+        ),
         ("cpu_utilization_ratio{mode=\"iowait\"}".to_string(), 0.01),
-        ("cpu_utilization_ratio{mode=\"user\"}".to_string(), 0.2 - 0.1 * x),
+        (
+            "cpu_utilization_ratio{mode=\"user\"}".to_string(),
+            0.2 - 0.1 * x,
+        ),
         ("memory_used_ratio".to_string(), 0.45 + 0.05 * x),
-        ("disk_busy_ratio{device=\"sda\"}".to_string(), 0.1 + 0.05 * x.abs()),
-        ("network_receive_bytes_per_second{interface=\"eth0\"}".to_string(), 1e6 * (1.0 + x)),
-        ("network_transmit_bytes_per_second{interface=\"eth0\"}".to_string(), 5e5 * (1.0 + x)),
-        (ANOMALY_SCORE.to_string(), 0.3 + 0.2 * x.abs() + if i % 50_000 < 300 { 3.0 } else { 0.0 }),
+        (
+            "disk_busy_ratio{device=\"sda\"}".to_string(),
+            0.1 + 0.05 * x.abs(),
+        ),
+        (
+            "network_receive_bytes_per_second{interface=\"eth0\"}".to_string(),
+            1e6 * (1.0 + x),
+        ),
+        (
+            "network_transmit_bytes_per_second{interface=\"eth0\"}".to_string(),
+            5e5 * (1.0 + x),
+        ),
+        (
+            ANOMALY_SCORE.to_string(),
+            0.3 + 0.2 * x.abs() + if i % 50_000 < 300 { 3.0 } else { 0.0 },
+        ),
         (ANOMALY_THRESHOLD.to_string(), 1.0),
     ];
     for (t, base) in [("gw", 0.0004), ("dns", 0.002), ("remote", 0.03)] {
         let jitter = ((i * 7919) % 100) as f64 / 100.0;
         let lost = if i % 20_000 < 120 { 1.0 } else { 0.0 };
         let labels = format!("{{target=\"{t}\",address=\"192.0.2.1\"}}");
-        values.push((format!("ping_rtt_min_seconds{labels}"), base * (0.9 + 0.1 * jitter)));
-        values.push((format!("ping_rtt_median_seconds{labels}"), base * (1.0 + 0.2 * jitter)));
-        values.push((format!("ping_rtt_max_seconds{labels}"), base * (1.2 + 0.5 * jitter)));
+        values.push((
+            format!("ping_rtt_min_seconds{labels}"),
+            base * (0.9 + 0.1 * jitter),
+        ));
+        values.push((
+            format!("ping_rtt_median_seconds{labels}"),
+            base * (1.0 + 0.2 * jitter),
+        ));
+        values.push((
+            format!("ping_rtt_max_seconds{labels}"),
+            base * (1.2 + 0.5 * jitter),
+        ));
         values.push((format!("ping_loss_ratio{labels}"), lost));
     }
     Record {
@@ -112,9 +139,14 @@ fn main() {
     }
     {
         let h = History::open(state.history(), &config).unwrap();
-        for (since, tier) in [(3600, anomalyd::store::Tier::Raw), (WEEK_S, anomalyd::store::Tier::Minute)] {
+        for (since, tier) in [
+            (3600, anomalyd::store::Tier::Raw),
+            (WEEK_S, anomalyd::store::Tier::Minute),
+        ] {
             time(&format!("  one series {since} s"), || {
-                h.tier_series(ANOMALY_SCORE, now - since * 1000, now, tier).unwrap().len()
+                h.tier_series(ANOMALY_SCORE, now - since * 1000, now, tier)
+                    .unwrap()
+                    .len()
             });
         }
         time("  the raw tier's oldest row", || {
@@ -140,10 +172,10 @@ fn main() {
                 .into_string()
                 .len()
         });
-        time(&format!("  its data alone"), || {
+        time("  its data alone", || {
             views.overview(&[], since, now).unwrap().health.parts.len()
         });
-        time(&format!("  its score chart alone"), || {
+        time("  its score chart alone", || {
             let t = views.timeline(&[], since, now).unwrap();
             anomalyd::view::charts::score_chart(&t).unwrap().len()
         });
@@ -152,7 +184,7 @@ fn main() {
             assert_eq!(maps.len(), 3);
             latency_page(&maps, since, None).into_string().len()
         });
-        time(&format!("  its data alone"), || {
+        time("  its data alone", || {
             views.heatmaps(since, now, COLUMNS, None).unwrap().len()
         });
     }

@@ -192,7 +192,11 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
     let (overview, latency, zoomed, tickets, ticket, clicked, later) = (
         &steps[0], &steps[1], &steps[2], &steps[3], &steps[4], &steps[5], &steps[6],
     );
-    assert_eq!(count(overview, "#score-chart svg"), 1, "the score chart: {overview}");
+    assert_eq!(
+        count(overview, "#score-chart svg"),
+        1,
+        "the score chart: {overview}"
+    );
     assert_eq!(count(overview, "#health-parts tbody tr"), 4, "{overview}");
     assert!(count(overview, "#facts dd") >= 5, "host facts: {overview}");
     // The replayed target and the live one.
@@ -204,8 +208,15 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
     assert_eq!(zoomed["url"], "/latency?since=1h&target=gw", "{zoomed}");
     assert_eq!(count(zoomed, ".target"), 1, "{zoomed}");
     assert!(count(overview, "tr.ticket-row") >= 1, "{overview}");
-    assert_eq!(count(overview, "#resources tbody tr.memory"), 1, "{overview}");
-    assert!(count(overview, "#resources tbody tr.filesystem") >= 1, "{overview}");
+    assert_eq!(
+        count(overview, "#resources tbody tr.memory"),
+        1,
+        "{overview}"
+    );
+    assert!(
+        count(overview, "#resources tbody tr.filesystem") >= 1,
+        "{overview}"
+    );
     assert!(
         ["warming up", "probation", "trained"]
             .iter()
@@ -216,7 +227,10 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
     assert_eq!(count(ticket, "#ack"), 1, "{ticket}");
     assert!(count(ticket, "#timeline tr.event") >= 1, "{ticket}");
     assert_eq!(text(ticket, "#status"), "open", "{ticket}");
-    assert!(!text(ticket, "#body h1, #body h2").is_empty(), "the body as Markdown: {ticket}");
+    assert!(
+        !text(ticket, "#body h1, #body h2").is_empty(),
+        "the body as Markdown: {ticket}"
+    );
     assert_eq!(clicked["url"], "/tickets/INC-7", "{clicked}");
     assert_eq!(text(clicked, "#status"), "acknowledged", "{clicked}");
     assert_eq!(text(clicked, "#assignee"), "dashboard", "{clicked}");
@@ -226,11 +240,22 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
     );
     let errors = r["errors"].as_array().unwrap();
     assert!(errors.is_empty(), "console errors: {errors:?}");
-    let shown = stdout_of(&["tickets", "show", "INC-7", "--state-dir", state.to_str().unwrap()]);
+    let shown = stdout_of(&[
+        "tickets",
+        "show",
+        "INC-7",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
     assert!(shown.contains("acknowledged by dashboard"), "{shown}");
     for shot in ["overview", "latency", "tickets", "ticket"] {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/screenshots/{shot}.png"));
-        assert!(std::fs::metadata(&p).unwrap().len() > 10_000, "{}", p.display());
+        let p =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/screenshots/{shot}.png"));
+        assert!(
+            std::fs::metadata(&p).unwrap().len() > 10_000,
+            "{}",
+            p.display()
+        );
     }
 }
 
@@ -252,10 +277,7 @@ fn with_basic_auth_every_page_needs_credentials_and_a_post_needs_the_token() {
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     let web = dir.path().join("web.yaml");
     std::fs::write(&web, format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
-    let cfg = config(
-        dir.path(),
-        &format!("web_config_file: {}\n", web.display()),
-    );
+    let cfg = config(dir.path(), &format!("web_config_file: {}\n", web.display()));
     let d = Daemon::start(
         dir.path(),
         &[
@@ -281,7 +303,11 @@ fn with_basic_auth_every_page_needs_credentials_and_a_post_needs_the_token() {
         assert_eq!(http_get(d.addr, p, None).0, 401, "{p} without credentials");
         // Five wrong passwords in 10 s and the gate answers 429 for a while.
         if i < 3 {
-            assert_eq!(http_get(d.addr, p, Some(&bad)).0, 401, "{p} with a wrong password");
+            assert_eq!(
+                http_get(d.addr, p, Some(&bad)).0,
+                401,
+                "{p} with a wrong password"
+            );
         }
         assert_eq!(http_get(d.addr, p, Some(&good)).0, 200, "{p}");
     }
@@ -293,11 +319,23 @@ fn with_basic_auth_every_page_needs_credentials_and_a_post_needs_the_token() {
     // No token, someone else's, a forged one: refused, and nothing recorded.
     assert_eq!(request(d.addr, "POST", ack, &auth, "").0, 403);
     assert_eq!(request(d.addr, "POST", ack, &auth, "csrf=AAAA").0, 403);
-    let show = || stdout_of(&["tickets", "show", "INC-7", "--state-dir", state.to_str().unwrap()]);
+    let show = || {
+        stdout_of(&[
+            "tickets",
+            "show",
+            "INC-7",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+    };
     assert!(!show().contains("acknowledged by"), "{}", show());
     let (status, head, _) = request(d.addr, "POST", ack, &auth, &format!("csrf={t}"));
     assert_eq!(status, 303, "{head}");
-    assert!(head.to_ascii_lowercase().contains("location: /tickets/inc-7"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("location: /tickets/inc-7"),
+        "{head}"
+    );
     let (status, _, _) = request(
         d.addr,
         "POST",
@@ -331,7 +369,10 @@ fn without_auth_the_dashboard_is_read_only_unless_loopback_writes_are_on() {
     let d = start(dir.path(), &state, &cfg, &[]);
     let (status, _, page) = request(d.addr, "GET", "/tickets/INC-7", &[], "");
     assert_eq!(status, 200);
-    assert!(!page.contains("name=\"csrf\""), "no action forms when read-only");
+    assert!(
+        !page.contains("name=\"csrf\""),
+        "no action forms when read-only"
+    );
     assert!(page.contains("Read-only"), "{page}");
     let (status, _, body) = request(d.addr, "POST", "/tickets/INC-7/ack", &[], "csrf=x");
     assert_eq!(status, 403, "{body}");
@@ -350,14 +391,38 @@ fn bad_input_gets_a_clear_4xx_never_a_500_or_a_hang() {
         ("GET", "/tickets/INC-404", "", 404, "no ticket INC-404"),
         ("GET", "/tickets/..%2F..%2Fetc", "", 404, "no such ticket"),
         ("GET", "/?since=-5", "", 400, "since=&quot;-5&quot;"),
-        ("GET", "/latency?since=99999d", "", 400, "since=&quot;99999d&quot;: too long"),
-        ("GET", "/api/v1/timeline?since=99999d", "", 400, "a range from 1h to 7d"),
+        (
+            "GET",
+            "/latency?since=99999d",
+            "",
+            400,
+            "since=&quot;99999d&quot;: too long",
+        ),
+        (
+            "GET",
+            "/api/v1/timeline?since=99999d",
+            "",
+            400,
+            "a range from 1h to 7d",
+        ),
         ("GET", "/charts/latency.svg", "", 400, "target= is required"),
-        ("GET", "/api/v1/heatmap?target=nowhere", "", 404, "no ping target"),
+        (
+            "GET",
+            "/api/v1/heatmap?target=nowhere",
+            "",
+            404,
+            "no ping target",
+        ),
         ("GET", "/latency?since=1e400d", "", 400, "since="),
         ("GET", "/latency?zoom=1", "", 400, "unknown parameter"),
         ("GET", &long_query, "", 414, "at most"),
-        ("GET", "/tickets?open=maybe", "", 400, "open=&quot;maybe&quot;"),
+        (
+            "GET",
+            "/tickets?open=maybe",
+            "",
+            400,
+            "open=&quot;maybe&quot;",
+        ),
         ("GET", "/api/v1/live?x=1", "", 400, "unknown parameter"),
         ("POST", "/tickets/INC-7/ack", &huge, 413, "over"),
         ("POST", "/tickets/INC-7/assign", "", 403, "CSRF"),
@@ -368,17 +433,35 @@ fn bad_input_gets_a_clear_4xx_never_a_500_or_a_hang() {
     for (method, path, body, want, says) in cases {
         let t = Instant::now();
         let (status, _, text) = request(d.addr, method, path, &[], body);
-        assert_eq!(status, *want, "{method} {}: {text}", &path[..path.len().min(60)]);
+        assert_eq!(
+            status,
+            *want,
+            "{method} {}: {text}",
+            &path[..path.len().min(60)]
+        );
         assert!(text.contains(says), "{method} {path:.60}: {text}");
-        assert!(t.elapsed() < Duration::from_secs(5), "{method} {path:.60} took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{method} {path:.60} took {:?}",
+            t.elapsed()
+        );
     }
     // With the token: a missing field, an unknown action.
     let (_, _, page) = request(d.addr, "GET", "/tickets/INC-7", &[], "");
     let t = token(&page);
     let form = format!("csrf={t}");
-    assert_eq!(request(d.addr, "POST", "/tickets/INC-7/assign", &[], &form).0, 400);
-    assert_eq!(request(d.addr, "POST", "/tickets/INC-7/delete", &[], &form).0, 404);
-    assert_eq!(request(d.addr, "POST", "/tickets/INC-404/ack", &[], &form).0, 404);
+    assert_eq!(
+        request(d.addr, "POST", "/tickets/INC-7/assign", &[], &form).0,
+        400
+    );
+    assert_eq!(
+        request(d.addr, "POST", "/tickets/INC-7/delete", &[], &form).0,
+        404
+    );
+    assert_eq!(
+        request(d.addr, "POST", "/tickets/INC-404/ack", &[], &form).0,
+        404
+    );
     // The daemon is still sampling.
     assert_eq!(http_get(d.addr, "/healthz", None).0, 200);
 }

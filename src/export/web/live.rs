@@ -229,7 +229,11 @@ mod tests {
             &[("rank", "1"), ("feature", "a")],
             2.0,
         );
-        let fs = [("mountpoint", "/var"), ("device", "sda"), ("fstype", "ext4")];
+        let fs = [
+            ("mountpoint", "/var"),
+            ("device", "sda"),
+            ("fstype", "ext4"),
+        ];
         s.info("filesystem_used_ratio", "", &fs, 0.9);
         s.info("filesystem_size_bytes", "", &fs, 100.0);
         // +Inf (never runs out) is pushed directly, as the forecast does.
@@ -248,7 +252,10 @@ mod tests {
         let snap = Snapshot::from_sample(&s);
         assert_eq!(snap.model.phase, "trained");
         assert_eq!(snap.model.age_seconds, Some(3600.0));
-        assert_eq!((snap.score, snap.threshold, snap.anomaly), (Some(2.5), Some(1.0), true));
+        assert_eq!(
+            (snap.score, snap.threshold, snap.anomaly),
+            (Some(2.5), Some(1.0), true)
+        );
         let causes: Vec<&str> = snap.causes.iter().map(|c| c.feature.as_str()).collect();
         assert_eq!(causes, ["a", "b"], "main cause first");
         let names: Vec<&str> = snap.resources.iter().map(|r| r.name.as_str()).collect();

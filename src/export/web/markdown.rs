@@ -39,7 +39,6 @@ pub fn render(markdown: &str) -> String {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,12 +53,27 @@ mod tests {
         let html = render(body);
         assert!(html.contains("<h2>Top processes</h2>"), "{html}");
         assert!(html.contains("<table>"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
-        assert!(html.contains("&lt;img src=x onerror=alert(2)&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(2)&gt;"),
+            "{html}"
+        );
         assert!(html.contains("<code>/var/log/&lt;b&gt;</code>"), "{html}");
-        assert!(!html.contains("<script") && !html.contains("<img"), "{html}");
-        assert!(!html.contains("javascript:") && html.contains("bad"), "{html}");
+        assert!(
+            !html.contains("<script") && !html.contains("<img"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("javascript:") && html.contains("bad"),
+            "{html}"
+        );
         assert!(!html.contains("example.invalid"), "{html}");
-        assert!(html.contains("<a href=\"https://example.org/runbook\">good</a>"), "{html}");
+        assert!(
+            html.contains("<a href=\"https://example.org/runbook\">good</a>"),
+            "{html}"
+        );
     }
 }

@@ -108,8 +108,14 @@ impl Dashboard {
 pub fn handles(path: &str) -> bool {
     matches!(
         path,
-        "/" | "/latency" | "/tickets" | "/api/v1/live" | "/api/v1/timeline" | "/api/v1/heatmap"
-            | "/api/v1/health" | "/charts/score.svg" | "/charts/latency.svg"
+        "/" | "/latency"
+            | "/tickets"
+            | "/api/v1/live"
+            | "/api/v1/timeline"
+            | "/api/v1/heatmap"
+            | "/api/v1/health"
+            | "/charts/score.svg"
+            | "/charts/latency.svg"
     ) || path.starts_with("/tickets/")
         || path.starts_with("/assets/")
 }
@@ -168,7 +174,8 @@ fn page_refusal(r: &Refusal, nav: Nav) -> Resp {
 fn ticket_id(s: &str) -> Result<&str, Refusal> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(s)
     } else {
@@ -197,7 +204,8 @@ pub async fn serve(d: &Dashboard, client: Client, req: Request<Incoming>) -> Res
     };
     if !ok {
         let mut r = respond(405, "text/plain; charset=utf-8", "method not allowed\n");
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static(allowed));
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allowed));
         return r;
     }
     let query = req.uri().query().map(str::to_string);
@@ -205,7 +213,10 @@ pub async fn serve(d: &Dashboard, client: Client, req: Request<Incoming>) -> Res
         "/" => overview::serve(d, query).await,
         "/latency" => overview::latency(d, query).await,
         "/api/v1/live" => live_api(d, query).await,
-        "/api/v1/timeline" | "/api/v1/heatmap" | "/api/v1/health" | "/charts/score.svg"
+        "/api/v1/timeline"
+        | "/api/v1/heatmap"
+        | "/api/v1/health"
+        | "/charts/score.svg"
         | "/charts/latency.svg" => overview::data(d, &path, query).await,
         "/tickets" => ticket_list(d, query).await,
         _ if post => action(d, &client, &path, req).await,
@@ -216,7 +227,10 @@ pub async fn serve(d: &Dashboard, client: Client, req: Request<Incoming>) -> Res
 
 fn asset(path: &str) -> Resp {
     let (body, kind): (&'static str, &'static str) = match path {
-        "/assets/dash.css" => (include_str!("../../../assets/dash.css"), "text/css; charset=utf-8"),
+        "/assets/dash.css" => (
+            include_str!("../../../assets/dash.css"),
+            "text/css; charset=utf-8",
+        ),
         "/assets/dash.js" => (
             include_str!("../../../assets/dash.js"),
             "text/javascript; charset=utf-8",
@@ -297,7 +311,10 @@ async fn ticket(d: &Dashboard, client: &Client, path: &str, query: Option<String
         Err(r) => return page_refusal(&r, Nav::Tickets),
     };
     let Some(api) = d.tickets.clone() else {
-        return page_refusal(&refuse(404, "tickets are off (incidents.enabled)"), Nav::Tickets);
+        return page_refusal(
+            &refuse(404, "tickets are off (incidents.enabled)"),
+            Nav::Tickets,
+        );
     };
     let found = blocking({
         let id = id.clone();

@@ -18,8 +18,8 @@ use super::query::{params, range, refuse, Refusal};
 use super::views::{OverviewData, Views};
 use super::{blocking, html, json, json_refusal, list, page_refusal, tickets, Dashboard, Resp};
 use crate::sample::now_ms;
+use crate::text::{fmt_quantity, fmt_value};
 use crate::tickets::store::{Status, Ticket};
-use crate::text::{fmt_value, fmt_quantity};
 use crate::view::charts;
 use crate::view::heatmap::{Heatmap, COLUMNS};
 
@@ -260,7 +260,11 @@ pub async fn latency(d: &Dashboard, query: Option<String>) -> Resp {
         Err(r) => return page_refusal(&r, Nav::Latency),
     };
     let built = blocking(move || {
-        let columns = if target.is_some() { ZOOM_COLUMNS } else { COLUMNS };
+        let columns = if target.is_some() {
+            ZOOM_COLUMNS
+        } else {
+            COLUMNS
+        };
         views
             .heatmaps(since, now_ms(), columns, target.as_deref())
             .map(|maps| latency_page(&maps, since, target.as_deref()).into_string())
@@ -279,7 +283,9 @@ fn encode(s: &str) -> String {
 /// The Latency page: one heatmap per target, stacked; `zoom` shows one alone.
 pub fn latency_page(maps: &[Heatmap], since: Duration, zoom: Option<&str>) -> Markup {
     let since_s = since_text(since);
-    let extra = zoom.map(|t| format!("&target={}", encode(t))).unwrap_or_default();
+    let extra = zoom
+        .map(|t| format!("&target={}", encode(t)))
+        .unwrap_or_default();
     page(
         "Latency",
         Nav::Latency,
@@ -342,7 +348,11 @@ pub async fn data(d: &Dashboard, path: &str, query: Option<String>) -> Resp {
     match answer {
         Ok(Answer::Svg(s)) => svg(s),
         Ok(Answer::Json(v)) => json(200, &v),
-        Err(r) if is_svg => super::respond(r.status, "text/plain; charset=utf-8", format!("{}\n", r.reason)),
+        Err(r) if is_svg => super::respond(
+            r.status,
+            "text/plain; charset=utf-8",
+            format!("{}\n", r.reason),
+        ),
         Err(r) => json_refusal(&r),
     }
 }
@@ -354,15 +364,24 @@ enum Answer {
 
 async fn data_answer(d: &Dashboard, path: &str, query: Option<String>) -> Result<Answer, Refusal> {
     let heat = matches!(path, "/charts/latency.svg" | "/api/v1/heatmap");
-    let allowed: &[&str] = if heat { &["since", "target"] } else { &["since"] };
+    let allowed: &[&str] = if heat {
+        &["since", "target"]
+    } else {
+        &["since"]
+    };
     let p = params(query.as_deref(), allowed)?;
     let since = range(&p, if heat { HOUR } else { DAY })?;
     let target = target_param(&p);
     let views = views(d)?;
-    let tickets = if heat { Vec::new() } else { tickets_all(d).await? };
+    let tickets = if heat {
+        Vec::new()
+    } else {
+        tickets_all(d).await?
+    };
     let path = path.to_string();
     let to_json = |v: Result<serde_json::Value, serde_json::Error>| {
-        v.map(Answer::Json).map_err(|_| refuse(503, "cannot encode"))
+        v.map(Answer::Json)
+            .map_err(|_| refuse(503, "cannot encode"))
     };
     blocking(move || {
         let now = now_ms();
@@ -382,7 +401,9 @@ async fn data_answer(d: &Dashboard, path: &str, query: Option<String>) -> Result
                     .map(Answer::Svg)
                     .map_err(|e| refuse(503, e.to_string()))
             }
-            "/api/v1/timeline" => to_json(serde_json::to_value(views.timeline(&tickets, since, now)?)),
+            "/api/v1/timeline" => {
+                to_json(serde_json::to_value(views.timeline(&tickets, since, now)?))
+            }
             "/api/v1/heatmap" => {
                 let maps = views.heatmaps(since, now, COLUMNS, target.as_deref())?;
                 to_json(serde_json::to_value(maps))

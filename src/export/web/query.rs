@@ -42,7 +42,10 @@ pub fn params(text: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<String, S
         if !allowed.contains(&k.as_ref()) {
             return Err(refuse(
                 400,
-                format!("unknown parameter {k:?} (expected one of: {})", allowed.join(", ")),
+                format!(
+                    "unknown parameter {k:?} (expected one of: {})",
+                    allowed.join(", ")
+                ),
             ));
         }
         if out.insert(k.to_string(), v.to_string()).is_some() {
@@ -57,8 +60,12 @@ pub fn params(text: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<String, S
 pub fn range(params: &BTreeMap<String, String>, default: Duration) -> Result<Duration, Refusal> {
     match params.get("since") {
         None => Ok(default),
-        Some(s) => parse_duration_in(s, MIN_RANGE, MAX_RANGE)
-            .map_err(|e| refuse(400, format!("since={s:?}: {e} (a range from 1h to 7d, e.g. since=24h)"))),
+        Some(s) => parse_duration_in(s, MIN_RANGE, MAX_RANGE).map_err(|e| {
+            refuse(
+                400,
+                format!("since={s:?}: {e} (a range from 1h to 7d, e.g. since=24h)"),
+            )
+        }),
     }
 }
 
@@ -77,12 +84,21 @@ mod tests {
             let e = range(&p, MIN_RANGE).unwrap_err();
             assert_eq!(e.status, 400, "{bad}: {e:?}");
             assert!(e.reason.starts_with("since="), "{bad}: {e:?}");
-            assert!(e.reason.ends_with("(a range from 1h to 7d, e.g. since=24h)"), "{e:?}");
+            assert!(
+                e.reason
+                    .ends_with("(a range from 1h to 7d, e.g. since=24h)"),
+                "{e:?}"
+            );
         }
         let e = params(Some("sinse=1h"), &["since"]).unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.reason.contains("\"sinse\""), "{e:?}");
-        assert_eq!(params(Some("since=1h&since=2h"), &["since"]).unwrap_err().status, 400);
+        assert_eq!(
+            params(Some("since=1h&since=2h"), &["since"])
+                .unwrap_err()
+                .status,
+            400
+        );
         let huge = "since=".to_string() + &"1".repeat(MAX_QUERY);
         assert_eq!(params(Some(&huge), &["since"]).unwrap_err().status, 414);
         let p = params(Some("note=disk+full%21"), &["note"]).unwrap();

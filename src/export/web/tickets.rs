@@ -224,10 +224,30 @@ mod tests {
             Action::parse("assign", &form("who", " alice ")),
             Ok(Action::Assign("alice".into()))
         );
-        assert_eq!(Action::parse("assign", &form("who", "")).unwrap_err().status, 400);
-        assert_eq!(Action::parse("resolve", &form("note", "a\nb")).unwrap_err().status, 400);
+        assert_eq!(
+            Action::parse("assign", &form("who", ""))
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            Action::parse("resolve", &form("note", "a\nb"))
+                .unwrap_err()
+                .status,
+            400
+        );
         let long = "x".repeat(MAX_FIELD + 1);
-        assert_eq!(Action::parse("resolve", &form("note", &long)).unwrap_err().status, 400);
-        assert_eq!(Action::parse("delete", &BTreeMap::new()).unwrap_err().status, 404);
+        assert_eq!(
+            Action::parse("resolve", &form("note", &long))
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            Action::parse("delete", &BTreeMap::new())
+                .unwrap_err()
+                .status,
+            404
+        );
     }
 }

@@ -30,9 +30,11 @@ pub struct Views {
     sysfs: PathBuf,
     weights: Weights,
     history: Arc<Mutex<Option<History>>>,
-    /// The raw tier's oldest row, and when it was read (see [`Views::period`]).
-    oldest_raw: Arc<Mutex<Option<(Instant, Option<i64>)>>>,
+    oldest_raw: Arc<Mutex<Option<OldestRaw>>>,
 }
+
+/// The raw tier's oldest row, and when it was read (see [`Views::period`]).
+type OldestRaw = (Instant, Option<i64>);
 
 /// How long the raw tier's oldest row is taken as known: it moves only when the
 /// daemon prunes (every few minutes), and finding it costs a pass over every raw
