@@ -71,9 +71,22 @@ pub fn score_chart(t: &Timeline) -> Result<String, ChartError> {
         .map(|x| x.threshold)
         .filter(|v| positive(*v))
         .fold(f64::INFINITY, f64::min);
-    // The floor: a hundredth of the lowest threshold (scores under it read as it).
-    let (lo, hi) = if hi > 0.0 && threshold_lo.is_finite() {
-        (threshold_lo / 100.0, hi * 1.5)
+    let score_lo = t
+        .points
+        .iter()
+        .map(|x| x.score)
+        .filter(|v| positive(*v))
+        .fold(f64::INFINITY, f64::min);
+    // The floor: a hundredth of the lowest threshold (scores under it read as it), or
+    // of the lowest score when every threshold is 0 (a host whose training rows all
+    // stayed within the model's floors).
+    let floor = if threshold_lo.is_finite() {
+        threshold_lo
+    } else {
+        score_lo
+    };
+    let (lo, hi) = if hi > 0.0 && floor.is_finite() {
+        (floor / 100.0, hi * 1.5)
     } else {
         (0.01, 1.0)
     };

@@ -38,13 +38,16 @@ use crate::incident::Label;
 use crate::model::{Model, ModelConfig, ModelState, Phase};
 use crate::remediate::diagnose::{self, Diagnosis, DirSize};
 use crate::store::{History, HistoryConfig, HistoryError, StateDir, Tier};
-use crate::text::{fmt_duration, fmt_duration_ms, fmt_quantity, fmt_time, fmt_value};
+use crate::text::{fmt_duration_ms, fmt_quantity, fmt_time, fmt_value};
 use crate::tickets::{summary, Store, Ticket};
 
 /// A resource running out within this is a recommendation.
 pub const SOON: Duration = Duration::from_secs(7 * 86_400);
-/// A ping target losing more than this share of its echoes is a recommendation.
+/// A ping target losing more than this share of its echoes over the period, or
+/// [`LOSS_BURST`] of them within a stretch of it (a heatmap column), is a
+/// recommendation.
 pub const LOSS_LIMIT: f64 = 0.01;
+pub const LOSS_BURST: f64 = 0.1;
 /// A health part under this is a recommendation.
 pub const WEAK_PART: f64 = 50.0;
 /// Processes listed.
@@ -67,7 +70,7 @@ pub const RULES: [(&str, &str); 6] = [
     ),
     (
         "ping-loss",
-        "a ping target lost more than 1 % of its echoes over the period: the loss and its median RTT",
+        "a ping target lost more than 1 % of its echoes over the period, or 10 % within a stretch of it: the loss, when it was worst, and the median RTT",
     ),
     (
         "unacknowledged",
@@ -158,7 +161,8 @@ pub struct Report {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelInfo {
-    /// `warming_up`, `probation` or `trained`.
+    /// `warming_up`, `probation` or `trained`; `no_saved_model` when the history
+    /// holds scores but the state directory no model (a replay's, or one removed).
     pub phase: &'static str,
     /// When it scores (warming up) or pages (probation).
     pub ready_ms: Option<i64>,
@@ -260,7 +264,13 @@ pub fn build(
     let heatmaps = heatmap::build(&history, period, heatmap::COLUMNS)?;
     progress("forecasting");
     let (forecasts, forecast_events) = forecast(&history, &source.forecast, until_ms)?;
-    let model = model_info(&history, source, until_ms)?;
+    let mut model = model_info(&history, source, until_ms)?;
+    if model.trained_ms.is_none() && timeline.samples > 0 {
+        // Scores without a saved model: a replay's state directory (replay keeps
+        // its model in memory), or model.json removed since.
+        model.phase = "no_saved_model";
+        model.ready_ms = None;
+    }
 
     let mut report = Report {
         generated_ms: until_ms,
@@ -344,7 +354,7 @@ fn model_info(history: &History, source: &Source, now: i64) -> Result<ModelInfo,
 }
 
 fn eta_text(seconds: f64) -> String {
-    fmt_duration(Duration::from_secs_f64(seconds.max(0.0)))
+    fmt_duration_ms((seconds.max(0.0) * 1000.0).min(i64::MAX as f64) as i64)
 }
 
 /// The rules of [`RULES`] applied to the report.
@@ -433,9 +443,26 @@ fn recommend(r: &Report, walk: bool) -> Vec<Recommendation> {
         });
     }
     for h in &r.heatmaps {
-        let Some(loss) = h.mean_loss().filter(|l| *l > LOSS_LIMIT) else {
+        let Some(loss) = h.mean_loss() else {
             continue;
         };
+        let worst = h
+            .loss
+            .iter()
+            .enumerate()
+            .filter_map(|(c, l)| l.map(|l| (c, l)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let burst = worst.filter(|(_, l)| *l >= LOSS_BURST);
+        if loss <= LOSS_LIMIT && burst.is_none() {
+            continue;
+        }
+        let worst = worst.map_or_else(String::new, |(c, l)| {
+            format!(
+                ", up to {} around {}",
+                fmt_quantity("loss_ratio", l),
+                fmt_time(h.period.from_ms + c as i64 * h.column_ms)
+            )
+        });
         let mut medians: Vec<f64> = h.median.iter().flatten().copied().collect();
         medians.sort_by(f64::total_cmp);
         let median = medians
@@ -446,7 +473,7 @@ fn recommend(r: &Report, walk: bool) -> Vec<Recommendation> {
         out.push(Recommendation {
             rule: "ping-loss",
             text: format!(
-                "{} lost {} of its echoes over the period{median}: check the path to it (see the latency heatmap for when).",
+                "{} lost {} of its echoes over the period{worst}{median}: check the path to it (the latency heatmap shows when).",
                 h.target,
                 fmt_quantity("loss_ratio", loss)
             ),
@@ -551,7 +578,7 @@ pub fn markdown(r: &Report) -> String {
         ("Swap", fmt_quantity("x_bytes", f.swap_bytes as f64)),
         (
             "Uptime",
-            fmt_duration(Duration::from_secs(f.uptime_seconds)),
+            fmt_duration_ms(f.uptime_seconds.saturating_mul(1000).min(i64::MAX as u64) as i64),
         ),
         ("Model", model_text(&r.model)),
     ];
@@ -747,6 +774,7 @@ fn model_text(m: &ModelInfo) -> String {
         .map_or(String::new(), |t| format!(" until {}", fmt_time(t)));
     let phase = match m.phase {
         "warming_up" => "warming up",
+        "no_saved_model" => "no saved model (the history holds the scores it gave)",
         p => p,
     };
     format!("{phase}{until}{trained}")
@@ -814,7 +842,7 @@ pub fn html(r: &Report) -> Result<String, ReportError> {
                         tr { th { "vCPUs" } td { (f.cores) } }
                         tr { th { "Memory" } td { (fmt_quantity("x_bytes", f.memory_bytes as f64)) } }
                         tr { th { "Swap" } td { (fmt_quantity("x_bytes", f.swap_bytes as f64)) } }
-                        tr { th { "Uptime" } td { (fmt_duration(Duration::from_secs(f.uptime_seconds))) } }
+                        tr { th { "Uptime" } td { (fmt_duration_ms(f.uptime_seconds.saturating_mul(1000).min(i64::MAX as u64) as i64)) } }
                         tr { th { "Model" } td { (model_text(&r.model)) } }
                     }
                 }
