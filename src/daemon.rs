@@ -111,6 +111,9 @@ pub async fn run(
             web,
             tickets: tickets_api,
             dashboard,
+            report: Some(crate::export::report::ReportRoute::new(
+                config.report_source(&state),
+            )),
         },
         config.http.clone(),
         token.clone(),

@@ -92,6 +92,20 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// What the health report reads (`anomalyd report`, `GET /report`).
+    pub fn report_source(&self, state: &crate::store::StateDir) -> crate::view::report::Source {
+        crate::view::report::Source {
+            state: state.clone(),
+            history: self.history.clone(),
+            forecast: self.forecast.clone(),
+            model: self.model.clone(),
+            health: self.health.clone(),
+            sysfs: self.paths.sysfs.clone(),
+        }
+    }
+}
+
 /// All the problems found in one configuration, one per line, each starting with its
 /// YAML path.
 #[derive(Debug, thiserror::Error)]

@@ -91,6 +91,8 @@ pub struct State {
     pub tickets: Option<crate::tickets::api::TicketsApi>,
     /// The dashboard's pages and live state.
     pub dashboard: super::web::Dashboard,
+    /// What `/report` reads (`None`: 404); see `report.rs`.
+    pub report: Option<super::report::ReportRoute>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -179,7 +181,7 @@ async fn route(state: &State, client: super::web::Client, req: Request<Incoming>
     }
     let req = &req;
     let api = path == "/api/v1/tickets" || path.starts_with("/api/v1/tickets/");
-    let known = api || matches!(path, "/metrics" | "/healthz");
+    let known = api || matches!(path, "/metrics" | "/healthz" | "/report");
     let readable = matches!(*req.method(), Method::GET | Method::HEAD);
     if known && !readable {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -202,6 +204,17 @@ async fn route(state: &State, client: super::web::Client, req: Request<Incoming>
                 "text/plain; charset=utf-8",
             ),
         },
+        "/report" => {
+            let (code, content_type, body) =
+                super::report::serve(state.report.clone(), req.uri().query()).await;
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = text(code, body, content_type);
+            if code == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            r
+        }
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod gate;
 pub mod http;
 pub mod metrics;
+pub mod report;
 pub mod table;
 pub mod web;
 pub mod webconfig;

@@ -26,6 +26,7 @@ mod remediation;
 mod remediation_replay;
 mod remediation_runner;
 mod remediation_scripts;
+mod report;
 mod run_script;
 mod sinks_alertmanager;
 mod sinks_alertmanager_cluster;

@@ -38,6 +38,7 @@ pub fn page(title: &str, nav: Nav, poll: Option<&str>, body: Markup) -> Markup {
                         (item(Nav::Overview, "/", "Overview"))
                         (item(Nav::Latency, "/latency", "Latency"))
                         (item(Nav::Tickets, "/tickets", "Tickets"))
+                        a href="/report" { "Report" }
                         a href="/metrics" { "Metrics" }
                         a href="/healthz" { "Health" }
                     }
