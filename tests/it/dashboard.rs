@@ -265,6 +265,11 @@ const PAGES: &[&str] = &[
     "/tickets",
     "/tickets/INC-7",
     "/api/v1/live",
+    "/api/v1/timeline?since=24h",
+    "/api/v1/heatmap",
+    "/api/v1/health",
+    "/charts/score.svg",
+    "/charts/latency.svg?target=gw",
     "/api/v1/tickets",
     "/assets/dash.js",
     "/assets/dash.css",
@@ -311,6 +316,33 @@ fn with_basic_auth_every_page_needs_credentials_and_a_post_needs_the_token() {
         }
         assert_eq!(http_get(d.addr, p, Some(&good)).0, 200, "{p}");
     }
+    // What the JSON API and the chart URLs give.
+    let get_json = |p: &str| -> serde_json::Value {
+        let (status, body) = http_get(d.addr, p, Some(&good));
+        assert_eq!(status, 200, "{p}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let timeline = get_json("/api/v1/timeline?since=24h");
+    assert!(
+        timeline["points"].as_array().unwrap().len() > 100,
+        "{timeline}"
+    );
+    assert_eq!(timeline["incidents"].as_array().unwrap().len(), 7);
+    let heat = get_json("/api/v1/heatmap?target=gw");
+    assert_eq!(heat[0]["target"], "gw", "{heat}");
+    assert!(heat[0]["counts"].as_array().unwrap().len() >= 60, "{heat}");
+    let health = get_json("/api/v1/health");
+    assert_eq!(
+        health["health"]["parts"].as_array().unwrap().len(),
+        4,
+        "{health}"
+    );
+    assert!(health["facts"]["cores"].as_u64().unwrap() >= 1, "{health}");
+    let live = get_json("/api/v1/live");
+    assert_eq!(live["tickets_open"][0]["id"], "INC-7", "{live}");
+    let (_, svg) = http_get(d.addr, "/charts/score.svg", Some(&good));
+    assert!(svg.trim_start().starts_with("<svg"), "{svg:.200}");
+
     let auth = [("Authorization", good.as_str())];
     let ack = "/tickets/INC-7/ack";
     assert_eq!(request(d.addr, "POST", ack, &[], "").0, 401);
