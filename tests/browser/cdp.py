@@ -9,13 +9,15 @@ needs nothing but python3 and chromium.
 
 PLAN: {"base": "http://127.0.0.1:9187", "auth": "user:password" (optional),
        "shots": "target/screenshots", "steps": [STEP, ...]}
-STEP (its keys are done in this order: open, fill, click, wait, count, text, shot):
+STEP (its keys are done in this order: open, fill, click, js, wait, count, text, shot):
       {"open": "/path"}            load a page, wait for it and for its first poll;
       {"count": ["css", ...]}      count elements matching each selector;
       {"text": ["css", ...]}       the text of the first match of each;
       {"fill": ["css", "text"]}    focus an input and type the text;
       {"click": "css"}             a real mouse click at the element's centre; waits for
                                    the page it leads to when it navigates;
+      {"js": "expression"}         evaluate it in the page (promises awaited), the value
+                                   returned as "js";
       {"shot": "name.png"}         a full-page screenshot into "shots";
       {"wait": seconds}
 Prints one JSON object: {"steps": [result, ...], "errors": [console errors and
@@ -207,6 +209,8 @@ def main():
                     b.drain(0.1)
                 b.drain(1.5)
                 r["url"] = b.js("location.pathname + location.search")
+            if "js" in step:
+                r["js"] = b.js(step["js"])
             if "wait" in step:
                 b.drain(step["wait"])
             if "count" in step:

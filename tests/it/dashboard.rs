@@ -1,7 +1,8 @@
 //! The dashboard as a person uses it: headless Chromium loads every page of a daemon
 //! running on a replayed history, finds the charts and the ticket rows, sees no
-//! console error, and acknowledges a ticket with a real click, which
-//! `anomalyd tickets show` then shows. Screenshots go to `target/screenshots/`.
+//! console error, acknowledges a ticket with a real click, which
+//! `anomalyd tickets show` then shows, and sees another client's change appear on the
+//! open page without a reload. Screenshots go to `target/screenshots/`.
 //! Also: credentials on every page and API, the CSRF token on every POST, and a clear
 //! 4xx for bad input.
 #![allow(clippy::unwrap_used)]
@@ -184,13 +185,18 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
             {"open": "/tickets", "count": ["tr.ticket-row"], "shot": "tickets.png"},
             {"open": "/tickets/INC-7", "count": ["#ack", "#timeline tr.event"],
              "text": ["#status", "#body h1, #body h2"], "shot": "ticket.png"},
-            {"click": "#ack", "text": ["#status", "#assignee"]},
-            {"wait": 6, "text": ["#timeline tbody tr:last-child"]},
+            {"click": "#ack", "text": ["#status", "#assignee", "#timeline"]},
+            // Live updates: someone else assigns the ticket (a request of its own, not
+            // this page's navigation); the open page shows it without a reload.
+            {"js": "window.stillHere = 1; fetch('/tickets/INC-7/assign', {method: 'POST', \
+                    body: new URLSearchParams({csrf: document.querySelector('input[name=csrf]').value, \
+                    who: 'bob'})}).then(r => r.ok)"},
+            {"wait": 7, "js": "window.stillHere === 1", "text": ["#assignee", "#timeline"]},
         ]),
     );
     let steps = r["steps"].as_array().unwrap();
     let (overview, latency, zoomed, tickets, ticket, clicked, later) = (
-        &steps[0], &steps[1], &steps[2], &steps[3], &steps[4], &steps[5], &steps[6],
+        &steps[0], &steps[1], &steps[2], &steps[3], &steps[4], &steps[5], &steps[7],
     );
     assert_eq!(
         count(overview, "#score-chart svg"),
@@ -235,7 +241,14 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
     assert_eq!(text(clicked, "#status"), "acknowledged", "{clicked}");
     assert_eq!(text(clicked, "#assignee"), "dashboard", "{clicked}");
     assert!(
-        text(later, "#timeline tbody tr:last-child").contains("acknowledged by dashboard"),
+        text(clicked, "#timeline").contains("acknowledged by dashboard"),
+        "{clicked}"
+    );
+    assert_eq!(steps[6]["js"], true, "the assign request: {}", steps[6]);
+    assert_eq!(later["js"], true, "the page was reloaded: {later}");
+    assert_eq!(text(later, "#assignee"), "bob", "not updated live: {later}");
+    assert!(
+        text(later, "#timeline").contains("assigned to bob"),
         "{later}"
     );
     let errors = r["errors"].as_array().unwrap();

@@ -337,6 +337,11 @@ fn svg(body: String) -> Resp {
         hyper::header::CACHE_CONTROL,
         hyper::header::HeaderValue::from_static("no-store"),
     );
+    // Opened on its own, an SVG is a document that could run script: it may not.
+    r.headers_mut().insert(
+        "content-security-policy",
+        hyper::header::HeaderValue::from_static(super::CSP),
+    );
     r
 }
 

@@ -42,7 +42,7 @@ pub fn page(title: &str, nav: Nav, poll: Option<&str>, body: Markup) -> Markup {
                         a href="/metrics" { "Metrics" }
                         a href="/healthz" { "Health" }
                     }
-                    span.updated { "updated " span #updated { "-" } }
+                    @if poll.is_some() { span.updated { "updated " span #updated { "-" } } }
                 }
                 main { (body) }
             }
