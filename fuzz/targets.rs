@@ -371,6 +371,10 @@ fn http_seeds() -> Vec<Vec<u8>> {
         "GET /api/v1/tickets/INC-1 HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
         "GET /api/v1/tickets?open=maybe HTTP/1.0\r\n\r\n",
+        // The dashboard: pages with ranges, a chart, an action with a form body.
+        "GET /latency?since=7d&target=gw HTTP/1.1\r\nHost: x\r\n\r\nGET /?since=1h HTTP/1.1\r\n\r\n",
+        "GET /charts/score.svg?since=24h HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /tickets/INC-1/assign HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 16\r\n\r\ncsrf=x&who=alice",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
@@ -384,6 +388,12 @@ const HTTP_DICT: &[&[u8]] = &[
     b"HEAD ",
     b"/api/v1/tickets/",
     b"?open=",
+    b"?since=",
+    b"&target=",
+    b"/tickets/",
+    b"/ack",
+    b"csrf=",
+    b"POST ",
     b"Transfer-Encoding: chunked\r\n",
     b"Content-Length: 99999999999999999999\r\n",
     b"Authorization: Basic ",

@@ -411,3 +411,18 @@ async fn read_form(req: Request<Incoming>) -> Result<BTreeMap<String, String>, R
     let text = std::str::from_utf8(&bytes).map_err(|_| refuse(400, "form body is not UTF-8"))?;
     params(Some(text), &["csrf", "who", "note"])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_ids_are_short_plain_names_and_anything_else_is_no_ticket() {
+        assert_eq!(ticket_id("INC-42"), Ok("INC-42"));
+        for bad in ["", "..", "INC-1/../x", "INC 1", "<b>", &"x".repeat(65)] {
+            assert_eq!(ticket_id(bad).unwrap_err().status, 404, "{bad}");
+        }
+        assert!(handles("/") && handles("/tickets/INC-1/ack") && handles("/assets/dash.js"));
+        assert!(!handles("/metrics") && !handles("/api/v1/tickets") && !handles("/report"));
+    }
+}
