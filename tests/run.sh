@@ -2,7 +2,8 @@
 # The full test suite, as CI runs it (`.ci/run` calls exactly this).
 # Installs the Debian packages the integration tests use (real Prometheus, promtool,
 # Alertmanager, node_exporter, iproute2 for network namespaces, numpy for the
-# reference metrics script, headless Chromium for the dashboard's pages) and cargo-deb,
+# reference metrics script, chromium for the dashboard's pages and to render the
+# report as a person would) and cargo-deb,
 # then checks formatting and lints and runs every test optimised (the model quality
 # tests are too slow unoptimised).
 set -euo pipefail

@@ -5,6 +5,44 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// The progress line: on a terminal only, once the report has taken `quiet_for`; one
+/// line rewritten in place, and cleared at the end.
+pub struct Progress<W: Write> {
+    tty: bool,
+    quiet_for: Duration,
+    started: Instant,
+    shown: bool,
+    out: W,
+}
+
+impl<W: Write> Progress<W> {
+    pub fn new(tty: bool, quiet_for: Duration, out: W) -> Progress<W> {
+        Progress {
+            tty,
+            quiet_for,
+            started: Instant::now(),
+            shown: false,
+            out,
+        }
+    }
+
+    pub fn step(&mut self, step: &str) {
+        if self.tty && self.started.elapsed() >= self.quiet_for {
+            let _ = write!(self.out, "\r\x1b[2Kreport: {step}...");
+            let _ = self.out.flush();
+            self.shown = true;
+        }
+    }
+
+    /// Clear the line, if one was shown.
+    pub fn done(&mut self) {
+        if self.shown {
+            let _ = write!(self.out, "\r\x1b[2K");
+            let _ = self.out.flush();
+        }
+    }
+}
+
 use anyhow::Context;
 
 use crate::cli::ReportArgs;
@@ -30,27 +68,17 @@ pub fn run(args: ReportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             format!("--until {s:?} is not a time (RFC 3339, e.g. 2025-06-01T22:00:00Z)")
         })?,
     };
-    let started = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let mut shown = false;
-    let mut progress = |step: &str| {
-        if tty && started.elapsed() >= QUIET_FOR {
-            // One line, rewritten in place; cleared when the report is done.
-            eprint!("\r\x1b[2Kreport: {step}...");
-            shown = true;
-        }
-    };
+    let stderr = std::io::stderr();
+    let mut progress = Progress::new(stderr.is_terminal(), QUIET_FOR, stderr.lock());
     let src = config.report_source(&state);
-    progress("looking at the host");
+    progress.step("looking at the host");
     let live = Live::gather(&config.paths.sysfs);
-    let built = report::build(&src, args.since, until, &live, &mut progress);
+    let built = report::build(&src, args.since, until, &live, &mut |s| progress.step(s));
     let text = built.map_err(anyhow::Error::from).and_then(|r| {
-        progress("rendering");
+        progress.step("rendering");
         render(&r, &args.format)
     });
-    if shown {
-        eprint!("\r\x1b[2K");
-    }
+    progress.done();
     let text = text?;
     match &args.out {
         Some(path) => {
@@ -59,4 +87,35 @@ pub fn run(args: ReportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         None => out.write_all(text.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_on_a_terminal_after_the_quiet_time_only() {
+        // Not a terminal: nothing, however long it takes.
+        let mut out = Vec::new();
+        let mut p = Progress::new(false, Duration::ZERO, &mut out);
+        p.step("reading");
+        p.done();
+        assert!(out.is_empty());
+        // A terminal, before the quiet time: nothing.
+        let mut out = Vec::new();
+        let mut p = Progress::new(true, Duration::from_secs(3600), &mut out);
+        p.step("reading");
+        p.done();
+        assert!(out.is_empty());
+        // A terminal, past it: one line rewritten in place, cleared at the end.
+        let mut out = Vec::new();
+        let mut p = Progress::new(true, Duration::ZERO, &mut out);
+        p.step("reading the history");
+        p.step("rendering");
+        p.done();
+        assert_eq!(
+            String::from_utf8(out).unwrap_or_default(),
+            "\r\x1b[2Kreport: reading the history...\r\x1b[2Kreport: rendering...\r\x1b[2K"
+        );
+    }
 }

@@ -284,6 +284,7 @@ fn slice_max(s: &BTreeMap<i64, f64>, period: Period, max: usize) -> Vec<(i64, f6
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -264,6 +264,7 @@ pub fn build(
     let heatmaps = heatmap::build(&history, period, heatmap::COLUMNS)?;
     progress("forecasting");
     let (forecasts, forecast_events) = forecast(&history, &source.forecast, until_ms)?;
+    progress("reading the model");
     let mut model = model_info(&history, source, until_ms)?;
     if model.trained_ms.is_none() && timeline.samples > 0 {
         // Scores without a saved model: a replay's state directory (replay keeps
@@ -332,7 +333,14 @@ fn model_info(history: &History, source: &Source, now: i64) -> Result<ModelInfo,
         .then(|| Model::load(&path).ok())
         .flatten()
         .map(Arc::new);
-    let first = history.stats()?.oldest_ms;
+    // The oldest rows of both tiers (`stats` would decode every block's timestamps).
+    let first = [Tier::Raw, Tier::Minute]
+        .into_iter()
+        .map(|t| history.oldest_in(t))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .min();
     let state = model
         .clone()
         .map_or(ModelState::Untrained, ModelState::Trained);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{anomalyd, bin, in_ci, needs_root, skip, stdout_of, Daemon};
+use crate::common::{anomalyd, skip, stdout_of, Daemon};
 
 /// The first row's time (2023-11-14 22:13:20 UTC) and the number of minute rows.
 const T0: i64 = 1_700_000_000;
@@ -47,7 +47,12 @@ fn csv() -> String {
         let burst = (200..204).contains(&i) || (304..308).contains(&i);
         let disk = if burst { 0.98 } else { 0.1 + 0.02 * q };
         // 0.40 ms, rising to 0.70 ms over the last two hours; 20 % lost for 10 minutes.
-        let rtt = 0.0004 + if i > 300 { 0.0003 * (i - 300) as f64 / 120.0 } else { 0.0 };
+        let rtt = 0.0004
+            + if i > 300 {
+                0.0003 * (i - 300) as f64 / 120.0
+            } else {
+                0.0
+            };
         let loss = if (380..390).contains(&i) { 0.2 } else { 0.0 };
         writeln!(
             s,
@@ -144,13 +149,15 @@ fn the_history_keeps_the_score_and_training_never_reads_it() {
         scores.len()
     );
     assert_eq!(scores.len(), thresholds.len());
-    assert!(scores.iter().any(|(_, s)| *s > thresholds[0].1), "the bursts score high");
+    assert!(
+        scores.iter().any(|(_, s)| *s > thresholds[0].1),
+        "the bursts score high"
+    );
     let rows = h.training_rows(0, 100_000).unwrap();
     assert!(rows
         .iter()
         .any(|r| r.values.iter().any(|(n, _)| n == ANOMALY_SCORE)));
-    let model =
-        anomalyd::model::Model::train(&rows, &anomalyd::model::Spec::default()).unwrap();
+    let model = anomalyd::model::Model::train(&rows, &anomalyd::model::Spec::default()).unwrap();
     assert!(
         model
             .schema()
@@ -357,7 +364,11 @@ fn get_report_needs_the_credentials_when_basic_auth_is_set() {
     let (status, body) = crate::common::http_get(d.addr, "/report?format=md", Some(&auth));
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("# Health report"), "{body}");
-    for bad in ["/report?since=-5", "/report?since=99999d", "/report?format=pdf"] {
+    for bad in [
+        "/report?since=-5",
+        "/report?since=99999d",
+        "/report?format=pdf",
+    ] {
         let (status, body) = crate::common::http_get(d.addr, bad, Some(&auth));
         assert_eq!(status, 400, "{bad}: {body}");
     }
@@ -369,16 +380,15 @@ fn get_report_needs_the_credentials_when_basic_auth_is_set() {
 /// screenshot is kept in `target/screenshots/report.png`.
 #[test]
 fn the_html_report_renders_in_headless_chromium() {
-    let Some(chromium) = ["chromium", "chromium-browser"]
-        .iter()
-        .find(|c| Command::new("sh").args(["-c", &format!("command -v {c}")]).output().is_ok_and(|o| o.status.success()))
-    else {
+    let Some(chromium) = ["chromium", "chromium-browser"].iter().find(|c| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
         skip("no chromium (tests/run.sh installs Debian's chromium as root)");
         return;
     };
-    if !needs_root("chromium is installed by tests/run.sh as root") && !in_ci() {
-        // Chromium runs without root too; the check above only says how it got here.
-    }
     let dir = tempfile::tempdir().unwrap();
     let (state, cfg) = replayed(dir.path());
     let html = dir.path().join("report.html");
@@ -414,7 +424,11 @@ fn the_html_report_renders_in_headless_chromium() {
         c
     };
     let dom = base(&["--dump-dom"]).output().unwrap();
-    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
     let rendered = dir.path().join("rendered.html");
     std::fs::write(&rendered, &dom.stdout).unwrap();
     let summary = check_html(&rendered);
@@ -427,8 +441,15 @@ fn the_html_report_renders_in_headless_chromium() {
     ])
     .output()
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
-    let _ = bin();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
 }
