@@ -413,6 +413,7 @@ async fn read_form(req: Request<Incoming>) -> Result<BTreeMap<String, String>, R
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
