@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::incident::{
-    Conditions, ForecastLevel, ForecastSignal, OpeningRule, PingSignal, SeverityRule,
+    Conditions, ForecastLevel, ForecastSignal, OpeningRule, PingSignal, Severity, SeverityRule,
 };
 
 const MIN: i64 = 60_000;
@@ -512,9 +512,10 @@ fn a_lost_target_during_its_latency_anomaly_is_one_incident() {
         [("opened", Class::Anomaly), ("updated", Class::Anomaly)],
         "{changes:?}"
     );
-    // Its only target lost: as urgent as a ping incident would have been.
+    // Its only target lost while the host is anomalous: as urgent as a ping incident
+    // would have been with an anomaly open, P0 (cut off, and something is wrong).
     assert!(
-        matches!(&changes[1], Change::Updated { what, incident } if what.contains("stopped answering") && incident.severity == Severity::P1),
+        matches!(&changes[1], Change::Updated { what, incident } if what.contains("stopped answering") && incident.severity == Severity::P0),
         "{changes:?}"
     );
     assert_eq!(e.open().count(), 1);
