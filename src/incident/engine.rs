@@ -131,11 +131,14 @@ impl Engine {
 
     /// Pick up an incident still open in the store (after a restart): it goes on where
     /// it was instead of opening a duplicate.
+    /// A replay opens the store before its first row (`now_ms` 0): the incident was
+    /// last known active at its last update, not at the epoch (which would resolve
+    /// it on the first row, however anomalous).
     pub fn restore(&mut self, incident: Incident, now_ms: i64) {
         let live = Live {
             reported: incident.causes.iter().map(|c| c.feature.clone()).collect(),
+            last_active_ms: now_ms.max(incident.updated_ms),
             incident,
-            last_active_ms: now_ms,
             flapping: false,
             reported_eta: None,
             peak: f64::NAN,

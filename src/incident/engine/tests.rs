@@ -680,6 +680,21 @@ fn restore_continues_and_forget_starts_over() {
     assert_eq!(c, [(3, "opened", inc.id.clone())]);
 }
 
+/// A replay resumed on a state directory restores before its first row (at 0):
+/// the open incident goes on from its last update, it is not resolved at once.
+#[test]
+fn restored_before_the_first_row_counts_from_its_last_update() {
+    let mut e = engine(config());
+    let mut t = 0;
+    feed(&mut e, &mut t, "xxx");
+    let inc = e.open().next().cloned().expect("open");
+    let mut e2 = engine(config());
+    e2.restore(inc.clone(), 0);
+    // One quiet row: resolve_for (4 min) has not passed since its last update.
+    assert!(feed(&mut e2, &mut t, ".").is_empty(), "still open");
+    assert_eq!(e2.open().count(), 1);
+}
+
 #[test]
 fn escalate_raises_one_step() {
     let mut e = engine(config());
