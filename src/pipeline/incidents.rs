@@ -420,7 +420,11 @@ mod tests {
             t += 30_000;
             desk.tick(t, &record, &fill(600.0));
             if t == 180_000 {
-                assert_eq!(ack_times(&desk), vec![120.0], "opened at 30 s, acked at 150 s");
+                assert_eq!(
+                    ack_times(&desk),
+                    vec![120.0],
+                    "opened at 30 s, acked at 150 s"
+                );
             }
         }
         assert_eq!(deadline_events(dir.path()), Vec::new());
@@ -431,7 +435,8 @@ mod tests {
     #[test]
     fn a_breach_can_escalate() {
         let dir = tempfile::tempdir().unwrap();
-        let config = crate::settings::parse("tickets:\n  response: {on_breach: escalate}\n").unwrap();
+        let config =
+            crate::settings::parse("tickets:\n  response: {on_breach: escalate}\n").unwrap();
         let mut desk = Incidents::open(&config, &StateDir::at(dir.path()), 0).unwrap();
         let record = Record {
             timestamp_ms: Some(0),
@@ -451,7 +456,10 @@ mod tests {
         let (at, what, sev) = &raised[0];
         // Opened on the first tick (30 s): 5 min later.
         assert_eq!((*at, *sev), (330_000, crate::incident::Severity::P0));
-        assert!(what.starts_with("severity P1 -> P0: acknowledge deadline (P1, 5 min) passed"), "{what}");
+        assert!(
+            what.starts_with("severity P1 -> P0: acknowledge deadline (P1, 5 min) passed"),
+            "{what}"
+        );
         assert_eq!(deadline_events(dir.path()).len(), 2);
     }
 }

@@ -247,7 +247,10 @@ impl Desk {
                     "due_ms": d.due_ms,
                     "limit_seconds": d.limit.as_secs(),
                 });
-                if let Err(e) = self.store.add_event(&id, now_ms, "deadline", &summary, &detail) {
+                if let Err(e) = self
+                    .store
+                    .add_event(&id, now_ms, "deadline", &summary, &detail)
+                {
                     self.warn(&e);
                     break;
                 }

@@ -70,11 +70,7 @@ impl TicketsConfig {
 /// Read the `tickets:` section; problems go to `r` with their YAML path.
 pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> TicketsConfig {
     let d = TicketsConfig::default();
-    let s = r.section(
-        v,
-        path,
-        &["report_history", "sinks", "response", "routing"],
-    );
+    let s = r.section(v, path, &["report_history", "sinks", "response", "routing"]);
     let sinks = sinks::parse_sinks(r, &s);
     let names: Vec<String> = sinks.iter().map(|s| s.name.clone()).collect();
     TicketsConfig {

@@ -325,7 +325,10 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> ResponseCo
             if !matches!(v, Value::Mapping(_)) {
                 r.error(
                     &p,
-                    format!("expected {{acknowledge: <duration>, resolve: <duration>}}, got {}", show(v)),
+                    format!(
+                        "expected {{acknowledge: <duration>, resolve: <duration>}}, got {}",
+                        show(v)
+                    ),
                 );
                 continue;
             }
@@ -380,12 +383,18 @@ mod tests {
         assert!(due(&c, p1, 0, false, &[], 4 * M - 1).is_empty());
         let w = due(&c, p1, 0, false, &[], 4 * M);
         assert_eq!(w.len(), 1);
-        assert_eq!((w[0].deadline, w[0].stage), (Deadline::Acknowledge, Stage::Warning));
+        assert_eq!(
+            (w[0].deadline, w[0].stage),
+            (Deadline::Acknowledge, Stage::Warning)
+        );
         assert_eq!(w[0].due_ms, 4 * M);
         let said = [(Deadline::Acknowledge, Stage::Warning)];
         assert!(due(&c, p1, 0, false, &said, 5 * M - 1).is_empty());
         let b = due(&c, p1, 0, false, &said, 5 * M);
-        assert_eq!((b[0].deadline, b[0].stage), (Deadline::Acknowledge, Stage::Breach));
+        assert_eq!(
+            (b[0].deadline, b[0].stage),
+            (Deadline::Acknowledge, Stage::Breach)
+        );
         let said = [
             (Deadline::Acknowledge, Stage::Warning),
             (Deadline::Acknowledge, Stage::Breach),
@@ -394,7 +403,10 @@ mod tests {
         // Acknowledged: no acknowledgement events, the resolution clock goes on.
         assert!(due(&c, p1, 0, true, &[], 5 * M).is_empty());
         let r = due(&c, p1, 0, true, &[], 4 * 60 * M);
-        assert_eq!((r[0].deadline, r[0].stage), (Deadline::Resolve, Stage::Breach));
+        assert_eq!(
+            (r[0].deadline, r[0].stage),
+            (Deadline::Resolve, Stage::Breach)
+        );
         assert_eq!(r.len(), 1, "the breach found late replaces its warning");
     }
 

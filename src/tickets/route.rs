@@ -72,9 +72,10 @@ impl When {
     pub fn holds(&self, inc: &Incident, minute_of_day: u32) -> bool {
         self.label.is_none_or(|l| l == inc.label)
             && self.severity.is_none_or(|s| inc.severity <= s)
-            && self.resource.as_ref().is_none_or(|p| {
-                inc.resource.as_deref().is_some_and(|r| p.is_match(r))
-            })
+            && self
+                .resource
+                .as_ref()
+                .is_none_or(|p| inc.resource.as_deref().is_some_and(|r| p.is_match(r)))
             && self.host.as_ref().is_none_or(|p| p.is_match(&inc.host))
             && self.hours.is_none_or(|(from, to)| {
                 if from < to {
@@ -219,7 +220,10 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str, sinks: &[Stri
             Some(other) => {
                 r.error(
                     &w.path("hours"),
-                    format!("expected a time range like \"08:00-18:00\", got {}", show(other)),
+                    format!(
+                        "expected a time range like \"08:00-18:00\", got {}",
+                        show(other)
+                    ),
                 );
                 None
             }
@@ -257,7 +261,10 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str, sinks: &[Stri
             }
         }
         if assignee.is_none() && team.is_none() && route_sinks.is_none() {
-            r.error(&p, "a route sets assignee, team or sinks (or more than one)");
+            r.error(
+                &p,
+                "a route sets assignee, team or sinks (or more than one)",
+            );
         }
         if r.errors.len() == before {
             routes.push(Route {
@@ -329,7 +336,13 @@ routes:
         let cpu = with(&|i| i.label = Label::Cpu);
         let net = with(&|i| i.label = Label::Network);
         // (incident, UTC hour, rule, assignee, sinks)
-        let table: Vec<(&Incident, i64, Option<usize>, Option<&str>, Option<Vec<&str>>)> = vec![
+        let table: Vec<(
+            &Incident,
+            i64,
+            Option<usize>,
+            Option<&str>,
+            Option<Vec<&str>>,
+        )> = vec![
             // 21:00 UTC is 23:00 at +02:00: night
             (&base, 21, Some(0), Some("night"), None),
             // 03:00 UTC is 05:00: still night; 04:00 UTC is 06:00: day

@@ -733,11 +733,7 @@ impl Store {
         if let Some(s) = &routed.sinks {
             parts.push(format!("sinks {}", s.join(", ")));
         }
-        let summary = format!(
-            "routed {} (route {})",
-            parts.join(", "),
-            routed.rule + 1
-        );
+        let summary = format!("routed {} (route {})", parts.join(", "), routed.rule + 1);
         let detail = serde_json::json!({
             "route": routed.rule,
             "assignee": routed.assignee,

@@ -86,10 +86,7 @@ fn an_unacknowledged_p1_breaches_its_deadline_once_in_a_replay() {
     assert_eq!(t["status"], "resolved", "{t:#}");
     let opened = t["opened_ms"].as_i64().unwrap();
     let resolved = t["resolved_ms"].as_i64().unwrap();
-    assert!(
-        resolved - opened > 6 * 60_000,
-        "open long enough to breach"
-    );
+    assert!(resolved - opened > 6 * 60_000, "open long enough to breach");
     let events = deadline_events(&t);
     let min = 60_000;
     assert_eq!(
@@ -137,7 +134,11 @@ fn fill_rows(from: i64, to: i64) -> String {
     let mut csv = format!("timestamp,{col}\n");
     for s in (from..to).step_by(10) {
         let wobble = if (s / 10) % 2 == 0 { 2e6 } else { -2e6 };
-        csv.push_str(&format!("{},{}\n", start + s, 10e9 - 1e6 * s as f64 + wobble));
+        csv.push_str(&format!(
+            "{},{}\n",
+            start + s,
+            10e9 - 1e6 * s as f64 + wobble
+        ));
     }
     csv
 }
@@ -163,10 +164,17 @@ fn acknowledging_stops_the_acknowledgement_clock_in_a_replay() {
     std::fs::write(&csv, fill_rows(0, 420)).unwrap();
     replay(&csv, &cfg, &state);
     let t = show(&state, "INC-1");
-    assert_eq!((&t["status"], &t["severity"]), (&"open".into(), &"P1".into()), "{t:#}");
+    assert_eq!(
+        (&t["status"], &t["severity"]),
+        (&"open".into(), &"P1".into()),
+        "{t:#}"
+    );
     let opened = t["opened_ms"].as_i64().unwrap();
     let end = 1_700_000_000_000 + 410_000;
-    assert!(end - opened < 4 * 60_000, "before the warning: opened {opened}");
+    assert!(
+        end - opened < 4 * 60_000,
+        "before the warning: opened {opened}"
+    );
     assert_eq!(deadline_events(&t), [], "{t:#}");
     ok(&[
         "tickets",
@@ -186,8 +194,16 @@ fn acknowledging_stops_the_acknowledgement_clock_in_a_replay() {
     assert_eq!(
         deadline_events(&t),
         [
-            ("resolve".into(), "warning".into(), next(opened + 24 * 60_000)),
-            ("resolve".into(), "breach".into(), next(opened + 30 * 60_000)),
+            (
+                "resolve".into(),
+                "warning".into(),
+                next(opened + 24 * 60_000)
+            ),
+            (
+                "resolve".into(),
+                "breach".into(),
+                next(opened + 30 * 60_000)
+            ),
         ],
         "{t:#}"
     );
@@ -211,7 +227,11 @@ fn a_replayed_ticket_gets_its_routed_assignee() {
     let t1 = show(&state, "INC-1");
     let t2 = show(&state, "INC-2");
     let hour = |t: &serde_json::Value| (t["opened_ms"].as_i64().unwrap() / 3_600_000 + 10) % 24;
-    assert!((8..20).contains(&hour(&t1)), "opened at {} +10:00", hour(&t1));
+    assert!(
+        (8..20).contains(&hour(&t1)),
+        "opened at {} +10:00",
+        hour(&t1)
+    );
     assert_eq!(t1["assignee"], "alice", "{t1:#}");
     assert_eq!(t2["assignee"], "bob", "{t2:#}");
     let routed: Vec<&str> = t1["timeline"]

@@ -606,9 +606,14 @@ fn a_new_ticket_takes_its_route() {
         .iter()
         .find(|e| e.kind == "routed")
         .expect("routed event");
-    assert_eq!(routed.summary, "routed to alice, team storage, sinks mail (route 1)");
+    assert_eq!(
+        routed.summary,
+        "routed to alice, team storage, sinks mail (route 1)"
+    );
     assert!(t1.body.contains("| Assignee | alice |"), "{}", t1.body);
-    assert!(s.assign("INC-1", "carol", Some("dave"), 3_000).expect("assign"));
+    assert!(s
+        .assign("INC-1", "carol", Some("dave"), 3_000)
+        .expect("assign"));
     assert_eq!(
         queued(&s),
         [
