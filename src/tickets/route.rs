@@ -318,6 +318,15 @@ routes:
     sinks: [hook]
 ";
 
+    /// (incident, UTC hour, rule, assignee, sinks)
+    type Row<'a> = (
+        &'a Incident,
+        i64,
+        Option<usize>,
+        Option<&'a str>,
+        Option<Vec<&'a str>>,
+    );
+
     /// One incident per row, opened at a UTC hour: who gets it.
     #[test]
     fn first_matching_route_wins() {
@@ -336,13 +345,7 @@ routes:
         let cpu = with(&|i| i.label = Label::Cpu);
         let net = with(&|i| i.label = Label::Network);
         // (incident, UTC hour, rule, assignee, sinks)
-        let table: Vec<(
-            &Incident,
-            i64,
-            Option<usize>,
-            Option<&str>,
-            Option<Vec<&str>>,
-        )> = vec![
+        let table: Vec<Row> = vec![
             // 21:00 UTC is 23:00 at +02:00: night
             (&base, 21, Some(0), Some("night"), None),
             // 03:00 UTC is 05:00: still night; 04:00 UTC is 06:00: day
