@@ -59,6 +59,9 @@ pub enum Command {
         #[command(subcommand)]
         command: SilenceCommand,
     },
+    /// The health report of a period: host facts, health score, anomaly timeline,
+    /// incidents, forecasts, latency heatmaps, top processes, recommendations.
+    Report(ReportArgs),
     /// Evaluate detection quality on a labelled dataset.
     Eval {
         #[command(subcommand)]
@@ -521,4 +524,24 @@ mod tests {
         walk(&super::Cli::command(), "anomalyd", &mut missing);
         assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
+}
+
+/// `anomalyd report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The period: this long before its end, e.g. 1h, 24h or 7d (a minute to a year).
+    #[arg(long, default_value = "24h", value_name = "DURATION", allow_hyphen_values = true,
+          value_parser = crate::view::period::parse_since)]
+    pub since: Duration,
+    /// The end of the period (RFC 3339); default: now.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Write the report to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// html (one self-contained page), md (Markdown) or json.
+    #[arg(long, default_value = "html", value_parser = ["html", "md", "json"])]
+    pub format: String,
 }

@@ -94,6 +94,9 @@ pub async fn run(
                 .incidents
                 .enabled
                 .then(|| crate::tickets::api::TicketsApi::new(state.tickets())),
+            report: Some(crate::export::report::ReportRoute::new(
+                config.report_source(&state),
+            )),
         },
         config.http.clone(),
         token.clone(),

@@ -18,8 +18,10 @@
 //!   the next tick.
 //!
 //! Around the path: `config/`, `text`, `sample`, `mode`, `shutdown` and `notify` are
-//! leaves every layer may use; `settings` assembles the whole configuration from each
-//! stage's section; `export/` renders and serves /metrics; `pipeline/` drives the
+//! leaves every layer may use; `view/` reads what the stages stored for people (host
+//! facts, health score, timelines, heatmaps, charts, the health report); `settings`
+//! assembles the whole configuration from each stage's section; `export/` renders and
+//! serves /metrics and the report; `pipeline/` drives the
 //! stages; `daemon` runs the tick loop, reloads and the one shutdown; `commands/` has
 //! one file per subcommand and resolves the command line into a config and a state
 //! directory; `cli` parses, `main.rs` dispatches. Imports only go down this list
@@ -45,3 +47,4 @@ pub mod shutdown;
 pub mod store;
 pub mod text;
 pub mod tickets;
+pub mod view;

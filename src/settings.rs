@@ -26,6 +26,7 @@ use crate::model::ModelConfig;
 use crate::remediate::RemediationConfig;
 use crate::store::HistoryConfig;
 use crate::tickets::TicketsConfig;
+use crate::view::HealthConfig;
 
 /// The range of `interval` (and of `run --interval`).
 pub const INTERVAL_RANGE: (Duration, Duration) =
@@ -63,6 +64,8 @@ pub struct Config {
     pub tickets: TicketsConfig,
     /// Rules that run fixes and diagnostics for incidents (`remediate/`).
     pub remediation: RemediationConfig,
+    /// Weights of the health score in the report and the dashboard (`view/`).
+    pub health: HealthConfig,
 }
 
 impl Default for Config {
@@ -84,6 +87,21 @@ impl Default for Config {
             incidents: Default::default(),
             tickets: Default::default(),
             remediation: Default::default(),
+            health: Default::default(),
+        }
+    }
+}
+
+impl Config {
+    /// What the health report reads (`anomalyd report`, `GET /report`).
+    pub fn report_source(&self, state: &crate::store::StateDir) -> crate::view::report::Source {
+        crate::view::report::Source {
+            state: state.clone(),
+            history: self.history.clone(),
+            forecast: self.forecast.clone(),
+            model: self.model.clone(),
+            health: self.health.clone(),
+            sysfs: self.paths.sysfs.clone(),
         }
     }
 }
@@ -130,6 +148,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "incidents",
             "tickets",
             "remediation",
+            "health",
         ],
     );
     let interval = top.duration(
@@ -171,6 +190,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         minutes(incidents.opening.open_window).max(forecast.risk.debounce_anomalous);
     let tickets = crate::tickets::parse_config(&mut r, top.get("tickets"), "tickets");
     let remediation = crate::remediate::parse_config(&mut r, top.get("remediation"), "remediation");
+    let health = crate::view::parse_config(&mut r, top.get("health"), "health");
 
     if r.errors.is_empty() {
         Ok(Config {
@@ -188,6 +208,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             incidents,
             tickets,
             remediation,
+            health,
         })
     } else {
         Err(ConfigErrors(r.errors))

@@ -2,7 +2,8 @@
 # The full test suite, as CI runs it (`.ci/run` calls exactly this).
 # Installs the Debian packages the integration tests use (real Prometheus, promtool,
 # Alertmanager, node_exporter, iproute2 for network namespaces, numpy for the
-# reference metrics script) and cargo-deb,
+# reference metrics script, chromium to render the report as a person would) and
+# cargo-deb,
 # then checks formatting and lints and runs every test optimised (the model quality
 # tests are too slow unoptimised).
 set -euo pipefail
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 need=()
 for pkg_bin in prometheus:promtool prometheus-alertmanager:prometheus-alertmanager \
                prometheus-node-exporter:prometheus-node-exporter iproute2:ip curl:curl openssl:openssl \
-               python3-aiosmtpd:aiosmtpd; do
+               python3-aiosmtpd:aiosmtpd chromium:chromium; do
   command -v "${pkg_bin#*:}" >/dev/null 2>&1 || need+=("${pkg_bin%%:*}")
 done
 # tests/it/smd_quality.rs checks our metrics against ../shared/tools/pointwise.py

@@ -14,6 +14,7 @@ pub mod eval_incidents;
 pub mod eval_risk;
 pub mod remediation;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod score;
 pub mod silence;
@@ -126,6 +127,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             replay::run(args, &mut out, &mut std::io::stderr())
         }
         Command::Tickets { command } => tickets::run(command, &mut stdout()),
+        Command::Report(args) => report::run(args, &mut stdout()),
         Command::Silence { command } => silence::run(command, &mut stdout()),
         Command::Remediation { command } => remediation::run(command, &mut stdout()),
         Command::Eval {

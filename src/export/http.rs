@@ -89,6 +89,8 @@ pub struct State {
     pub web: WebConfig,
     /// The ticket store behind `/api/v1/tickets` (`None`: 404).
     pub tickets: Option<crate::tickets::api::TicketsApi>,
+    /// What `/report` reads (`None`: 404); see `report.rs`.
+    pub report: Option<super::report::ReportRoute>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -107,7 +109,7 @@ fn plain(status: StatusCode, body: &'static str) -> Resp {
 
 const LANDING: &str = "<html><head><title>anomalyd</title></head><body><h1>anomalyd</h1>\
 <p><a href=\"/metrics\">Metrics</a> &middot; <a href=\"/healthz\">Health</a> &middot; \
-<a href=\"/api/v1/tickets\">Tickets</a></p></body></html>\n";
+<a href=\"/api/v1/tickets\">Tickets</a> &middot; <a href=\"/report\">Report</a></p></body></html>\n";
 
 /// Every request: auth first (the gate's bcrypt runs off this thread), then the
 /// route. The API's reads of the ticket store go to the blocking pool (a SQLite read
@@ -162,7 +164,7 @@ fn finish(state: &State, mut resp: Resp) -> Resp {
 async fn route(state: &State, req: &Request<Incoming>) -> Resp {
     let path = req.uri().path();
     let api = path == "/api/v1/tickets" || path.starts_with("/api/v1/tickets/");
-    let known = api || matches!(path, "/metrics" | "/healthz" | "/");
+    let known = api || matches!(path, "/metrics" | "/healthz" | "/" | "/report");
     let readable = matches!(*req.method(), Method::GET | Method::HEAD);
     if known && !readable {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -186,6 +188,17 @@ async fn route(state: &State, req: &Request<Incoming>) -> Resp {
             ),
         },
         "/" => text(StatusCode::OK, LANDING, "text/html; charset=utf-8"),
+        "/report" => {
+            let (code, content_type, body) =
+                super::report::serve(state.report.clone(), req.uri().query()).await;
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = text(code, body, content_type);
+            if code == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            r
+        }
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

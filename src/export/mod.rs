@@ -5,5 +5,6 @@ pub mod config;
 pub mod gate;
 pub mod http;
 pub mod metrics;
+pub mod report;
 pub mod table;
 pub mod webconfig;

@@ -36,13 +36,16 @@ impl Schema {
         Schema { names: kept, index }
     }
 
-    /// Every name seen in `records`, in order of first appearance.
+    /// Every name seen in `records`, in order of first appearance, except the
+    /// series the daemon derives from the model itself (its score and threshold,
+    /// stored in the history beside the features): a model must not learn from its
+    /// own output.
     pub fn discover(records: &[Record]) -> Schema {
         let mut names = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for r in records {
             for (n, _) in &r.values {
-                if !seen.contains(n.as_str()) {
+                if !seen.contains(n.as_str()) && !crate::store::derived::is_derived(n) {
                     seen.insert(n.clone());
                     names.push(n.clone());
                 }
@@ -113,5 +116,16 @@ mod tests {
             rec(&[("c", 1.0), ("a", 2.0)]),
         ]);
         assert_eq!(s.names(), ["b", "a", "c"]);
+    }
+
+    /// The score and threshold stored beside the features are never features.
+    #[test]
+    fn discover_skips_derived_series() {
+        let s = Schema::discover(&[rec(&[
+            ("a", 1.0),
+            (crate::store::derived::ANOMALY_SCORE, 0.5),
+            (crate::store::derived::ANOMALY_THRESHOLD, 0.1),
+        ])]);
+        assert_eq!(s.names(), ["a"]);
     }
 }

@@ -180,8 +180,8 @@ impl Pipeline {
     pub fn process_record(&mut self, record: &Record) -> Verdict {
         let now = record.timestamp_ms.unwrap_or(0);
         self.first_ms = Some(self.first_ms.map_or(now, |f| f.min(now)));
-        // store
-        self.writer.append(record, now);
+        // store: once scored, with its score (`writer.rs`)
+        self.writer.stage(record);
         // model
         let score = if self.model_cfg.enabled {
             self.poll_training();
@@ -190,6 +190,15 @@ impl Pipeline {
         } else {
             None
         };
+        let threshold = self.state.model().map(|m| m.threshold());
+        let derived: Vec<(&str, f64)> = match (&score, threshold) {
+            (Some(s), Some(t)) if s.value.is_finite() => vec![
+                (crate::store::derived::ANOMALY_SCORE, s.value),
+                (crate::store::derived::ANOMALY_THRESHOLD, t),
+            ],
+            _ => Vec::new(),
+        };
+        self.writer.append(record, &derived, now);
         self.log_phase(now);
         // forecast
         let outlook = if self.forecast_cfg.enabled {

@@ -2,6 +2,13 @@
 //! to a writer thread (a stalled disk must never delay a tick), which also writes the
 //! block in memory when no sample came for a flush interval; in replay, inline.
 //! Both prune on the same schedule of the series' clock.
+//!
+//! A record is stored with what the model made of it (its score and threshold, as
+//! derived series: `store::derived`), so it is appended after scoring. In replay a
+//! training that runs inline at this very record must see it in the history, as it
+//! always has: [`Writer::stage`] keeps the record, [`Writer::inline`] stores it before
+//! training reads, and [`Writer::append`] then stores it (with its score) only if that
+//! did not happen.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -39,7 +46,18 @@ pub(super) enum Writer {
     Inline {
         history: Box<History>,
         last_prune_ms: i64,
+        /// The record of this tick, staged until it is scored (see the module header).
+        staged: Staged,
     },
+}
+
+/// Where this tick's record is, inline.
+pub(super) enum Staged {
+    Nothing,
+    /// Waiting for its score.
+    Pending(Record),
+    /// Stored already, for a training that read the history at this record.
+    Stored,
 }
 
 impl Writer {
@@ -48,6 +66,7 @@ impl Writer {
             Mode::Replay => Writer::Inline {
                 history: Box::new(history),
                 last_prune_ms: 0,
+                staged: Staged::Nothing,
             },
             Mode::Live => {
                 let dropped = Arc::new(AtomicU64::new(0));
@@ -61,11 +80,29 @@ impl Writer {
         }
     }
 
-    /// The history, when it is written inline (replay: training reads it directly).
-    pub(super) fn inline(&self) -> Option<&History> {
+    /// The history, when it is written inline (replay: training reads it directly),
+    /// with the staged record stored first.
+    pub(super) fn inline(&mut self) -> Option<&History> {
         match self {
-            Writer::Inline { history, .. } => Some(history),
+            Writer::Inline {
+                history, staged, ..
+            } => {
+                if let Staged::Pending(record) = std::mem::replace(staged, Staged::Stored) {
+                    if let Err(e) = history.append(&record) {
+                        tracing::warn!("history: {}", crate::text::error_chain(&e));
+                    }
+                }
+                Some(history)
+            }
             Writer::Thread { .. } => None,
+        }
+    }
+
+    /// Inline: keep this tick's record until [`Writer::append`] (a training may store
+    /// it before). Live: nothing to do, the writer thread gets it whole later.
+    pub(super) fn stage(&mut self, record: &Record) {
+        if let Writer::Inline { staged, .. } = self {
+            *staged = Staged::Pending(record.clone());
         }
     }
 
@@ -92,10 +129,18 @@ impl Writer {
         }
     }
 
-    pub(super) fn append(&mut self, record: &Record, now: i64) {
+    /// Store this tick's record with its derived series (`derived`: empty before the
+    /// first model).
+    pub(super) fn append(&mut self, record: &Record, derived: &[(&str, f64)], now: i64) {
+        let with_derived = |mut r: Record| {
+            r.values
+                .extend(derived.iter().map(|(n, v)| ((*n).to_string(), *v)));
+            r
+        };
         match self {
             Writer::Thread { tx, dropped, .. } => {
-                if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(Msg::Record(record.clone())) {
+                let record = with_derived(record.clone());
+                if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(Msg::Record(record)) {
                     let n = dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     if n.is_power_of_two() {
                         tracing::warn!(
@@ -108,9 +153,18 @@ impl Writer {
             Writer::Inline {
                 history,
                 last_prune_ms,
+                staged,
             } => {
-                if let Err(e) = history.append(record) {
-                    tracing::warn!("history: {}", crate::text::error_chain(&e));
+                // Already stored when a training took it (then without its score).
+                let record = match std::mem::replace(staged, Staged::Nothing) {
+                    Staged::Pending(r) => Some(r),
+                    Staged::Stored => None,
+                    Staged::Nothing => Some(record.clone()),
+                };
+                if let Some(r) = record {
+                    if let Err(e) = history.append(&with_derived(r)) {
+                        tracing::warn!("history: {}", crate::text::error_chain(&e));
+                    }
                 }
                 if now - *last_prune_ms >= PRUNE_EVERY_MS {
                     *last_prune_ms = now;
@@ -282,6 +336,44 @@ mod tests {
         }
     }
 
+    /// Each record is stored once, with the score it got; in replay a training that
+    /// reads the history at a record stores it first (then without its score).
+    #[test]
+    fn records_are_stored_once_with_their_score_and_before_an_inline_training() {
+        use crate::store::derived::ANOMALY_SCORE;
+        use crate::store::Tier;
+        let dir = tempfile::tempdir().unwrap();
+        let config = HistoryConfig::default();
+        let t0 = 1_700_000_000_000;
+        let score = [(ANOMALY_SCORE, 0.5)];
+        for mode in [Mode::Live, Mode::Replay] {
+            let path = dir.path().join(format!("{mode:?}.db"));
+            let mut w = Writer::start(History::open_mode(&path, &config, mode).unwrap(), mode);
+            w.stage(&record(t0));
+            w.append(&record(t0), &score, t0);
+            w.stage(&record(t0 + 1000));
+            if let Some(h) = w.inline() {
+                // What a training at this record reads: the record itself.
+                let rows = h.range(t0, t0 + 2000, Tier::Raw).unwrap();
+                assert_eq!(rows.len(), 2, "{mode:?}");
+            }
+            w.append(&record(t0 + 1000), &score, t0 + 1000);
+            w.close(Duration::from_secs(5));
+            let h = History::open(&path, &config).unwrap();
+            let raw = h.range(t0, t0 + 2000, Tier::Raw).unwrap();
+            assert_eq!(raw.len(), 2, "{mode:?}");
+            let scored = h
+                .tier_series(ANOMALY_SCORE, t0, t0 + 2000, Tier::Raw)
+                .unwrap();
+            let want: &[(i64, f64)] = match mode {
+                Mode::Live => &[(t0, 0.5), (t0 + 1000, 0.5)],
+                // The second was stored for the training, before it was scored.
+                Mode::Replay => &[(t0, 0.5)],
+            };
+            assert_eq!(scored, want, "{mode:?}");
+        }
+    }
+
     /// Issue #18: `rm history.db*` while running sent every later sample to the
     /// unlinked file, lost at the next restart.
     #[test]
@@ -291,14 +383,14 @@ mod tests {
         let config = HistoryConfig::default();
         let t0 = 1_700_000_000_000;
         let mut w = Writer::start(History::open(&path, &config).unwrap(), Mode::Live);
-        w.append(&record(t0), t0);
+        w.append(&record(t0), &[], t0);
         std::thread::sleep(Duration::from_millis(200));
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(crate::store::sqlite::suffixed(&path, suffix));
         }
         for i in 1..=30 {
             let ts = t0 + i * 1000;
-            w.append(&record(ts), ts);
+            w.append(&record(ts), &[], ts);
         }
         w.close(Duration::from_secs(5));
         let stats = History::open(&path, &config).unwrap().stats().unwrap();

@@ -9,6 +9,7 @@
 mod blocks;
 mod codec;
 mod config;
+pub mod derived;
 pub mod history;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

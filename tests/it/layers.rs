@@ -23,6 +23,8 @@ const LAYERS: &[&str] = &[
     "incident",
     "tickets",
     "remediate",
+    // what a person looks at: reads the stores the tick path writes
+    "view",
     // what drives it
     "export",
     "settings",

@@ -25,6 +25,7 @@ mod remediation;
 mod remediation_replay;
 mod remediation_runner;
 mod remediation_scripts;
+mod report;
 mod response;
 mod run_script;
 mod sinks_alertmanager;
