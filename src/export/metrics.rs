@@ -21,6 +21,15 @@ fn rtt_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.00005, 2.0, 17).unwrap_or_default()
 }
 
+/// Histogram buckets for ticket response times (`ticket_time_to_*`): 1 min to 7 d,
+/// at the steps response levels are written in.
+fn response_buckets() -> Vec<f64> {
+    [1, 5, 15, 30, 60, 120, 240, 480, 1440, 4320, 10_080]
+        .iter()
+        .map(|m| f64::from(*m) * 60.0)
+        .collect()
+}
+
 /// The last rendered /metrics body, shared with the HTTP server.
 #[derive(Clone, Default)]
 pub struct Rendered(Arc<RwLock<Bytes>>);
@@ -198,7 +207,11 @@ impl Exporter {
             }
             Kind::Histogram => {
                 if !self.histograms.contains_key(p.name) {
-                    let opts = HistogramOpts::new(p.name, p.help).buckets(rtt_buckets());
+                    let buckets = match p.name.starts_with("ticket_time_to_") {
+                        true => response_buckets(),
+                        false => rtt_buckets(),
+                    };
+                    let opts = HistogramOpts::new(p.name, p.help).buckets(buckets);
                     let vec = HistogramVec::new(opts, &names).map_err(err)?;
                     self.registry.register(Box::new(vec.clone())).map_err(err)?;
                     self.histograms.insert(p.name, (vec, names.clone()));

@@ -25,7 +25,7 @@ use super::classify::{classify, label_of_feature};
 use super::gate::{Gate, Persistence};
 use super::severity::{evaluate, Facts};
 use super::signals::{AnomalySignal, ForecastSignal, Signals};
-use super::{Cause, Change, Class, Incident, IncidentConfig, Label, Severity};
+use super::{Cause, Change, Class, Incident, IncidentConfig, Label};
 use crate::text::{fmt_duration_ms, fmt_quantity};
 
 /// One source of incidents and its open incident.
@@ -131,11 +131,14 @@ impl Engine {
 
     /// Pick up an incident still open in the store (after a restart): it goes on where
     /// it was instead of opening a duplicate.
+    /// A replay opens the store before its first row (`now_ms` 0): the incident was
+    /// last known active at its last update, not at the epoch (which would resolve
+    /// it on the first row, however anomalous).
     pub fn restore(&mut self, incident: Incident, now_ms: i64) {
         let live = Live {
             reported: incident.causes.iter().map(|c| c.feature.clone()).collect(),
+            last_active_ms: now_ms.max(incident.updated_ms),
             incident,
-            last_active_ms: now_ms,
             flapping: false,
             reported_eta: None,
             peak: f64::NAN,
@@ -224,18 +227,14 @@ impl Engine {
     }
 
     /// Raise an open incident's severity one step (P4 -> P3 ...), e.g. because a
-    /// remediation failed. `None` if it is not open or already P1.
+    /// remediation failed, or a response deadline passed. `None` if it is not open or
+    /// already P0.
     pub fn escalate(&mut self, id: &str, reason: &str, now_ms: i64) -> Option<Change> {
         let live = self
             .slots_mut()
             .filter_map(|s| s.open.as_mut())
             .find(|l| l.incident.id == id)?;
-        let up = match live.incident.severity {
-            Severity::P1 => return None,
-            Severity::P2 => Severity::P1,
-            Severity::P3 => Severity::P2,
-            Severity::P4 => Severity::P3,
-        };
+        let up = live.incident.severity.raised()?;
         let what = format!("severity {} -> {up}: {reason}", live.incident.severity);
         live.incident.severity = up;
         live.incident.updated_ms = now_ms;
@@ -313,6 +312,8 @@ impl Engine {
                 ping_loss_all,
                 score_ratio: Some(a.ratio()),
                 risk: s.risk,
+                anomaly_open: true,
+                eta_seconds: None,
             },
             eta: None,
             score: a.score,
@@ -511,6 +512,8 @@ impl Engine {
                 ping_loss_all,
                 score_ratio: None,
                 risk: s.risk,
+                anomaly_open: self.anomaly.open.is_some(),
+                eta_seconds: Some(f.eta_seconds),
             },
             eta: Some(f.eta_seconds),
             score: f64::NAN,
@@ -521,6 +524,7 @@ impl Engine {
     /// that has lasted `open_for`; it resolves `resolve_for` after they answer again.
     fn ping_tick(&mut self, now_ms: i64, s: &Signals, ping_loss_all: bool, out: &mut Vec<Change>) {
         let rule = self.gate.rule().clone();
+        let anomaly_open = self.anomaly.open.is_some();
         // A target no longer pinged (the config changed) has no evidence either way.
         let gone: Vec<String> = self
             .targets
@@ -567,6 +571,8 @@ impl Engine {
                         ping_loss_all,
                         score_ratio: None,
                         risk: s.risk,
+                        anomaly_open,
+                        eta_seconds: None,
                     },
                     eta: None,
                     score: f64::NAN,

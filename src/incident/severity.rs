@@ -1,4 +1,4 @@
-//! Severity P1–P4 from configurable rules: the first rule whose conditions all hold
+//! Severity P0–P4 from configurable rules: the first rule whose conditions all hold
 //! wins; no rule matching gives P4.
 
 use serde_yaml::Value;
@@ -22,6 +22,12 @@ pub struct Conditions {
     /// The fault risk (the probability that an incident opens within the risk
     /// horizon) is at least this.
     pub min_risk: Option<f64>,
+    /// An anomaly incident is open on the host at the same time (or, with `false`,
+    /// none is); an anomaly incident itself always has one.
+    pub with_anomaly: Option<bool>,
+    /// The forecast behind the incident says the resource runs out within this many
+    /// seconds (a bound tighter than the critical horizon, for P0).
+    pub max_eta_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +47,10 @@ pub struct Facts {
     pub score_ratio: Option<f64>,
     /// The fault risk now, when it is computed.
     pub risk: Option<f64>,
+    /// An anomaly incident is open (this one, or the host's).
+    pub anomaly_open: bool,
+    /// Seconds to exhaustion, for forecasts.
+    pub eta_seconds: Option<f64>,
 }
 
 impl Conditions {
@@ -53,6 +63,10 @@ impl Conditions {
                 .min_score_ratio
                 .is_none_or(|m| f.score_ratio.is_some_and(|r| r >= m))
             && self.min_risk.is_none_or(|m| f.risk.is_some_and(|r| r >= m))
+            && self.with_anomaly.is_none_or(|a| a == f.anomaly_open)
+            && self
+                .max_eta_seconds
+                .is_none_or(|m| f.eta_seconds.is_some_and(|e| e <= m))
     }
 }
 
@@ -64,13 +78,23 @@ pub fn evaluate(rules: &[SeverityRule], facts: &Facts) -> Severity {
         .map_or(Severity::P4, |r| r.severity)
 }
 
-/// A resource running out within the critical horizon, or every ping target that
-/// used to answer lost: P1; a warning forecast, one lost target, or an anomaly with a
+/// Every ping target that used to answer lost while the host is anomalous (cut off,
+/// and something is wrong on it): P0; a resource running out within the critical
+/// horizon, or every ping target that used to answer lost: P1; a warning forecast, one lost target, or an anomaly with a
 /// fault risk of 80 % or more: P2; an anomaly: P3. Each condition is about the
 /// incident's own evidence (a lost target does not make a CPU anomaly urgent).
 pub fn default_rules() -> Vec<SeverityRule> {
     let rule = |when, severity| SeverityRule { when, severity };
     vec![
+        rule(
+            Conditions {
+                class: Some(Class::Ping),
+                ping_loss_all: Some(true),
+                with_anomaly: Some(true),
+                ..Default::default()
+            },
+            Severity::P0,
+        ),
         rule(
             Conditions {
                 forecast_severity: Some(ForecastLevel::Critical),
@@ -131,6 +155,8 @@ pub(crate) fn parse_rule(r: &mut Reader, v: &Value, path: &str) -> Option<Severi
             "ping_loss_all",
             "min_score_ratio",
             "min_risk",
+            "with_anomaly",
+            "max_eta",
         ],
     );
     let named = |r: &mut Reader, key: &str, allowed: &[&str]| -> Option<String> {
@@ -157,18 +183,31 @@ pub(crate) fn parse_rule(r: &mut Reader, v: &Value, path: &str) -> Option<Severi
         min_risk: w
             .get("min_risk")
             .map(|_| w.float(r, "min_risk", 0.8, 0.0, 1.0)),
+        with_anomaly: w
+            .get("with_anomaly")
+            .map(|_| w.bool(r, "with_anomaly", false)),
+        max_eta_seconds: w.get("max_eta").map(|_| {
+            w.duration(
+                r,
+                "max_eta",
+                std::time::Duration::from_secs(1800),
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(365 * 86_400),
+            )
+            .as_secs_f64()
+        }),
     };
     let severity = match s.get("severity") {
         Some(Value::String(x)) if Severity::parse(x).is_some() => Severity::parse(x),
         Some(other) => {
             r.error(
                 &s.path("severity"),
-                format!("expected one of P1, P2, P3, P4, got {}", show(other)),
+                format!("expected one of P0, P1, P2, P3, P4, got {}", show(other)),
             );
             None
         }
         None => {
-            r.error(&s.path("severity"), "missing (P1, P2, P3 or P4)");
+            r.error(&s.path("severity"), "missing (P0, P1, P2, P3 or P4)");
             None
         }
     };
@@ -190,6 +229,8 @@ mod tests {
             ping_loss_all: false,
             score_ratio: Some(1.5),
             risk: None,
+            anomaly_open: false,
+            eta_seconds: None,
         }
     }
 
@@ -210,6 +251,9 @@ mod tests {
         assert_eq!(evaluate(&rules, &f), Severity::P2);
         f.ping_loss_all = true;
         assert_eq!(evaluate(&rules, &f), Severity::P1);
+        // Cut off while the host is anomalous: P0.
+        f.anomaly_open = true;
+        assert_eq!(evaluate(&rules, &f), Severity::P0);
         // A high fault risk raises an anomaly.
         let mut f = facts(Class::Anomaly);
         f.risk = Some(0.79);
@@ -265,7 +309,35 @@ mod tests {
             "{all}"
         );
         assert!(
-            all.contains("incidents.severity_rules[1].severity: expected one of P1"),
+            all.contains("incidents.severity_rules[1].severity: expected one of P0, P1"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn a_forecast_eta_bound_gives_p0() {
+        let yaml = "- when: {forecast_severity: critical, max_eta: 30m}\n  severity: P0\n\
+                    - when: {max_eta: 0s}\n  severity: P0\n";
+        let v: Value = serde_yaml::from_str(yaml).expect("yaml");
+        let Value::Sequence(items) = v else {
+            panic!("not a list")
+        };
+        let mut r = Reader::default();
+        let p0 = parse_rule(&mut r, &items[0], "incidents.severity_rules[0]").expect("valid");
+        assert_eq!(p0.severity, Severity::P0);
+        let mut rules = vec![p0];
+        rules.extend(default_rules());
+        let mut f = facts(Class::Forecast);
+        f.forecast = Some(ForecastLevel::Critical);
+        f.eta_seconds = Some(1801.0);
+        assert_eq!(evaluate(&rules, &f), Severity::P1);
+        f.eta_seconds = Some(1800.0);
+        assert_eq!(evaluate(&rules, &f), Severity::P0);
+        // Out of range is an error at its path, not clamped.
+        assert!(parse_rule(&mut r, &items[1], "incidents.severity_rules[1]").is_none());
+        let all = r.errors.join("\n");
+        assert!(
+            all.contains("incidents.severity_rules[1].when.max_eta: \"0s\" is out of range"),
             "{all}"
         );
     }

@@ -6,9 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// P1 is the most urgent. `Ord` follows urgency: `P1 < P2`, so "worse" is "smaller".
+/// P0 is the most urgent (an outage: the host is cut off, or about to fail). `Ord`
+/// follows urgency: `P0 < P1`, so "worse" is "smaller".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Severity {
+    P0,
     P1,
     P2,
     P3,
@@ -144,7 +146,7 @@ macro_rules! names {
     };
 }
 
-names!(Severity { P1 => "P1", P2 => "P2", P3 => "P3", P4 => "P4" });
+names!(Severity { P0 => "P0", P1 => "P1", P2 => "P2", P3 => "P3", P4 => "P4" });
 names!(Label {
     Cpu => "cpu",
     Memory => "memory",
@@ -154,6 +156,19 @@ names!(Label {
     Other => "other",
 });
 names!(Class { Anomaly => "anomaly", Forecast => "forecast", Risk => "risk", Ping => "ping" });
+
+impl Severity {
+    /// One level more urgent; `None` at P0.
+    pub fn raised(self) -> Option<Severity> {
+        match self {
+            Severity::P0 => None,
+            Severity::P1 => Some(Severity::P0),
+            Severity::P2 => Some(Severity::P1),
+            Severity::P3 => Some(Severity::P2),
+            Severity::P4 => Some(Severity::P3),
+        }
+    }
+}
 
 /// `INC-<n>`.
 pub fn ticket_id(seq: u64) -> String {

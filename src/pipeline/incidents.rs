@@ -121,6 +121,14 @@ impl Incidents {
         self.desk
             .record_tick(now_ms, record, signals, &decided, &self.engine);
         changes.extend(decided);
+        // tickets: response deadlines on this tick's time; an escalating one raises
+        // the severity now (remediation below sees the raised incident).
+        for (id, reason) in self.desk.deadlines(now_ms, &self.engine) {
+            if let Some(c) = self.engine.escalate(&id, &reason, now_ms) {
+                self.desk.record_escalation(&c, &self.engine, now_ms);
+                changes.push(c);
+            }
+        }
         // remediate: never for a young model's muted tickets
         if let Some(r) = &mut self.remediation {
             let acted: Vec<Change> = changes
@@ -319,7 +327,8 @@ mod tests {
         let (mut desk, record) = fresh(dir.path());
         desk.tick(1000, &record, &fill(600.0));
         let config = crate::settings::parse(
-            "tickets:\n  sinks:\n  - name: hook\n    type: webhook\n    url: http://127.0.0.1:9/t\n",
+            // Without response deadlines: their events would be deliveries too.
+            "tickets:\n  response: {enabled: false}\n  sinks:\n  - name: hook\n    type: webhook\n    url: http://127.0.0.1:9/t\n",
         )
         .unwrap();
         desk.reconfigure(&config, &StateDir::at(dir.path()));
@@ -331,5 +340,126 @@ mod tests {
         // Nothing was queued for the open (no sinks then); the resolve goes to the hook.
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(rows[0].sink, "hook");
+    }
+
+    /// The deadline events on INC-1's timeline: (deadline, stage).
+    fn deadline_events(dir: &Path) -> Vec<(String, String)> {
+        let store = crate::tickets::Store::open(&dir.join("tickets.db")).unwrap();
+        store
+            .timeline("INC-1")
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "deadline")
+            .map(|e| {
+                let s = |k: &str| e.detail[k].as_str().unwrap().to_string();
+                (s("deadline"), s("stage"))
+            })
+            .collect()
+    }
+
+    fn ack_times(desk: &Incidents) -> Vec<f64> {
+        let mut s = Sample::new(0);
+        desk.export(&mut s);
+        s.points
+            .iter()
+            .filter(|p| {
+                p.name == "ticket_time_to_acknowledge_seconds"
+                    && p.labels.contains(&("severity", "P1".to_string()))
+            })
+            .flat_map(|p| p.observations.clone())
+            .collect()
+    }
+
+    /// A P1 (a critical forecast) nobody acknowledges: at 4 min (80 % of its 5) the
+    /// warning, at 5 min the breach, each once, also after a restart; counted.
+    #[test]
+    fn an_unacknowledged_p1_warns_and_breaches_once_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut desk, record) = fresh(dir.path());
+        let mut t = 0;
+        for _ in 0..20 {
+            t += 30_000;
+            desk.tick(t, &record, &fill(600.0));
+        }
+        let want = vec![
+            ("acknowledge".to_string(), "warning".to_string()),
+            ("acknowledge".to_string(), "breach".to_string()),
+        ];
+        assert_eq!(deadline_events(dir.path()), want);
+        let mut s = Sample::new(0);
+        desk.export(&mut s);
+        let breaches = |s: &Sample, sev: &str| {
+            s.get(
+                "sla_breaches_total",
+                &[("severity", sev), ("deadline", "acknowledge")],
+            )
+        };
+        assert_eq!(breaches(&s, "P1"), Some(1.0));
+        assert_eq!(breaches(&s, "P0"), Some(0.0));
+        drop(desk);
+        let mut desk = Incidents::open(&Config::default(), &StateDir::at(dir.path()), t).unwrap();
+        for _ in 0..20 {
+            t += 30_000;
+            desk.tick(t, &record, &fill(600.0));
+        }
+        assert_eq!(deadline_events(dir.path()), want, "not said again");
+    }
+
+    /// Acknowledged (from another process, as `tickets ack` does) before its
+    /// warning: no acknowledgement events, and the time to acknowledge is observed.
+    #[test]
+    fn acknowledging_stops_the_acknowledgement_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut desk, record) = fresh(dir.path());
+        desk.tick(30_000, &record, &fill(600.0));
+        desk.tick(60_000, &record, &fill(600.0));
+        let other = crate::tickets::Store::open(&dir.path().join("tickets.db")).unwrap();
+        assert!(other.ack("INC-1", Some("alice"), 150_000).unwrap());
+        let mut t = 60_000;
+        for _ in 0..20 {
+            t += 30_000;
+            desk.tick(t, &record, &fill(600.0));
+            if t == 180_000 {
+                assert_eq!(
+                    ack_times(&desk),
+                    vec![120.0],
+                    "opened at 30 s, acked at 150 s"
+                );
+            }
+        }
+        assert_eq!(deadline_events(dir.path()), Vec::new());
+    }
+
+    /// `on_breach: escalate`: the breach raises the severity one level (P1 -> P0);
+    /// the new level's acknowledgement deadline is not said again.
+    #[test]
+    fn a_breach_can_escalate() {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            crate::settings::parse("tickets:\n  response: {on_breach: escalate}\n").unwrap();
+        let mut desk = Incidents::open(&config, &StateDir::at(dir.path()), 0).unwrap();
+        let record = Record {
+            timestamp_ms: Some(0),
+            values: Vec::new(),
+        };
+        let mut raised = Vec::new();
+        let mut t = 0;
+        for _ in 0..40 {
+            t += 30_000;
+            for c in desk.tick(t, &record, &fill(600.0)) {
+                if let Change::Updated { what, incident } = c {
+                    raised.push((t, what, incident.severity));
+                }
+            }
+        }
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        let (at, what, sev) = &raised[0];
+        // Opened on the first tick (30 s): 5 min later.
+        assert_eq!((*at, *sev), (330_000, crate::incident::Severity::P0));
+        assert!(
+            what.starts_with("severity P1 -> P0: acknowledge deadline (P1, 5 min) passed"),
+            "{what}"
+        );
+        assert_eq!(deadline_events(dir.path()).len(), 2);
     }
 }

@@ -336,6 +336,44 @@ mod tests {
         }
     }
 
+    /// Each record is stored once, with the score it got; in replay a training that
+    /// reads the history at a record stores it first (then without its score).
+    #[test]
+    fn records_are_stored_once_with_their_score_and_before_an_inline_training() {
+        use crate::store::derived::ANOMALY_SCORE;
+        use crate::store::Tier;
+        let dir = tempfile::tempdir().unwrap();
+        let config = HistoryConfig::default();
+        let t0 = 1_700_000_000_000;
+        let score = [(ANOMALY_SCORE, 0.5)];
+        for mode in [Mode::Live, Mode::Replay] {
+            let path = dir.path().join(format!("{mode:?}.db"));
+            let mut w = Writer::start(History::open_mode(&path, &config, mode).unwrap(), mode);
+            w.stage(&record(t0));
+            w.append(&record(t0), &score, t0);
+            w.stage(&record(t0 + 1000));
+            if let Some(h) = w.inline() {
+                // What a training at this record reads: the record itself.
+                let rows = h.range(t0, t0 + 2000, Tier::Raw).unwrap();
+                assert_eq!(rows.len(), 2, "{mode:?}");
+            }
+            w.append(&record(t0 + 1000), &score, t0 + 1000);
+            w.close(Duration::from_secs(5));
+            let h = History::open(&path, &config).unwrap();
+            let raw = h.range(t0, t0 + 2000, Tier::Raw).unwrap();
+            assert_eq!(raw.len(), 2, "{mode:?}");
+            let scored = h
+                .tier_series(ANOMALY_SCORE, t0, t0 + 2000, Tier::Raw)
+                .unwrap();
+            let want: &[(i64, f64)] = match mode {
+                Mode::Live => &[(t0, 0.5), (t0 + 1000, 0.5)],
+                // The second was stored for the training, before it was scored.
+                Mode::Replay => &[(t0, 0.5)],
+            };
+            assert_eq!(scored, want, "{mode:?}");
+        }
+    }
+
     /// Issue #18: `rm history.db*` while running sent every later sample to the
     /// unlinked file, lost at the next restart.
     #[test]

@@ -85,7 +85,7 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Match {
     pub label: Option<Label>,
-    /// The incident is at least this urgent (`P2` matches P1 and P2).
+    /// The incident is at least this urgent (`P2` matches P0, P1 and P2).
     pub severity: Option<Severity>,
     pub class: Option<Class>,
     /// One of the incident's cause features matches (anchored regex).

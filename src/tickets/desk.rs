@@ -19,6 +19,11 @@
 //! desk notices through SQLite's `data_version` and tells the pipeline, through
 //! [`Desk::refresh`], which incidents an operator resolved, so the engine forgets them.
 //!
+//! Response deadlines are followed here too ([`Desk::deadlines`], after the engine's
+//! changes are recorded): per open, unmuted ticket, its clocks ([`response`]) on the
+//! tick's time; the events go to the store (and the sinks), and escalations back to
+//! the pipeline, which has the engine raise the severity.
+//!
 //! Writes are inline on the tick: a ticket change is one small fsynced transaction
 //! (a few ms), and changes are rare (a debounced incident opening, updating or
 //! resolving), so the tick is not delayed in any way that matters.
@@ -26,6 +31,7 @@
 use std::collections::HashMap;
 
 use super::report::{render, Context, Recent};
+use super::response::{self, Action, Deadline, ResponseConfig, Stage, Tally};
 use super::store::{Status, Store, StoreError};
 use super::TicketsConfig;
 use crate::incident::{
@@ -56,6 +62,9 @@ pub struct Desk {
     /// resolves between two scrapes (the `incidents_open` gauge misses those).
     opened: HashMap<Label, u64>,
     resolved: HashMap<Label, u64>,
+    response: ResponseConfig,
+    /// Open tickets' clocks, breaches and response times since the daemon started.
+    tally: Tally,
 }
 
 /// What the ticket store remembers for the incident engine at start: the next ticket
@@ -79,7 +88,8 @@ impl Desk {
         if let Some(p) = problem {
             tracing::warn!("tickets: {p}");
         }
-        let store = store.with_sinks(tickets.sink_names());
+        let mut store = store.with_sinks(tickets.sink_names());
+        store.set_routing(tickets.routing.clone());
         let next_seq = store.next_seq()?;
         let resolved = store.recent_resolved(1000)?;
         let mut muted = HashMap::new();
@@ -102,6 +112,8 @@ impl Desk {
             failing: false,
             opened: HashMap::new(),
             resolved: HashMap::new(),
+            response: tickets.response.clone(),
+            tally: Tally::default(),
         };
         Ok((
             desk,
@@ -117,6 +129,8 @@ impl Desk {
         self.opening_ms = incidents.opening.open_window.as_millis() as i64;
         self.config_silences = incidents.silences.clone();
         self.store.set_sinks(tickets.sink_names());
+        self.store.set_routing(tickets.routing.clone());
+        self.response = tickets.response.clone();
     }
 
     pub fn store(&self) -> &Store {
@@ -154,7 +168,105 @@ impl Desk {
                 resolved.push(id);
             }
         }
+        // Acknowledgements (and operator resolutions) stop the clocks they are about.
+        let followed: Vec<String> = self.tally.clocks.keys().cloned().collect();
+        for id in followed {
+            self.reread_clock(&id, now_ms)?;
+        }
         Ok(resolved)
+    }
+
+    /// Read ticket `id`'s clock from the store again: a new acknowledgement or
+    /// resolution is a response time; a resolved ticket is no longer followed.
+    fn reread_clock(&mut self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let Some((clock, status, severity)) = self.store.clock(id)? else {
+            self.tally.clocks.remove(id);
+            return Ok(());
+        };
+        let sev = Severity::parse(&severity).unwrap_or(Severity::P4);
+        let known = self.tally.clocks.get(id).cloned();
+        if let (Some(old), Some(acked)) = (&known, clock.acked_ms) {
+            if old.acked_ms.is_none() {
+                self.tally
+                    .took(sev, Deadline::Acknowledge, acked - clock.opened_ms);
+            }
+        }
+        if status == Status::Resolved {
+            if known.is_some() {
+                let at = self
+                    .store
+                    .get(id, now_ms)?
+                    .and_then(|t| t.resolved_ms)
+                    .unwrap_or(now_ms);
+                self.tally
+                    .took(sev, Deadline::Resolve, at - clock.opened_ms);
+            }
+            self.tally.clocks.remove(id);
+        } else {
+            self.tally.clocks.insert(id.to_string(), clock);
+        }
+        Ok(())
+    }
+
+    /// After the tick's changes are recorded: the deadline events due now for the
+    /// open tickets, recorded (and sent); returns the tickets whose severity should
+    /// go up one level, with why (`on_warning` / `on_breach: escalate`).
+    pub fn deadlines(&mut self, now_ms: i64, engine: &Engine) -> Vec<(String, String)> {
+        let mut escalate = Vec::new();
+        // Followed with the levels off too: the response times are measured anyway.
+        let open: Vec<(String, Severity)> = engine
+            .open()
+            .filter(|i| !self.muted.contains_key(&i.id))
+            .map(|i| (i.id.clone(), i.severity))
+            .collect();
+        for (id, sev) in open {
+            if !self.tally.clocks.contains_key(&id) {
+                if let Err(e) = self.reread_clock(&id, now_ms) {
+                    self.warn(&e);
+                    continue;
+                }
+            }
+            let Some(clock) = self.tally.clocks.get(&id) else {
+                continue;
+            };
+            let opened = clock.opened_ms;
+            let due = response::due(
+                &self.response,
+                sev,
+                opened,
+                clock.acked_ms.is_some(),
+                &clock.said,
+                now_ms,
+            );
+            for d in due {
+                let summary = response::summary(&d, sev, opened);
+                let detail = serde_json::json!({
+                    "deadline": d.deadline.as_str(),
+                    "stage": d.stage.as_str(),
+                    "severity": sev.as_str(),
+                    "due_ms": d.due_ms,
+                    "limit_seconds": d.limit.as_secs(),
+                });
+                if let Err(e) = self
+                    .store
+                    .add_event(&id, now_ms, "deadline", &summary, &detail)
+                {
+                    self.warn(&e);
+                    break;
+                }
+                tracing::warn!(ticket = %id, "{summary}");
+                if let Some(c) = self.tally.clocks.get_mut(&id) {
+                    c.said.push((d.deadline, d.stage));
+                }
+                if d.stage == Stage::Breach {
+                    self.tally.breach(sev, d.deadline);
+                }
+                if self.response.action(d.stage) == Action::Escalate {
+                    escalate.push((id.clone(), summary));
+                }
+            }
+        }
+        escalate
     }
 
     /// After the engine's tick: record its `changes` (already decided), with `record`
@@ -195,7 +307,11 @@ impl Desk {
         match c {
             Change::Opened(i) => *self.opened.entry(i.label).or_default() += 1,
             Change::Resolved(i) | Change::Superseded { incident: i, .. } => {
-                *self.resolved.entry(i.label).or_default() += 1
+                *self.resolved.entry(i.label).or_default() += 1;
+                if let Some(clock) = self.tally.clocks.remove(&i.id) {
+                    self.tally
+                        .took(i.severity, Deadline::Resolve, now_ms - clock.opened_ms);
+                }
             }
             Change::Updated { .. } => {}
         }
@@ -313,6 +429,7 @@ impl Desk {
                 );
             }
         }
+        self.tally.export(sample);
         sample.info(
             "incidents_muted",
             "Open incidents whose tickets a maintenance silence keeps from the sinks",

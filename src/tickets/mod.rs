@@ -6,6 +6,8 @@
 //!   (which enqueues the sinks' deliveries in the same transaction); applies silences.
 //! - [`store::Store`]: tickets, their timelines, silences (SQLite).
 //! - [`similar`]: the earlier tickets most like a new one (the knowledge base).
+//! - [`response`]: response levels: per severity, deadlines to acknowledge and to
+//!   resolve, and their events; [`route`]: who a new ticket goes to.
 //! - [`summary`]: `anomalyd tickets report`, the tickets of a period summed up.
 //! - [`outbox`] + [`sinks`]: the persistent delivery queue and the external trackers.
 //! - [`api`]: `/api/v1/tickets` for the HTTP server.
@@ -17,6 +19,8 @@ mod delivery;
 pub mod desk;
 pub mod outbox;
 pub mod report;
+pub mod response;
+pub mod route;
 pub mod similar;
 pub mod sinks;
 pub mod store;
@@ -39,6 +43,10 @@ pub struct TicketsConfig {
     pub report_history: Duration,
     /// External trackers that get every ticket change (see `sinks/`).
     pub sinks: Vec<sinks::SinkConfig>,
+    /// Deadlines per severity (`tickets.response`).
+    pub response: response::ResponseConfig,
+    /// Who a new ticket goes to (`tickets.routing`).
+    pub routing: route::Routing,
 }
 
 impl Default for TicketsConfig {
@@ -46,6 +54,8 @@ impl Default for TicketsConfig {
         TicketsConfig {
             report_history: Duration::from_secs(3600),
             sinks: Vec::new(),
+            response: response::ResponseConfig::default(),
+            routing: route::Routing::default(),
         }
     }
 }
@@ -60,7 +70,9 @@ impl TicketsConfig {
 /// Read the `tickets:` section; problems go to `r` with their YAML path.
 pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> TicketsConfig {
     let d = TicketsConfig::default();
-    let s = r.section(v, path, &["report_history", "sinks"]);
+    let s = r.section(v, path, &["report_history", "sinks", "response", "routing"]);
+    let sinks = sinks::parse_sinks(r, &s);
+    let names: Vec<String> = sinks.iter().map(|s| s.name.clone()).collect();
     TicketsConfig {
         report_history: s.duration(
             r,
@@ -69,6 +81,8 @@ pub fn parse_config(r: &mut Reader, v: Option<&Value>, path: &str) -> TicketsCon
             Duration::from_secs(60),
             Duration::from_secs(7 * 86_400),
         ),
-        sinks: sinks::parse_sinks(r, &s),
+        sinks,
+        response: response::parse_config(r, s.get("response"), &s.path("response")),
+        routing: route::parse_config(r, s.get("routing"), &s.path("routing"), &names),
     }
 }

@@ -18,6 +18,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use serde::Serialize;
 
 use super::delivery::{Delivery, DeliveryKind};
+use super::response::{Clock, Deadline, Stage};
+use super::route::Routing;
 use super::{report, similar};
 use crate::incident::{ticket_seq, Change, Incident, Matchers, Silence};
 use crate::store::{sqlite, StateDir};
@@ -121,8 +123,11 @@ pub struct Ticket {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    /// Names of the configured sinks: each ticket change is queued once per sink.
+    /// Names of the configured sinks: each ticket change is queued once per sink (or
+    /// per sink of the ticket's route).
     sinks: Vec<String>,
+    /// Who a new ticket goes to.
+    routing: Routing,
     /// Random id of this database, drawn when it is created: the prefix of delivery
     /// ids, so a wiped state directory (ticket numbers from 1 again) never re-uses an
     /// id a receiver has already seen and would drop as a duplicate.
@@ -192,6 +197,7 @@ impl Store {
             conn,
             path,
             sinks: Vec::new(),
+            routing: Routing::default(),
             instance: String::new(),
         };
         store.instance = store.init_schema()?;
@@ -211,6 +217,11 @@ impl Store {
     /// Change the sinks on reload; changes from now on are queued for these.
     pub fn set_sinks(&mut self, names: Vec<String>) {
         self.sinks = names;
+    }
+
+    /// The routes new tickets take (set again on reload).
+    pub fn set_routing(&mut self, routing: Routing) {
+        self.routing = routing;
     }
 
     fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -363,6 +374,7 @@ impl Store {
             source,
         })?;
         let mut found_similar = None;
+        let mut routed = None;
         let (kind, delivery_kind, summary) = match (change, &existing) {
             (Change::Opened(_), None) => {
                 let seq = ticket_seq(&inc.id).unwrap_or_else(|| next_seq_tx(&tx).unwrap_or(1));
@@ -386,6 +398,7 @@ impl Store {
                 )
                 .map_err(self.err("cannot insert ticket"))?;
                 found_similar = find_similar(&tx, inc).map_err(self.err("cannot read tickets"))?;
+                routed = self.route(&tx, inc, at_ms)?;
                 (
                     "opened",
                     DeliveryKind::Open,
@@ -443,6 +456,10 @@ impl Store {
         });
         let event_id = insert_event(&tx, &inc.id, at_ms, kind, &summary, &detail)
             .map_err(self.err("cannot add event"))?;
+        if let Some((summary, detail)) = routed {
+            insert_event(&tx, &inc.id, at_ms, "routed", &summary, &detail)
+                .map_err(self.err("cannot add event"))?;
+        }
         if let Some((summary, detail)) = found_similar {
             insert_event(&tx, &inc.id, at_ms, "similar", &summary, &detail)
                 .map_err(self.err("cannot add event"))?;
@@ -461,9 +478,9 @@ impl Store {
     }
 
     /// Append an event to a ticket's timeline, e.g. a remediation action's result.
-    /// Events of kind `action` (the report's "Remediation" section) and `diagnose`
-    /// (its "Diagnosis") also go to the sinks as an update, unless the ticket is muted
-    /// or resolved (the sinks' last word on a resolved ticket is its resolution; the
+    /// Events of kind `action` (the report's "Remediation" section), `diagnose` (its
+    /// "Diagnosis") and `deadline` (a response deadline near or passed) also go to the
+    /// sinks as an update, unless the ticket is muted or resolved (the sinks' last word on a resolved ticket is its resolution; the
     /// body still has it).
     pub fn add_event(
         &self,
@@ -477,7 +494,7 @@ impl Store {
         let row = self.ticket_row(&tx, ticket_id)?;
         let event_id = insert_event(&tx, ticket_id, at_ms, kind, summary, detail)
             .map_err(self.err("cannot add event"))?;
-        if kind == "action" || kind == "diagnose" {
+        if kind == "action" || kind == "diagnose" || kind == "deadline" {
             refresh_body(&tx, ticket_id).map_err(self.err("cannot write body"))?;
             if row.muted_by.is_none() && row.status != Status::Resolved {
                 self.deliver(
@@ -660,11 +677,97 @@ impl Store {
             body: row.body,
             at_ms,
         };
+        let only = route_sinks(tx, ticket_id).map_err(self.err("cannot read route"))?;
         for sink in &self.sinks {
+            if only.as_ref().is_some_and(|o| !o.contains(sink)) {
+                continue;
+            }
             super::outbox::enqueue(tx, sink, &delivery)
                 .map_err(self.err("cannot enqueue delivery"))?;
         }
         Ok(())
+    }
+
+    /// Route the new ticket `inc` (inside `tx`, before its first delivery): set its
+    /// assignee; the `routed` event to record, if a route matched.
+    fn route(
+        &self,
+        tx: &Transaction,
+        inc: &Incident,
+        at_ms: i64,
+    ) -> Result<Option<(String, serde_json::Value)>, StoreError> {
+        if self.routing.routes.is_empty() {
+            return Ok(None);
+        }
+        let mut failed = None;
+        let routed = self.routing.route(inc, at_ms, |team| {
+            tx.query_row(
+                "SELECT count(*) FROM ticket_events
+                 WHERE kind = 'routed' AND json_extract(detail, '$.team') = ?1",
+                [team],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(|e| failed = Some(e))
+            .unwrap_or(0) as usize
+        });
+        if let Some(e) = failed {
+            return Err(self.err("cannot count routed tickets")(e));
+        }
+        let Some(routed) = routed else {
+            return Ok(None);
+        };
+        if let Some(a) = &routed.assignee {
+            tx.execute(
+                "UPDATE tickets SET assignee = ?2 WHERE id = ?1",
+                params![inc.id, a],
+            )
+            .map_err(self.err("cannot route ticket"))?;
+        }
+        let mut parts = Vec::new();
+        if let Some(a) = &routed.assignee {
+            parts.push(format!("to {a}"));
+        }
+        if let Some(t) = &routed.team {
+            parts.push(format!("team {t}"));
+        }
+        if let Some(s) = &routed.sinks {
+            parts.push(format!("sinks {}", s.join(", ")));
+        }
+        let summary = format!("routed {} (route {})", parts.join(", "), routed.rule + 1);
+        let detail = serde_json::json!({
+            "route": routed.rule,
+            "assignee": routed.assignee,
+            "team": routed.team,
+            "sinks": routed.sinks,
+        });
+        Ok(Some((summary, detail)))
+    }
+
+    /// What the response clocks of ticket `id` need from the store: its first
+    /// opening, its first acknowledgement, the deadline events already said, its
+    /// status and severity; `None` if there is no such ticket.
+    pub fn clock(&self, id: &str) -> Result<Option<(Clock, Status, String)>, StoreError> {
+        let Some(row) = load_row(&self.conn, id).map_err(self.err("cannot read ticket"))? else {
+            return Ok(None);
+        };
+        let mut clock = Clock {
+            opened_ms: row.opened_ms,
+            ..Default::default()
+        };
+        for e in self.timeline(id)? {
+            match e.kind.as_str() {
+                "acknowledged" if clock.acked_ms.is_none() => clock.acked_ms = Some(e.at_ms),
+                "deadline" => {
+                    let d = e.detail["deadline"].as_str().and_then(Deadline::parse);
+                    let s = e.detail["stage"].as_str().and_then(Stage::parse);
+                    if let (Some(d), Some(s)) = (d, s) {
+                        clock.said.push((d, s));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Some((clock, row.status, row.severity)))
     }
 
     /// The muted ticket `id` is no longer silenced: unmute it and tell the sinks now.
@@ -931,6 +1034,26 @@ fn insert_event(
         params![ticket_id, at_ms, kind, summary, detail.to_string()],
     )?;
     Ok(conn.last_insert_rowid())
+}
+
+/// The sinks the ticket's route names (`None`: every sink).
+fn route_sinks(conn: &Connection, id: &str) -> rusqlite::Result<Option<Vec<String>>> {
+    let detail: Option<String> = conn
+        .query_row(
+            "SELECT detail FROM ticket_events WHERE ticket_id = ?1 AND kind = 'routed'
+             ORDER BY id DESC LIMIT 1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(d) = detail.and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok()) else {
+        return Ok(None);
+    };
+    Ok(d["sinks"].as_array().map(|a| {
+        a.iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    }))
 }
 
 fn timeline(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Event>> {

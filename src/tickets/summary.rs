@@ -3,7 +3,8 @@
 //! time to acknowledge (opening to the first `acknowledged` event) and to resolve
 //! (opening to resolution); the problems (fingerprints) that opened most often; and
 //! how remediation did: runs that succeeded, and runs verified to have fixed their
-//! incident. Built from the store's tickets and timelines, nothing else.
+//! incident; and the SLA breaches (response deadlines passed, `deadline` events of
+//! stage `breach`) per severity and deadline. Built from the store's tickets and timelines, nothing else.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -27,6 +28,8 @@ pub struct Report {
     pub by_status: BTreeMap<String, usize>,
     /// Per severity.
     pub response: BTreeMap<String, Response>,
+    /// Per severity (the ticket's when its deadline passed), only those with one.
+    pub breaches: BTreeMap<String, Breaches>,
     /// Most tickets first (ties by fingerprint).
     pub top_fingerprints: Vec<Recurring>,
     pub remediation: Remediation,
@@ -41,6 +44,13 @@ pub struct Response {
     pub resolved: usize,
     /// Mean time to resolve, of the resolved ones.
     pub mttr_seconds: Option<f64>,
+}
+
+/// Response deadlines passed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Breaches {
+    pub acknowledge: usize,
+    pub resolve: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -87,7 +97,20 @@ pub fn build(tickets: &[Ticket], since_ms: i64, until_ms: i64) -> Report {
     let mut fixes: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut response: BTreeMap<String, Response> = BTreeMap::new();
     let mut rem = Remediation::default();
+    let mut breaches: BTreeMap<String, Breaches> = BTreeMap::new();
     for t in &chosen {
+        for e in t.timeline.iter().filter(|e| e.kind == "deadline") {
+            if e.detail["stage"] != "breach" {
+                continue;
+            }
+            let sev = e.detail["severity"].as_str().unwrap_or(&t.severity);
+            let b = breaches.entry(sev.to_string()).or_default();
+            match e.detail["deadline"].as_str() {
+                Some("acknowledge") => b.acknowledge += 1,
+                Some("resolve") => b.resolve += 1,
+                _ => {}
+            }
+        }
         *by_label.entry(t.label.clone()).or_insert(0) += 1;
         *by_severity.entry(t.severity.clone()).or_insert(0) += 1;
         *by_status.entry(t.status.as_str().to_string()).or_insert(0) += 1;
@@ -147,6 +170,7 @@ pub fn build(tickets: &[Ticket], since_ms: i64, until_ms: i64) -> Report {
         by_severity,
         by_status,
         response,
+        breaches,
         top_fingerprints: top,
         remediation: rem,
     }
@@ -196,6 +220,16 @@ pub fn markdown(r: &Report) -> String {
             x.resolved,
             secs(x.mttr_seconds)
         );
+    }
+    let _ = writeln!(
+        s,
+        "\n## SLA breaches\n\n| Severity | Acknowledge | Resolve |\n|---|---|---|"
+    );
+    for (sev, b) in &r.breaches {
+        let _ = writeln!(s, "| {sev} | {} | {} |", b.acknowledge, b.resolve);
+    }
+    if r.breaches.is_empty() {
+        let _ = writeln!(s, "| none | 0 | 0 |");
     }
     let _ = writeln!(
         s,
@@ -308,7 +342,25 @@ mod tests {
                 "P3",
                 "b",
                 120 * min,
-                vec![ev(150 * min, "resolved", null.clone())],
+                vec![
+                    ev(
+                        125 * min,
+                        "deadline",
+                        serde_json::json!({"deadline": "acknowledge", "stage": "warning", "severity": "P3"}),
+                    ),
+                    ev(
+                        126 * min,
+                        "deadline",
+                        serde_json::json!({"deadline": "acknowledge", "stage": "breach", "severity": "P3"}),
+                    ),
+                    // Escalated: its next deadline passed at P2.
+                    ev(
+                        140 * min,
+                        "deadline",
+                        serde_json::json!({"deadline": "resolve", "stage": "breach", "severity": "P2"}),
+                    ),
+                    ev(150 * min, "resolved", null.clone()),
+                ],
             ),
             // Before the period.
             ticket("INC-0", "P3", "c", -10 * min, vec![]),
@@ -338,5 +390,17 @@ mod tests {
         assert!(md.contains("| P1 | 2 | 2 | 3 min | 1 | 10 min |"), "{md}");
         assert!(md.contains("| P3 | 1 | 0 | - | 1 | 30 min |"), "{md}");
         assert!(md.contains("2 runs, 1 succeeded (50 %)"), "{md}");
+        // Breaches by the severity the ticket had when each passed; warnings are not.
+        assert_eq!(r.breaches.len(), 2);
+        assert_eq!(
+            r.breaches["P3"],
+            Breaches {
+                acknowledge: 1,
+                resolve: 0
+            }
+        );
+        assert!(md.contains("| P2 | 0 | 1 |\n| P3 | 1 | 0 |"), "{md}");
+        let none = markdown(&build(&tickets[..2], 0, 200 * min));
+        assert!(none.contains("| none | 0 | 0 |"), "{none}");
     }
 }

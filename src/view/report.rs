@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use maud::{html as maud_html, Markup, PreEscaped, DOCTYPE};
+use maud::{html as maud_html, PreEscaped, DOCTYPE};
 use serde::Serialize;
 
 use super::charts;
@@ -823,9 +823,6 @@ pub fn html(r: &Report) -> Result<String, ReportError> {
     for h in &r.heatmaps {
         heat_svgs.push((h, charts::heatmap_chart(h)?));
     }
-    let md_like = |s: &str| -> Markup {
-        maud_html! { (s) }
-    };
     let f = &r.facts;
     let page = maud_html! {
         (DOCTYPE)
@@ -869,7 +866,7 @@ pub fn html(r: &Report) -> Result<String, ReportError> {
                 section id="timeline" {
                     h2 { "Anomaly timeline" }
                     figure.chart id="score-chart" { (PreEscaped(&score_svg)) figcaption { "Anomaly score (blue) against its threshold (red); incidents shaded." } }
-                    p { (md_like(&format!("{} scored samples, {} above the threshold.", r.timeline.samples, r.timeline.above))) }
+                    p { (r.timeline.samples) " scored samples, " (r.timeline.above) " above the threshold." }
                 }
                 section id="incidents" {
                     h2 { "Incidents" }

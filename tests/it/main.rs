@@ -27,6 +27,7 @@ mod remediation_replay;
 mod remediation_runner;
 mod remediation_scripts;
 mod report;
+mod response;
 mod run_script;
 mod sinks_alertmanager;
 mod sinks_alertmanager_cluster;

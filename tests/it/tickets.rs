@@ -889,12 +889,18 @@ fn a_recurring_disk_problem_finds_its_past_tickets_and_their_notes() {
 /// An operator's month is then written through the store as `tickets ack` and the
 /// remediation stage record it, back-dated: every 3rd ticket acknowledged 1 to 5
 /// minutes after it opened, a run of `clean-app-logs` on every 5th, verified on two
-/// of three of those that succeeded.
+/// of three of those that succeeded. The replay runs with tight P3 response levels
+/// (5 min to acknowledge, 6 min to resolve) and nobody acknowledges during it (the
+/// acknowledgements are written afterwards): the tickets open that long breach.
 #[test]
 fn tickets_report_of_a_replayed_month_matches_its_golden_file() {
     use bursts::Part::{Cpu, Disk, Normal};
     let dir = tempfile::tempdir().unwrap();
-    let (_, cfg) = bursts::write(dir.path(), 0, "");
+    let (_, cfg) = bursts::write(
+        dir.path(),
+        0,
+        "tickets:\n  response:\n    levels:\n      P3: {acknowledge: 5m, resolve: 6m}\n",
+    );
     let csv = dir.path().join("month.csv");
     let mut parts = vec![Normal(bursts::NORMAL_ROWS)];
     let bursts_n = (30 * 1440 - bursts::NORMAL_ROWS) / 104;

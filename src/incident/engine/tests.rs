@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::incident::{
-    Conditions, ForecastLevel, ForecastSignal, OpeningRule, PingSignal, SeverityRule,
+    Conditions, ForecastLevel, ForecastSignal, OpeningRule, PingSignal, Severity, SeverityRule,
 };
 
 const MIN: i64 = 60_000;
@@ -512,9 +512,10 @@ fn a_lost_target_during_its_latency_anomaly_is_one_incident() {
         [("opened", Class::Anomaly), ("updated", Class::Anomaly)],
         "{changes:?}"
     );
-    // Its only target lost: as urgent as a ping incident would have been.
+    // Its only target lost while the host is anomalous: as urgent as a ping incident
+    // would have been with an anomaly open, P0 (cut off, and something is wrong).
     assert!(
-        matches!(&changes[1], Change::Updated { what, incident } if what.contains("stopped answering") && incident.severity == Severity::P1),
+        matches!(&changes[1], Change::Updated { what, incident } if what.contains("stopped answering") && incident.severity == Severity::P0),
         "{changes:?}"
     );
     assert_eq!(e.open().count(), 1);
@@ -677,6 +678,21 @@ fn restore_continues_and_forget_starts_over() {
     assert_eq!(e3.open().count(), 0);
     let c = feed(&mut e3, &mut t, "xxxx");
     assert_eq!(c, [(3, "opened", inc.id.clone())]);
+}
+
+/// A replay resumed on a state directory restores before its first row (at 0):
+/// the open incident goes on from its last update, it is not resolved at once.
+#[test]
+fn restored_before_the_first_row_counts_from_its_last_update() {
+    let mut e = engine(config());
+    let mut t = 0;
+    feed(&mut e, &mut t, "xxx");
+    let inc = e.open().next().cloned().expect("open");
+    let mut e2 = engine(config());
+    e2.restore(inc.clone(), 0);
+    // One quiet row: resolve_for (4 min) has not passed since its last update.
+    assert!(feed(&mut e2, &mut t, ".").is_empty(), "still open");
+    assert_eq!(e2.open().count(), 1);
 }
 
 #[test]

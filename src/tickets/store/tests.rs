@@ -573,3 +573,55 @@ fn a_recurrence_shows_the_earlier_ticket_its_note_and_its_verified_fix() {
         .collect();
     assert_eq!(inc2, [&DeliveryKind::Open, &DeliveryKind::Update]);
 }
+
+/// A route decided when the ticket opens: the assignee (round-robin in the team, so
+/// the next storage ticket goes to the next member), the `routed` event, and only
+/// the route's sinks get the ticket's deliveries; `assign` still overrides it.
+#[test]
+fn a_new_ticket_takes_its_route() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut s = store(dir.path());
+    let yaml = "teams:\n  - {name: storage, members: [alice, bob], round_robin: true}\n\
+                routes:\n  - when: {label: storage}\n    team: storage\n    sinks: [mail]\n";
+    let v: serde_yaml::Value = serde_yaml::from_str(yaml).expect("yaml");
+    let mut r = crate::config::reader::Reader::default();
+    let names = ["hook".to_string(), "mail".to_string()];
+    s.set_routing(crate::tickets::route::parse_config(
+        &mut r,
+        Some(&v),
+        "tickets.routing",
+        &names,
+    ));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    for id in ["INC-1", "INC-2"] {
+        s.apply(&Change::Opened(incident(id, Severity::P3)), "", None, 1_000)
+            .expect("open");
+    }
+    let t1 = s.get("INC-1", 2_000).expect("get").expect("ticket");
+    let t2 = s.get("INC-2", 2_000).expect("get").expect("ticket");
+    assert_eq!(t1.assignee.as_deref(), Some("alice"));
+    assert_eq!(t2.assignee.as_deref(), Some("bob"));
+    let routed = t1
+        .timeline
+        .iter()
+        .find(|e| e.kind == "routed")
+        .expect("routed event");
+    assert_eq!(
+        routed.summary,
+        "routed to alice, team storage, sinks mail (route 1)"
+    );
+    assert!(t1.body.contains("| Assignee | alice |"), "{}", t1.body);
+    assert!(s
+        .assign("INC-1", "carol", Some("dave"), 3_000)
+        .expect("assign"));
+    assert_eq!(
+        queued(&s),
+        [
+            ("mail".into(), DeliveryKind::Open, "INC-1".into()),
+            ("mail".into(), DeliveryKind::Open, "INC-2".into()),
+            ("mail".into(), DeliveryKind::Update, "INC-1".into()),
+        ]
+    );
+    let t1 = s.get("INC-1", 4_000).expect("get").expect("ticket");
+    assert_eq!(t1.assignee.as_deref(), Some("carol"));
+}
