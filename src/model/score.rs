@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 
+use super::features::Layout;
 use super::Model;
 use crate::sample::Record;
 
@@ -58,9 +59,16 @@ impl Score {
 }
 
 impl Model {
-    /// Per-feature raw terms of one record (before smoothing). `x` is scratch space.
-    pub(crate) fn terms_into(&self, record: &Record, x: &mut [f64], terms: &mut [f64]) {
-        self.schema.vector_into(record, x);
+    /// Per-feature raw terms of one record (before smoothing). `x` is scratch space;
+    /// `layout` remembers where the stream's values go ([`Layout`]).
+    pub(crate) fn terms_into(
+        &self,
+        record: &Record,
+        x: &mut [f64],
+        terms: &mut [f64],
+        layout: &mut Layout,
+    ) {
+        self.schema.vector_into_with(record, x, layout);
         let d = x.len();
         let baseline = match (&self.time_of_day, record.timestamp_ms) {
             (Some(t), Some(ts)) => Some(t.baseline_at(ts)),
@@ -114,7 +122,7 @@ impl Model {
         let d = self.schema.len();
         let mut x = vec![0.0; d];
         let mut terms = vec![0.0; d];
-        self.terms_into(record, &mut x, &mut terms);
+        self.terms_into(record, &mut x, &mut terms, &mut Layout::default());
         // `x` now holds the scaled, de-seasoned values; find the centroid again.
         let mut best = 0;
         let mut best_d = f64::INFINITY;
@@ -161,6 +169,7 @@ pub struct Scorer {
     last_ms: Option<i64>,
     x: Vec<f64>,
     terms: Vec<f64>,
+    layout: Layout,
 }
 
 /// Where the average is in its start.
@@ -197,11 +206,20 @@ impl Scorer {
             last_ms: None,
             x: vec![0.0; d],
             terms: vec![0.0; d],
+            layout: Layout::default(),
         }
     }
 
     pub fn model(&self) -> &Arc<Model> {
         &self.model
+    }
+
+    /// Keep the smoothing state, score against `model` from now on: training's pass
+    /// ran on the model before its thresholds were set, which are all that differ
+    /// (the state does not depend on them).
+    pub(super) fn rebind(&mut self, model: Arc<Model>) {
+        debug_assert!(model.schema == self.model.schema);
+        self.model = model;
     }
 
     /// The smoothing weight of a sample at `ts_ms`: in time when the model knows its
@@ -230,7 +248,8 @@ impl Scorer {
     /// as the plain mean of the samples so far, becoming the EWMA as time passes
     /// (`weight` → 1).
     pub fn score(&mut self, record: &Record) -> Score {
-        self.model.terms_into(record, &mut self.x, &mut self.terms);
+        self.model
+            .terms_into(record, &mut self.x, &mut self.terms, &mut self.layout);
         let (a, timed) = self.alpha(record.timestamp_ms);
         self.last_ms = record.timestamp_ms;
         match self.start {

@@ -317,17 +317,80 @@ fn train_from(
         .into_iter()
         .filter(|r| r.timestamp_ms.is_none_or(|t| t <= now))
         .collect();
-    let model = Arc::new(Model::train(&rows, spec).map_err(|e| e.to_string())?);
+    // The gate's view is of the rows before `now`. When those are the first rows (time
+    // order, the row at `now` last: what the history gives), training's own pass over
+    // the rows already holds every score the risk and the gate need, and the scorer
+    // warmed on them; otherwise they are scored again as they always were.
+    let before = rows
+        .iter()
+        .take_while(|r| r.timestamp_ms.is_some_and(|t| t < now))
+        .count();
+    let prefix = rows[before..]
+        .iter()
+        .all(|r| r.timestamp_ms.is_some_and(|t| t >= now));
+    if !prefix {
+        return train_rescoring(&rows, now, spec, risk, incidents);
+    }
+    let (model, scored) = Model::train_scored(&rows, spec, before).map_err(|e| e.to_string())?;
+    let scorer = scored.scorer;
     // The risk is calibrated on the rows the model learnt from, scored by the model
     // itself: the host's own history, no labels.
     let calibration = match risk {
-        Some(cfg) => forecast::risk::calibrate(&model, &rows, cfg),
+        Some(cfg) => {
+            let values: Vec<f64> = scored.rows.iter().map(|s| s.value).collect();
+            forecast::risk::calibrate_scored(&model, &rows, &values, cfg)
+        }
+        None => Err("fault risk disabled".to_string()),
+    };
+    let threshold = model.threshold();
+    let raw_threshold = model.raw_threshold();
+    let gate_rows: Vec<incident::calibrate::Row> = rows[..before]
+        .iter()
+        .zip(&scored.rows)
+        .filter_map(|(r, s)| {
+            // As `Score::raw_anomaly` against the trained model.
+            let raw_anomaly = s.raw > raw_threshold;
+            Some(incident::calibrate::Row {
+                timestamp_ms: r.timestamp_ms?,
+                ratio: incident::signals::ratio(s.value, threshold),
+                sample_anomalous: raw_anomaly,
+                sample_opens: incident::signals::opens(raw_anomaly, s.top_cause_raw),
+            })
+        })
+        .collect();
+    Ok(finish(model, scorer, calibration, gate_rows, now, incidents))
+}
+
+/// [`train_from`] for rows not in time order: each later pass scores them again.
+fn train_rescoring(
+    rows: &[Record],
+    now: i64,
+    spec: &crate::model::Spec,
+    risk: Option<&forecast::RiskConfig>,
+    incidents: Option<&IncidentConfig>,
+) -> Result<Trained, String> {
+    let model = Arc::new(Model::train(rows, spec).map_err(|e| e.to_string())?);
+    let calibration = match risk {
+        Some(cfg) => forecast::risk::calibrate(&model, rows, cfg),
         None => Err("fault risk disabled".to_string()),
     };
     // One more pass: the gate's view of the training rows, for the budget, and the
     // scorer left warm for the live stream.
     let mut scorer = Scorer::new(model.clone());
-    let gate_rows = gate_rows(&mut scorer, &model, &rows, now);
+    let gate_rows = gate_rows(&mut scorer, &model, rows, now);
+    Ok(finish(model, scorer, calibration, gate_rows, now, incidents))
+}
+
+/// What is fitted on the gate's view of the training rows: the budget's calibration
+/// and the recent past.
+fn finish(
+    model: Arc<Model>,
+    scorer: Scorer,
+    calibration: Result<Calibration, String>,
+    gate_rows: Vec<incident::calibrate::Row>,
+    now: i64,
+    incidents: Option<&IncidentConfig>,
+) -> Trained {
     let opening = incidents.map(|c| incident::calibrate::calibrate(c, &gate_rows));
     let recent = match incidents {
         Some(c) => {
@@ -340,13 +403,13 @@ fn train_from(
         }
         None => Vec::new(),
     };
-    Ok(Trained {
+    Trained {
         model,
         scorer,
         calibration,
         opening,
         recent,
-    })
+    }
 }
 
 /// Score `rows` (those before `now`: the record at `now` is scored live next) with
