@@ -43,7 +43,14 @@ impl Schema {
     pub fn discover(records: &[Record]) -> Schema {
         let mut names = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let mut previous: Option<&Record> = None;
         for r in records {
+            // Rows of one stream repeat the names of the row before: nothing new there,
+            // and comparing them is cheaper than hashing each.
+            if previous.is_some_and(|p| same_names(p, r)) {
+                continue;
+            }
+            previous = Some(r);
             for (n, _) in &r.values {
                 if !seen.contains(n.as_str()) && !crate::store::derived::is_derived(n) {
                     seen.insert(n.clone());
@@ -109,6 +116,11 @@ impl Schema {
         self.vector_into(record, &mut out);
         out
     }
+}
+
+fn same_names(a: &Record, b: &Record) -> bool {
+    a.values.len() == b.values.len()
+        && a.values.iter().zip(&b.values).all(|((x, _), (y, _))| x == y)
 }
 
 /// Per position of a record's values, the name last seen there and its place in the
@@ -179,9 +191,12 @@ mod tests {
     fn discover_keeps_first_seen_order() {
         let s = Schema::discover(&[
             rec(&[("b", 1.0), ("a", 1.0)]),
+            rec(&[("b", 2.0), ("a", 2.0)]),
             rec(&[("c", 1.0), ("a", 2.0)]),
+            rec(&[("c", 1.0), ("a", 2.0)]),
+            rec(&[("c", 1.0), ("a", 2.0), ("d", 0.0)]),
         ]);
-        assert_eq!(s.names(), ["b", "a", "c"]);
+        assert_eq!(s.names(), ["b", "a", "c", "d"]);
     }
 
     /// The score and threshold stored beside the features are never features.

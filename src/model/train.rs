@@ -330,15 +330,11 @@ impl Model {
             if keep == Some(i) {
                 warmed = Some(scorer.clone());
             }
-            let s = scorer.score(r);
+            let s = scorer.score_row(r);
             scores.push(s.value);
             raw.push(s.raw);
             if keep.is_some() {
-                kept.push(RowScore {
-                    value: s.value,
-                    raw: s.raw,
-                    top_cause_raw: s.contributions.first().map(|_| s.top_cause_raw),
-                });
+                kept.push(s);
             }
             if i % step == 0 {
                 progress("threshold", i, n);
