@@ -388,7 +388,11 @@ mod tests {
             let mut v: Vec<f64> = g.minutes.iter().map(|(_, r)| *r).collect();
             let want = crate::model::threshold::quantile(&mut v, 0.99);
             assert_eq!(g.sorted.values, v, "minute {i}");
-            assert_eq!(g.sorted.quantile(0.99).to_bits(), want.to_bits(), "minute {i}");
+            assert_eq!(
+                g.sorted.quantile(0.99).to_bits(),
+                want.to_bits(),
+                "minute {i}"
+            );
         }
     }
 

@@ -120,7 +120,10 @@ impl Schema {
 
 fn same_names(a: &Record, b: &Record) -> bool {
     a.values.len() == b.values.len()
-        && a.values.iter().zip(&b.values).all(|((x, _), (y, _))| x == y)
+        && a.values
+            .iter()
+            .zip(&b.values)
+            .all(|((x, _), (y, _))| x == y)
 }
 
 /// Per position of a record's values, the name last seen there and its place in the

@@ -388,7 +388,10 @@ mod tests {
             let t = b.score_row(r);
             assert_eq!(s.value.to_bits(), t.value.to_bits());
             assert_eq!(s.raw.to_bits(), t.raw.to_bits());
-            assert_eq!(s.contributions.first().map(|_| s.top_cause_raw), t.top_cause_raw);
+            assert_eq!(
+                s.contributions.first().map(|_| s.top_cause_raw),
+                t.top_cause_raw
+            );
         }
     }
 

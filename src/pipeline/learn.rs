@@ -358,7 +358,14 @@ fn train_from(
             })
         })
         .collect();
-    Ok(finish(model, scorer, calibration, gate_rows, now, incidents))
+    Ok(finish(
+        model,
+        scorer,
+        calibration,
+        gate_rows,
+        now,
+        incidents,
+    ))
 }
 
 /// [`train_from`] for rows not in time order: each later pass scores them again.
@@ -378,7 +385,14 @@ fn train_rescoring(
     // scorer left warm for the live stream.
     let mut scorer = Scorer::new(model.clone());
     let gate_rows = gate_rows(&mut scorer, &model, rows, now);
-    Ok(finish(model, scorer, calibration, gate_rows, now, incidents))
+    Ok(finish(
+        model,
+        scorer,
+        calibration,
+        gate_rows,
+        now,
+        incidents,
+    ))
 }
 
 /// What is fitted on the gate's view of the training rows: the budget's calibration
