@@ -226,8 +226,7 @@ struct Stream {
     opens: Vec<i64>,
 }
 
-fn stream(model: &Arc<Model>, rows: &[Record], cfg: &RiskConfig) -> Stream {
-    let mut scorer = Scorer::new(Arc::clone(model));
+fn stream(model: &Model, rows: &[Record], scores: &[f64], cfg: &RiskConfig) -> Stream {
     let mut traj = Trajectory::new(cfg.horizon);
     let mut deb = Debounce::new(cfg.debounce_anomalous, cfg.debounce_of);
     let mut s = Stream {
@@ -236,13 +235,14 @@ fn stream(model: &Arc<Model>, rows: &[Record], cfg: &RiskConfig) -> Stream {
         open: Vec::with_capacity(rows.len()),
         opens: Vec::new(),
     };
-    for (i, r) in rows.iter().enumerate() {
+    for (i, (r, &value)) in rows.iter().zip(scores).enumerate() {
         // Rows without time (a header-less CSV) are a minute apart, as SMD's.
         let ts = r.timestamp_ms.unwrap_or(i as i64 * 60_000);
-        let score = scorer.score(r);
-        s.x.push(traj.push(ts, score.value / model.threshold(), score.anomaly));
+        // As `Score::anomaly`.
+        let anomaly = value > model.threshold();
+        s.x.push(traj.push(ts, value / model.threshold(), anomaly));
         // What opens an incident in the engine (its N-of-M on the decision).
-        let (opened, open) = deb.push(score.anomaly);
+        let (opened, open) = deb.push(anomaly);
         if opened {
             s.opens.push(ts);
         }
@@ -258,7 +258,21 @@ pub fn calibrate(
     rows: &[Record],
     cfg: &RiskConfig,
 ) -> Result<Calibration, String> {
-    let s = stream(model, rows, cfg);
+    let mut scorer = Scorer::new(Arc::clone(model));
+    let scores: Vec<f64> = rows.iter().map(|r| scorer.score(r).value).collect();
+    calibrate_scored(model, rows, &scores, cfg)
+}
+
+/// [`calibrate`] with the rows' smoothed `scores` already known (training's own pass
+/// over them, [`Model::train_scored`]: a fresh scorer over the same rows).
+pub fn calibrate_scored(
+    model: &Arc<Model>,
+    rows: &[Record],
+    scores: &[f64],
+    cfg: &RiskConfig,
+) -> Result<Calibration, String> {
+    debug_assert_eq!(rows.len(), scores.len());
+    let s = stream(model, rows, scores, cfg);
     let h = cfg.horizon.as_millis() as i64;
     let mut xs = Vec::new();
     let mut ys = Vec::new();

@@ -111,7 +111,14 @@ impl AnomalySignal {
 /// Features without a floor are never exactly back to normal, so for them (SMD's
 /// `m0`…) this is the raw decision alone.
 pub fn sample_opens(score: &Score) -> bool {
-    score.raw_anomaly && (score.contributions.is_empty() || score.top_cause_raw > 0.0)
+    let top = score.contributions.first().map(|_| score.top_cause_raw);
+    opens(score.raw_anomaly, top)
+}
+
+/// [`sample_opens`] from its parts: whether the raw score is anomalous, and the
+/// sample's own term of the top cause (`None`: no feature contributes).
+pub fn opens(raw_anomaly: bool, top_cause_raw: Option<f64>) -> bool {
+    raw_anomaly && top_cause_raw.is_none_or(|t| t > 0.0)
 }
 
 /// `score / threshold`. A threshold of 0 (training rows that never left their floors)

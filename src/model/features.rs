@@ -43,7 +43,14 @@ impl Schema {
     pub fn discover(records: &[Record]) -> Schema {
         let mut names = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let mut previous: Option<&Record> = None;
         for r in records {
+            // Rows of one stream repeat the names of the row before: nothing new there,
+            // and comparing them is cheaper than hashing each.
+            if previous.is_some_and(|p| same_names(p, r)) {
+                continue;
+            }
+            previous = Some(r);
             for (n, _) in &r.values {
                 if !seen.contains(n.as_str()) && !crate::store::derived::is_derived(n) {
                     seen.insert(n.clone());
@@ -82,11 +89,60 @@ impl Schema {
         }
     }
 
+    /// [`Schema::vector_into`], finding each value's position through `layout`: where
+    /// the previous record of the stream had the same name at the same place, no hash
+    /// lookup. The vector is the same either way (tested below).
+    pub fn vector_into_with(&self, record: &Record, out: &mut [f64], layout: &mut Layout) {
+        debug_assert_eq!(out.len(), self.names.len());
+        out.fill(f64::NAN);
+        for (k, (name, v)) in record.values.iter().enumerate() {
+            let slot = match layout.slots.get(k) {
+                Some((seen, slot)) if seen == name => *slot,
+                _ => {
+                    let slot = self.position(name);
+                    layout.remember(k, name, slot);
+                    slot
+                }
+            };
+            if let Some(i) = slot {
+                out[i] = if v.is_finite() { *v } else { f64::NAN };
+            }
+        }
+    }
+
     /// [`Schema::vector_into`] into a fresh vector.
     pub fn vector(&self, record: &Record) -> Vec<f64> {
         let mut out = vec![f64::NAN; self.names.len()];
         self.vector_into(record, &mut out);
         out
+    }
+}
+
+fn same_names(a: &Record, b: &Record) -> bool {
+    a.values.len() == b.values.len()
+        && a.values
+            .iter()
+            .zip(&b.values)
+            .all(|((x, _), (y, _))| x == y)
+}
+
+/// Per position of a record's values, the name last seen there and its place in the
+/// schema. The records of one stream (the collectors' tick, a CSV's columns, the
+/// history's rows) list their names in the same order, and comparing a name with the
+/// one remembered is cheaper than hashing it.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    slots: Vec<(String, Option<usize>)>,
+}
+
+impl Layout {
+    fn remember(&mut self, k: usize, name: &str, slot: Option<usize>) {
+        if k < self.slots.len() {
+            self.slots[k] = (name.to_string(), slot);
+        } else {
+            // Positions are visited in order, so `k` is the next one.
+            self.slots.push((name.to_string(), slot));
+        }
     }
 }
 
@@ -110,12 +166,40 @@ mod tests {
     }
 
     #[test]
+    fn the_layout_gives_the_same_vectors() {
+        let s = Schema::new(vec!["a".into(), "b".into(), "c".into()]);
+        let mut layout = Layout::default();
+        let stream = [
+            rec(&[("a", 1.0), ("b", 2.0), ("c", 3.0)]),
+            rec(&[("a", 4.0), ("b", f64::NAN), ("c", 6.0)]),
+            // Another order, a name not in the schema, one missing, a duplicate.
+            rec(&[("c", 7.0), ("zzz", 8.0), ("a", 9.0)]),
+            rec(&[("b", 1.0), ("a", 2.0), ("b", 3.0), ("c", f64::INFINITY)]),
+            rec(&[]),
+            rec(&[("a", 5.0), ("b", 6.0), ("c", 7.0)]),
+        ];
+        for r in &stream {
+            let mut got = vec![0.0; 3];
+            s.vector_into_with(r, &mut got, &mut layout);
+            let want = s.vector(r);
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
     fn discover_keeps_first_seen_order() {
         let s = Schema::discover(&[
             rec(&[("b", 1.0), ("a", 1.0)]),
+            rec(&[("b", 2.0), ("a", 2.0)]),
             rec(&[("c", 1.0), ("a", 2.0)]),
+            rec(&[("c", 1.0), ("a", 2.0)]),
+            rec(&[("c", 1.0), ("a", 2.0), ("d", 0.0)]),
         ]);
-        assert_eq!(s.names(), ["b", "a", "c"]);
+        assert_eq!(s.names(), ["b", "a", "c", "d"]);
     }
 
     /// The score and threshold stored beside the features are never features.

@@ -97,7 +97,7 @@ pub use features::Schema;
 pub use persist::LoadError;
 pub use score::{Score, Scorer};
 pub use spec::Spec;
-pub use train::TrainError;
+pub use train::{RowScore, Scored, TrainError};
 
 /// The model's lifecycle: nothing to score with until enough history has been learnt;
 /// a retrained model is swapped in whole.

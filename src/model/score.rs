@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 
+use super::features::Layout;
 use super::Model;
 use crate::sample::Record;
 
@@ -58,9 +59,16 @@ impl Score {
 }
 
 impl Model {
-    /// Per-feature raw terms of one record (before smoothing). `x` is scratch space.
-    pub(crate) fn terms_into(&self, record: &Record, x: &mut [f64], terms: &mut [f64]) {
-        self.schema.vector_into(record, x);
+    /// Per-feature raw terms of one record (before smoothing). `x` is scratch space;
+    /// `layout` remembers where the stream's values go ([`Layout`]).
+    pub(crate) fn terms_into(
+        &self,
+        record: &Record,
+        x: &mut [f64],
+        terms: &mut [f64],
+        layout: &mut Layout,
+    ) {
+        self.schema.vector_into_with(record, x, layout);
         let d = x.len();
         let baseline = match (&self.time_of_day, record.timestamp_ms) {
             (Some(t), Some(ts)) => Some(t.baseline_at(ts)),
@@ -114,7 +122,7 @@ impl Model {
         let d = self.schema.len();
         let mut x = vec![0.0; d];
         let mut terms = vec![0.0; d];
-        self.terms_into(record, &mut x, &mut terms);
+        self.terms_into(record, &mut x, &mut terms, &mut Layout::default());
         // `x` now holds the scaled, de-seasoned values; find the centroid again.
         let mut best = 0;
         let mut best_d = f64::INFINITY;
@@ -161,6 +169,9 @@ pub struct Scorer {
     last_ms: Option<i64>,
     x: Vec<f64>,
     terms: Vec<f64>,
+    layout: Layout,
+    /// Scratch for [`Scorer::score_row`]'s attributions.
+    order: Vec<(usize, f64)>,
 }
 
 /// Where the average is in its start.
@@ -197,11 +208,21 @@ impl Scorer {
             last_ms: None,
             x: vec![0.0; d],
             terms: vec![0.0; d],
+            layout: Layout::default(),
+            order: Vec::new(),
         }
     }
 
     pub fn model(&self) -> &Arc<Model> {
         &self.model
+    }
+
+    /// Keep the smoothing state, score against `model` from now on: training's pass
+    /// ran on the model before its thresholds were set, which are all that differ
+    /// (the state does not depend on them).
+    pub(super) fn rebind(&mut self, model: Arc<Model>) {
+        debug_assert!(model.schema == self.model.schema);
+        self.model = model;
     }
 
     /// The smoothing weight of a sample at `ts_ms`: in time when the model knows its
@@ -230,7 +251,41 @@ impl Scorer {
     /// as the plain mean of the samples so far, becoming the EWMA as time passes
     /// (`weight` → 1).
     pub fn score(&mut self, record: &Record) -> Score {
-        self.model.terms_into(record, &mut self.x, &mut self.terms);
+        let scale = self.advance(record);
+        let mut contributions = Vec::new();
+        self.contributions_into(scale, &mut contributions);
+        let value = sum_of(&contributions);
+        let raw: f64 = self.terms.iter().sum();
+        let top_cause_raw = contributions.first().map_or(0.0, |(j, _)| self.terms[*j]);
+        Score {
+            value,
+            anomaly: value > self.model.threshold,
+            raw,
+            raw_anomaly: raw > self.model.raw_threshold,
+            top_cause_raw,
+            contributions,
+        }
+    }
+
+    /// [`Scorer::score`] reduced to what training's later passes read, with the same
+    /// numbers, and without allocating the contributions (training scores every row).
+    pub(super) fn score_row(&mut self, record: &Record) -> super::train::RowScore {
+        let scale = self.advance(record);
+        let mut order = std::mem::take(&mut self.order);
+        self.contributions_into(scale, &mut order);
+        let row = super::train::RowScore {
+            value: sum_of(&order),
+            raw: self.terms.iter().sum(),
+            top_cause_raw: order.first().map(|(j, _)| self.terms[*j]),
+        };
+        self.order = order;
+        row
+    }
+
+    /// Take `record` into the average; returns the factor the state is scaled by.
+    fn advance(&mut self, record: &Record) -> f64 {
+        self.model
+            .terms_into(record, &mut self.x, &mut self.terms, &mut self.layout);
         let (a, timed) = self.alpha(record.timestamp_ms);
         self.last_ms = record.timestamp_ms;
         match self.start {
@@ -254,27 +309,26 @@ impl Scorer {
                 self.weight += a * (1.0 - self.weight);
             }
         }
-        let scale = 1.0 / self.weight;
-        let mut contributions: Vec<(usize, f64)> = self
-            .state
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| **e > 0.0)
-            .map(|(j, e)| (j, *e * scale))
-            .collect();
-        contributions.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let value: f64 = contributions.iter().map(|(_, e)| e).sum();
-        let raw: f64 = self.terms.iter().sum();
-        let top_cause_raw = contributions.first().map_or(0.0, |(j, _)| self.terms[*j]);
-        Score {
-            value,
-            anomaly: value > self.model.threshold,
-            raw,
-            raw_anomaly: raw > self.model.raw_threshold,
-            top_cause_raw,
-            contributions,
-        }
+        1.0 / self.weight
     }
+
+    /// The features' attributions, largest first, zeros left out, into `out`.
+    fn contributions_into(&self, scale: f64, out: &mut Vec<(usize, f64)>) {
+        out.clear();
+        out.extend(
+            self.state
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| **e > 0.0)
+                .map(|(j, e)| (j, *e * scale)),
+        );
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+}
+
+/// The score: the attributions summed largest first (the order fixes the rounding).
+fn sum_of(contributions: &[(usize, f64)]) -> f64 {
+    contributions.iter().map(|(_, e)| e).sum()
 }
 
 #[cfg(test)]
@@ -319,6 +373,26 @@ mod tests {
         assert_eq!(m.row_interval_ms(), Some(MINUTE as f64));
         assert!(m.time_of_day.is_none());
         (h, Arc::new(m))
+    }
+
+    #[test]
+    fn score_row_is_score_reduced() {
+        let (h, m) = model_on_minutes();
+        let mut a = Scorer::new(m.clone());
+        let mut b = Scorer::new(m);
+        // A spike, so some rows have a top cause back within its floor.
+        let mut rows = h[..300].to_vec();
+        rows[150].values[0].1 += 40.0;
+        for r in &rows {
+            let s = a.score(r);
+            let t = b.score_row(r);
+            assert_eq!(s.value.to_bits(), t.value.to_bits());
+            assert_eq!(s.raw.to_bits(), t.raw.to_bits());
+            assert_eq!(
+                s.contributions.first().map(|_| s.top_cause_raw),
+                t.top_cause_raw
+            );
+        }
     }
 
     /// The same model, smoothing per sample (as a file without the interval loads).

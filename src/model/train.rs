@@ -57,6 +57,26 @@ pub(crate) fn row_interval_ms(records: &[Record]) -> Option<f64> {
     }
 }
 
+/// One training row's score from training's threshold pass: what the passes after it
+/// read of a [`super::Score`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowScore {
+    /// The smoothed score.
+    pub value: f64,
+    /// The row's own score before smoothing.
+    pub raw: f64,
+    /// [`super::Score::top_cause_raw`]; `None` when no feature contributed.
+    pub top_cause_raw: Option<f64>,
+}
+
+/// The threshold pass's scores of every training row, in order, and the scorer after
+/// the rows it was asked to warm on ([`Model::train_scored`]).
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub rows: Vec<RowScore>,
+    pub scorer: Scorer,
+}
+
 /// Per-feature statistics over the finite values of one column.
 struct ColumnStats {
     count: usize,
@@ -112,6 +132,37 @@ impl Model {
         spec: &Spec,
         progress: Progress<'_>,
     ) -> Result<Model, TrainError> {
+        Model::fit(records, spec, progress, None).map(|(model, _)| model)
+    }
+
+    /// [`Model::train`], and what its threshold pass found: each row's score, and the
+    /// scorer as it stood after the first `warm` rows, on the trained model. What is
+    /// fitted next on the same rows (the fault risk, the false-alarm budget) and the
+    /// live stream that follows start from these instead of scoring the rows again:
+    /// the same scorer over the same rows gives the same numbers.
+    pub fn train_scored(
+        records: &[Record],
+        spec: &Spec,
+        warm: usize,
+    ) -> Result<(std::sync::Arc<Model>, Scored), TrainError> {
+        let (model, scored) = Model::fit(records, spec, &mut |_, _, _| {}, Some(warm))?;
+        let model = std::sync::Arc::new(model);
+        let mut scored = scored.unwrap_or_else(|| Scored {
+            rows: Vec::new(),
+            scorer: Scorer::new(model.clone()),
+        });
+        scored.scorer.rebind(model.clone());
+        Ok((model, scored))
+    }
+
+    /// Training itself; keeps the threshold pass's scores when asked to `keep` them
+    /// (with the scorer after that many rows).
+    fn fit(
+        records: &[Record],
+        spec: &Spec,
+        progress: Progress<'_>,
+        keep: Option<usize>,
+    ) -> Result<(Model, Option<Scored>), TrainError> {
         spec.validate()?;
         let n = records.len();
         let min = spec.min_rows.max(spec.clusters);
@@ -122,7 +173,15 @@ impl Model {
         // 1. Features, through the same function scoring uses.
         progress("features", 0, n);
         let all = Schema::discover(records);
-        let raw: Vec<Vec<f64>> = records.iter().map(|r| all.vector(r)).collect();
+        let mut layout = super::features::Layout::default();
+        let raw: Vec<Vec<f64>> = records
+            .iter()
+            .map(|r| {
+                let mut v = vec![f64::NAN; all.len()];
+                all.vector_into_with(r, &mut v, &mut layout);
+                v
+            })
+            .collect();
 
         // 2. Scale; constant (or all-missing) features are skipped.
         let mut names = Vec::new();
@@ -264,11 +323,19 @@ impl Model {
         let mut scorer = Scorer::new(shared);
         let mut scores = Vec::with_capacity(n);
         let mut raw = Vec::with_capacity(n);
+        let mut kept = Vec::with_capacity(if keep.is_some() { n } else { 0 });
+        let mut warmed = None;
         let step = (n / 100).max(1);
         for (i, r) in records.iter().enumerate() {
-            let s = scorer.score(r);
+            if keep == Some(i) {
+                warmed = Some(scorer.clone());
+            }
+            let s = scorer.score_row(r);
             scores.push(s.value);
             raw.push(s.raw);
+            if keep.is_some() {
+                kept.push(s);
+            }
             if i % step == 0 {
                 progress("threshold", i, n);
             }
@@ -276,7 +343,11 @@ impl Model {
         progress("threshold", n, n);
         model.threshold = quantile(&mut scores, spec.threshold_quantile);
         model.raw_threshold = quantile(&mut raw, spec.threshold_quantile);
-        Ok(model)
+        let scored = keep.map(|_| Scored {
+            rows: kept,
+            scorer: warmed.unwrap_or(scorer),
+        });
+        Ok((model, scored))
     }
 }
 

@@ -317,17 +317,105 @@ fn train_from(
         .into_iter()
         .filter(|r| r.timestamp_ms.is_none_or(|t| t <= now))
         .collect();
-    let model = Arc::new(Model::train(&rows, spec).map_err(|e| e.to_string())?);
+    fit_rows(&rows, now, spec, risk, incidents)
+}
+
+/// [`train_from`] on the rows read.
+fn fit_rows(
+    rows: &[Record],
+    now: i64,
+    spec: &crate::model::Spec,
+    risk: Option<&forecast::RiskConfig>,
+    incidents: Option<&IncidentConfig>,
+) -> Result<Trained, String> {
+    // The gate's view is of the rows before `now`. When those are the first rows (time
+    // order, the row at `now` last: what the history gives), training's own pass over
+    // the rows already holds every score the risk and the gate need, and the scorer
+    // warmed on them; otherwise they are scored again as they always were.
+    let before = rows
+        .iter()
+        .take_while(|r| r.timestamp_ms.is_some_and(|t| t < now))
+        .count();
+    let prefix = rows[before..]
+        .iter()
+        .all(|r| r.timestamp_ms.is_some_and(|t| t >= now));
+    if !prefix {
+        return train_rescoring(rows, now, spec, risk, incidents);
+    }
+    let (model, scored) = Model::train_scored(rows, spec, before).map_err(|e| e.to_string())?;
+    let scorer = scored.scorer;
     // The risk is calibrated on the rows the model learnt from, scored by the model
     // itself: the host's own history, no labels.
     let calibration = match risk {
-        Some(cfg) => forecast::risk::calibrate(&model, &rows, cfg),
+        Some(cfg) => {
+            let values: Vec<f64> = scored.rows.iter().map(|s| s.value).collect();
+            forecast::risk::calibrate_scored(&model, rows, &values, cfg)
+        }
+        None => Err("fault risk disabled".to_string()),
+    };
+    let threshold = model.threshold();
+    let raw_threshold = model.raw_threshold();
+    let gate_rows: Vec<incident::calibrate::Row> = rows[..before]
+        .iter()
+        .zip(&scored.rows)
+        .filter_map(|(r, s)| {
+            // As `Score::raw_anomaly` against the trained model.
+            let raw_anomaly = s.raw > raw_threshold;
+            Some(incident::calibrate::Row {
+                timestamp_ms: r.timestamp_ms?,
+                ratio: incident::signals::ratio(s.value, threshold),
+                sample_anomalous: raw_anomaly,
+                sample_opens: incident::signals::opens(raw_anomaly, s.top_cause_raw),
+            })
+        })
+        .collect();
+    Ok(finish(
+        model,
+        scorer,
+        calibration,
+        gate_rows,
+        now,
+        incidents,
+    ))
+}
+
+/// [`train_from`] for rows not in time order: each later pass scores them again.
+fn train_rescoring(
+    rows: &[Record],
+    now: i64,
+    spec: &crate::model::Spec,
+    risk: Option<&forecast::RiskConfig>,
+    incidents: Option<&IncidentConfig>,
+) -> Result<Trained, String> {
+    let model = Arc::new(Model::train(rows, spec).map_err(|e| e.to_string())?);
+    let calibration = match risk {
+        Some(cfg) => forecast::risk::calibrate(&model, rows, cfg),
         None => Err("fault risk disabled".to_string()),
     };
     // One more pass: the gate's view of the training rows, for the budget, and the
     // scorer left warm for the live stream.
     let mut scorer = Scorer::new(model.clone());
-    let gate_rows = gate_rows(&mut scorer, &model, &rows, now);
+    let gate_rows = gate_rows(&mut scorer, &model, rows, now);
+    Ok(finish(
+        model,
+        scorer,
+        calibration,
+        gate_rows,
+        now,
+        incidents,
+    ))
+}
+
+/// What is fitted on the gate's view of the training rows: the budget's calibration
+/// and the recent past.
+fn finish(
+    model: Arc<Model>,
+    scorer: Scorer,
+    calibration: Result<Calibration, String>,
+    gate_rows: Vec<incident::calibrate::Row>,
+    now: i64,
+    incidents: Option<&IncidentConfig>,
+) -> Trained {
     let opening = incidents.map(|c| incident::calibrate::calibrate(c, &gate_rows));
     let recent = match incidents {
         Some(c) => {
@@ -340,13 +428,13 @@ fn train_from(
         }
         None => Vec::new(),
     };
-    Ok(Trained {
+    Trained {
         model,
         scorer,
         calibration,
         opening,
         recent,
-    })
+    }
 }
 
 /// Score `rows` (those before `now`: the record at `now` is scored live next) with
@@ -384,4 +472,71 @@ fn warm(scorer: &mut Scorer, model: &Model, rows: &[Record], now: i64) -> Vec<(i
 /// temporary file and renames it.
 fn save_atomic(model: &Model, path: &Path) -> std::io::Result<()> {
     model.save(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three days of minute rows of four noisy metrics with a daily cycle and, on the
+    /// third day, a shift of two of them for an hour.
+    fn rows() -> Vec<Record> {
+        let mut x: u64 = 3;
+        let mut noise = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let t0 = 1_767_225_600_000; // 2026-01-01 UTC
+        (0..3 * 1440)
+            .map(|i| {
+                let day = (i as f64 / 1440.0 * std::f64::consts::TAU).sin();
+                let fault = if (2 * 1440 + 600..2 * 1440 + 660).contains(&i) {
+                    30.0
+                } else {
+                    0.0
+                };
+                Record {
+                    timestamp_ms: Some(t0 + i * 60_000),
+                    values: vec![
+                        ("cpu".into(), 20.0 + 5.0 * day + noise() + fault),
+                        ("mem".into(), 50.0 + noise()),
+                        ("disk".into(), 3.0 + 2.0 * noise() + fault),
+                        ("net".into(), 100.0 + 10.0 * day + 3.0 * noise()),
+                    ],
+                }
+            })
+            .collect()
+    }
+
+    /// Training's shared scores give what scoring the rows again gives: the fault
+    /// risk, the budget's multiplier, the gate's recent past and the warm scorer.
+    #[test]
+    fn shared_scores_train_as_rescoring_does() {
+        let rows = rows();
+        let spec = crate::model::Spec::default();
+        let risk = forecast::RiskConfig::default();
+        let incidents = IncidentConfig::default();
+        // The row at `now` (last) is scored live next, not by the gate.
+        let now = rows.last().and_then(|r| r.timestamp_ms).expect("timed");
+        let a = fit_rows(&rows, now, &spec, Some(&risk), Some(&incidents)).expect("trains");
+        let b = train_rescoring(&rows, now, &spec, Some(&risk), Some(&incidents)).expect("trains");
+        assert_eq!(a.model.threshold().to_bits(), b.model.threshold().to_bits());
+        assert_eq!(a.opening, b.opening);
+        assert!(a.opening.is_some());
+        assert_eq!(a.recent, b.recent);
+        assert!(!a.recent.is_empty());
+        let created = |c: &Result<Calibration, String>| {
+            c.clone().map(|mut c| {
+                c.model_created_ms = 0;
+                c
+            })
+        };
+        assert_eq!(created(&a.calibration), created(&b.calibration));
+        let (mut sa, mut sb) = (a.scorer, b.scorer);
+        for r in rows.iter().rev().take(3).rev() {
+            assert_eq!(sa.score(r), sb.score(r));
+        }
+    }
 }

@@ -235,11 +235,13 @@ impl Rows {
     pub fn record(&self, i: usize) -> Record {
         let (ts, p, r) = self.index[i];
         let part = &self.parts[p as usize];
-        let values = part
-            .columns
-            .iter()
-            .filter_map(|(name, c)| c.value_at(r).map(|v| (name.clone(), v)))
-            .collect();
+        // Sized once: training builds tens of thousands of these at each retraining.
+        let mut values = Vec::with_capacity(part.columns.len());
+        values.extend(
+            part.columns
+                .iter()
+                .filter_map(|(name, c)| c.value_at(r).map(|v| (name.clone(), v))),
+        );
         Record {
             timestamp_ms: Some(ts),
             values,
