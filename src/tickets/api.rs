@@ -29,63 +29,16 @@ impl TicketsApi {
 
     /// (HTTP status, JSON body) for a GET of `path`.
     pub fn handle(&self, path: &str, query: Option<&str>, now_ms: i64) -> (u16, String) {
-        let mut guard = match self.store.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if guard.is_none() {
-            match Store::open(&self.path) {
-                Ok(s) => *guard = Some(s),
-                Err(e) => {
-                    tracing::warn!("/api/v1/tickets: {e}");
-                    return error(503, "ticket store unavailable");
-                }
-            }
-        }
-        let Some(store) = guard.as_ref() else {
-            return error(503, "ticket store unavailable");
-        };
-        let rest = path
-            .strip_prefix("/api/v1/tickets")
-            .unwrap_or("")
-            .trim_matches('/');
-        let result = if rest.is_empty() {
-            let open = match open_filter(query) {
-                Ok(open) => open,
-                Err(e) => return error(400, &e),
-            };
-            store
-                .list(open, now_ms)
-                .map(|t| serde_json::to_string_pretty(&t))
-        } else {
-            match store.get(rest, now_ms) {
-                Ok(Some(t)) => Ok(serde_json::to_string_pretty(&t)),
-                Ok(None) => return error(404, &format!("no ticket {rest}")),
-                Err(e) => Err(e),
-            }
-        };
-        match result {
-            Ok(Ok(mut body)) => {
-                body.push('\n');
-                (200, body)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!("/api/v1/tickets: cannot encode: {e}");
-                error(500, "ticket query failed")
-            }
-            Err(e) => {
-                tracing::warn!("/api/v1/tickets: {e}");
-                error(500, "ticket query failed")
-            }
+        match self.with_store(|store| answer(store, path, query, now_ms)) {
+            Ok(reply) => reply,
+            Err(reason) => error(503, reason),
         }
     }
-}
 
-impl TicketsApi {
     /// Run `f` with the store (opened on first use), on the calling thread (the
-    /// blocking pool): the dashboard's pages and actions share this one connection.
-    /// `Err` is the general reason for a client when the store cannot open (the full
-    /// error is logged, with the path, here).
+    /// blocking pool): the API, the dashboard's pages and its actions share this one
+    /// connection. `Err` is the general reason for a client when the store cannot open
+    /// (the full error is logged, with the path, here).
     pub fn with_store<R>(&self, f: impl FnOnce(&Store) -> R) -> Result<R, &'static str> {
         let mut guard = match self.store.lock() {
             Ok(g) => g,
@@ -95,12 +48,49 @@ impl TicketsApi {
             match Store::open(&self.path) {
                 Ok(s) => *guard = Some(s),
                 Err(e) => {
-                    tracing::warn!("dashboard: {e}");
+                    tracing::warn!("ticket store: {e}");
                     return Err("ticket store unavailable");
                 }
             }
         }
         guard.as_ref().map(f).ok_or("ticket store unavailable")
+    }
+}
+
+/// The answer to a GET of `path` under `/api/v1/tickets`.
+fn answer(store: &Store, path: &str, query: Option<&str>, now_ms: i64) -> (u16, String) {
+    let rest = path
+        .strip_prefix("/api/v1/tickets")
+        .unwrap_or("")
+        .trim_matches('/');
+    let result = if rest.is_empty() {
+        let open = match open_filter(query) {
+            Ok(open) => open,
+            Err(e) => return error(400, &e),
+        };
+        store
+            .list(open, now_ms)
+            .map(|t| serde_json::to_string_pretty(&t))
+    } else {
+        match store.get(rest, now_ms) {
+            Ok(Some(t)) => Ok(serde_json::to_string_pretty(&t)),
+            Ok(None) => return error(404, &format!("no ticket {rest}")),
+            Err(e) => Err(e),
+        }
+    };
+    match result {
+        Ok(Ok(mut body)) => {
+            body.push('\n');
+            (200, body)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("/api/v1/tickets: cannot encode: {e}");
+            error(500, "ticket query failed")
+        }
+        Err(e) => {
+            tracing::warn!("/api/v1/tickets: {e}");
+            error(500, "ticket query failed")
+        }
     }
 }
 
