@@ -162,6 +162,19 @@ fn text<'a>(step: &'a serde_json::Value, sel: &str) -> &'a str {
     step["text"][sel].as_str().unwrap_or("")
 }
 
+/// The score chart's width over its card's inner width, and whether the health table's
+/// right edge stays within its card.
+const LAYOUT: &str =
+    "(() => { const b = (s) => document.querySelector(s).getBoundingClientRect(); \
+    const card = document.querySelector('#score-chart'); \
+    return {chart: b('#score-chart svg').width / card.clientWidth, \
+            health_fits: b('#health-parts').right <= b('#health').right}; })()";
+
+/// The `gw` heatmap's width over its card's inner width.
+const HEATMAP_WIDTH: &str =
+    "document.querySelector('#heatmap-gw svg').getBoundingClientRect().width \
+    / document.querySelector('#heatmap-gw').clientWidth";
+
 #[test]
 fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
     if !chromium() {
@@ -178,9 +191,9 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
             {"open": "/", "count": ["tr.ticket-row", "#resources tbody tr.memory",
                                     "#resources tbody tr.filesystem", "#score-chart svg",
                                     "#health-parts tbody tr", "#facts dd"],
-             "text": ["#phase"], "shot": "overview.png"},
-            {"open": "/latency", "count": [".target", "#heatmap-gw svg rect"],
-             "shot": "latency.png"},
+             "text": ["#phase"], "shot": "overview.png", "js": LAYOUT},
+            {"open": "/latency", "count": [".target", "#heatmap-gw svg rect", "#updated"],
+             "shot": "latency.png", "js": HEATMAP_WIDTH},
             {"click": ".target[data-target=gw] h2 a", "count": [".target"]},
             {"open": "/tickets", "count": ["tr.ticket-row"], "shot": "tickets.png"},
             {"open": "/tickets/INC-7", "count": ["#ack", "#timeline tr.event"],
@@ -204,6 +217,13 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
         "the score chart: {overview}"
     );
     assert_eq!(count(overview, "#health-parts tbody tr"), 4, "{overview}");
+    // The charts take their card's width; the health table stays inside its card.
+    let layout = &overview["js"];
+    assert!(layout["chart"].as_f64().unwrap() > 0.95, "{overview}");
+    assert_eq!(layout["health_fits"], true, "{overview}");
+    assert!(latency["js"].as_f64().unwrap() > 0.95, "{latency}");
+    // The Latency page does not poll, so it shows no "updated" clock.
+    assert_eq!(count(latency, "#updated"), 0, "{latency}");
     assert!(count(overview, "#facts dd") >= 5, "host facts: {overview}");
     // The replayed target and the live one.
     assert!(count(latency, ".target") >= 1, "{latency}");
