@@ -2,9 +2,10 @@
 # The README's dashboard screenshots (docs/overview.png, latency.png, ticket.png), from
 # a real run: a day of generated host history with its faults
 # (`anomalyd eval generate --faults`), shifted to end now and cut ten minutes into its
-# last fault (every ping to `gw` lost) so that ticket is still open, replayed into a
-# state directory; then `anomalyd run` on that state with two loopback ping targets
-# for SECONDS, and headless Chromium (tests/browser/cdp.py) reads the pages.
+# last fault (every ping to `gw` lost) so that ticket is still open, its label column
+# dropped (the model would learn it as a feature), replayed into a state directory;
+# then `anomalyd run` on that state with two loopback ping targets for SECONDS, and
+# headless Chromium (tests/browser/cdp.py) reads the pages.
 #
 #   bash docs/screenshots.sh [SECONDS]      (default 180; ping needs root or CAP_NET_RAW)
 #   ANOMALYD=target/ci/anomalyd bash docs/screenshots.sh   (a build already made)
@@ -21,7 +22,10 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 python3 - "$tmp/day.csv" "$tmp/cut.csv" <<'PY'
 import calendar, sys, time
 src, dst = sys.argv[1:]
-lines = open(src).read().splitlines()
+# The last column is the fault label (header `label`): the answer, not a measurement;
+# replayed, the model would learn it as a feature. Cut it from every line.
+lines = [l.rsplit(",", 1)[0] for l in open(src).read().splitlines()]
+assert open(src).readline().rstrip("\n").endswith(",label"), "no label column last"
 rows = lines[1:1 + 1296 + 10]          # the last fault starts at row 1296 of 1440
 secs = lambda l: calendar.timegm(time.strptime(l.split(",")[0], "%Y-%m-%d %H:%M:%S"))
 shift = int(time.time()) - 60 - secs(rows[-1])

@@ -31,8 +31,11 @@ fn replayed_state(dir: &Path) -> PathBuf {
         csv.to_str().unwrap(),
     ]);
     let text = std::fs::read_to_string(&csv).unwrap();
-    let mut lines = text.lines();
+    // The last column is the fault label: the answer, not a measurement, which the
+    // replay would learn as a feature. Cut from every line.
+    let mut lines = text.lines().map(|l| l.rsplit_once(',').unwrap().0);
     let header = lines.next().unwrap();
+    assert!(text.lines().next().unwrap().ends_with(",label"), "{header}");
     // The last fault starts at 90 % of the span (row 1296 of 1440).
     let rows: Vec<&str> = lines.take(1296 + 10).collect();
     let parse = |l: &str| anomalyd::text::parse_timestamp_ms(l.split(',').next().unwrap()).unwrap();
@@ -162,6 +165,19 @@ fn text<'a>(step: &'a serde_json::Value, sel: &str) -> &'a str {
     step["text"][sel].as_str().unwrap_or("")
 }
 
+/// The score chart's width over its card's inner width, and whether the health table's
+/// right edge stays within its card.
+const LAYOUT: &str =
+    "(() => { const b = (s) => document.querySelector(s).getBoundingClientRect(); \
+    const card = document.querySelector('#score-chart'); \
+    return {chart: b('#score-chart svg').width / card.clientWidth, \
+            health_fits: b('#health-parts').right <= b('#health').right}; })()";
+
+/// The `gw` heatmap's width over its card's inner width.
+const HEATMAP_WIDTH: &str =
+    "document.querySelector('#heatmap-gw svg').getBoundingClientRect().width \
+    / document.querySelector('#heatmap-gw').clientWidth";
+
 #[test]
 fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
     if !chromium() {
@@ -178,9 +194,9 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
             {"open": "/", "count": ["tr.ticket-row", "#resources tbody tr.memory",
                                     "#resources tbody tr.filesystem", "#score-chart svg",
                                     "#health-parts tbody tr", "#facts dd"],
-             "text": ["#phase"], "shot": "overview.png"},
-            {"open": "/latency", "count": [".target", "#heatmap-gw svg rect"],
-             "shot": "latency.png"},
+             "text": ["#phase", "#causes"], "shot": "overview.png", "js": LAYOUT},
+            {"open": "/latency", "count": [".target", "#heatmap-gw svg rect", "#updated"],
+             "shot": "latency.png", "js": HEATMAP_WIDTH},
             {"click": ".target[data-target=gw] h2 a", "count": [".target"]},
             {"open": "/tickets", "count": ["tr.ticket-row"], "shot": "tickets.png"},
             {"open": "/tickets/INC-7", "count": ["#ack", "#timeline tr.event"],
@@ -204,6 +220,15 @@ fn a_person_reads_every_page_and_acknowledges_a_ticket_with_a_click() {
         "the score chart: {overview}"
     );
     assert_eq!(count(overview, "#health-parts tbody tr"), 4, "{overview}");
+    // The charts take their card's width; the health table stays inside its card.
+    let layout = &overview["js"];
+    assert!(layout["chart"].as_f64().unwrap() > 0.95, "{overview}");
+    assert_eq!(layout["health_fits"], true, "{overview}");
+    assert!(latency["js"].as_f64().unwrap() > 0.95, "{latency}");
+    // The generated label column is not replayed, so it is never a cause.
+    assert!(!text(overview, "#causes").contains("label"), "{overview}");
+    // The Latency page does not poll, so it shows no "updated" clock.
+    assert_eq!(count(latency, "#updated"), 0, "{latency}");
     assert!(count(overview, "#facts dd") >= 5, "host facts: {overview}");
     // The replayed target and the live one.
     assert!(count(latency, ".target") >= 1, "{latency}");

@@ -83,3 +83,16 @@ pub fn problem(title: &str, nav: Nav, reason: &str) -> Markup {
 pub fn trusted(s: String) -> Markup {
     PreEscaped(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_page_that_polls_shows_when_it_was_updated() {
+        let polled = page("Overview", Nav::Overview, Some("/api/v1/live"), html! {}).into_string();
+        assert!(polled.contains("id=\"updated\""), "{polled}");
+        let still = page("Latency", Nav::Latency, None, html! {}).into_string();
+        assert!(!still.contains("updated"), "{still}");
+    }
+}

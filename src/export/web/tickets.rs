@@ -76,7 +76,7 @@ pub fn table(tickets: &[Ticket]) -> Markup {
 fn timeline(events: &[Event]) -> Markup {
     html! {
         table.timeline #timeline {
-            thead { tr { th { "When" } th { "What" } th { "" } } }
+            thead { tr { th { "When" } th { "Event" } th { "Detail" } } }
             tbody {
                 @for e in events {
                     tr class={ "event " (e.kind) } {
@@ -215,6 +215,31 @@ impl Action {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_timeline_has_a_header_cell_over_each_cell_of_its_rows() {
+        let e = Event {
+            at_ms: 1_700_000_000_000,
+            kind: "opened".into(),
+            summary: "opened: cpu busy".into(),
+            detail: serde_json::Value::Null,
+        };
+        let html = timeline(&[e]).into_string();
+        let (head, body) = html.split_once("</thead>").unwrap();
+        assert_eq!(
+            head.matches("<th>").count(),
+            body.matches("<td>").count(),
+            "{html}"
+        );
+        assert!(
+            !head.contains("<th></th>"),
+            "a header without a name: {html}"
+        );
+        assert!(
+            head.contains("<th>When</th><th>Event</th><th>Detail</th>"),
+            "{html}"
+        );
+    }
 
     #[test]
     fn forms_need_their_fields_on_one_short_line() {
