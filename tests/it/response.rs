@@ -3,9 +3,7 @@
 //! the response-time histograms in the /metrics text, checked by promtool.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::sinks::Server;
@@ -311,27 +309,6 @@ fn breaches_and_response_times_are_on_metrics_and_promtool_clean() {
     // Exported once: a later tick does not count the same resolution again.
     let body = publish(&stages, t + 60_000);
     assert!(body.contains("anomalyd_ticket_time_to_resolve_seconds_count{severity=\"P1\"} 1"));
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; tests/run.sh installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool: {report}"
-    );
+    let report = common::promtool_problems(&body);
+    assert!(report.is_empty(), "promtool: {report}");
 }

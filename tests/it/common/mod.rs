@@ -216,6 +216,35 @@ pub fn metric(body: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// What `promtool check metrics` says of an exposition body: empty when it is clean
+/// (and promtool exited 0), else its complaints.
+pub fn promtool_problems(body: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; tests/run.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && report.trim().is_empty() {
+        String::new()
+    } else {
+        format!("exit {}: {report}", out.status)
+    }
+}
+
 /// The incident the integration tests start from: a P2 storage forecast for `/var` on
 /// web-1 (change what a test needs with `..`).
 pub fn incident(id: &str, fp: &str, at_ms: i64) -> Incident {
