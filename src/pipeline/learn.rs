@@ -218,7 +218,10 @@ impl Pipeline {
     /// than `retrain_interval`. After a failed attempt (too few rows, say) the next waits
     /// a tenth of the retrain interval, at least the warm-up and at most an hour: not
     /// one attempt per tick.
-    pub(super) fn maybe_train(&mut self, now: i64) {
+    /// `record` is this tick's: an inline training (replay) reads the history up to
+    /// and including it.
+    pub(super) fn maybe_train(&mut self, record: &Record) {
+        let now = record.timestamp_ms.unwrap_or(0);
         if matches!(self.training, Training::Running(_)) {
             return;
         }
@@ -251,7 +254,7 @@ impl Pipeline {
             .then(|| self.forecast_cfg.risk.clone())
             .filter(|r| r.enabled);
         let incidents = self.incidents.as_ref().map(|i| i.config().clone());
-        match self.writer.inline() {
+        match self.writer.inline(record) {
             Some(history) => {
                 let result = train_from(
                     history,

@@ -180,12 +180,10 @@ impl Pipeline {
     pub fn process_record(&mut self, record: &Record) -> Verdict {
         let now = record.timestamp_ms.unwrap_or(0);
         self.first_ms = Some(self.first_ms.map_or(now, |f| f.min(now)));
-        // store: once scored, with its score (`writer.rs`)
-        self.writer.stage(record);
         // model
         let score = if self.model_cfg.enabled {
             self.poll_training();
-            self.maybe_train(now);
+            self.maybe_train(record);
             self.scorer.as_mut().map(|s| s.score(record))
         } else {
             None
@@ -198,12 +196,12 @@ impl Pipeline {
             ],
             _ => Vec::new(),
         };
+        // store: once scored, with its score (`writer.rs`)
         self.writer.append(record, &derived, now);
         self.log_phase(now);
         // forecast
         let outlook = if self.forecast_cfg.enabled {
             let mut outlook = self.forecaster.observe(record);
-            let threshold = self.state.model().map(|m| m.threshold());
             let scored = score.as_ref().zip(threshold);
             outlook.risk = self.risk.observe(now, scored, outlook.min_eta());
             outlook

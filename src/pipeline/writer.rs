@@ -6,9 +6,8 @@
 //! A record is stored with what the model made of it (its score and threshold, as
 //! derived series: `store::derived`), so it is appended after scoring. In replay a
 //! training that runs inline at this very record must see it in the history, as it
-//! always has: [`Writer::stage`] keeps the record, [`Writer::inline`] stores it before
-//! training reads, and [`Writer::append`] then stores it (with its score) only if that
-//! did not happen.
+//! always has: [`Writer::inline`] stores it before training reads, and
+//! [`Writer::append`] then skips it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -46,18 +45,10 @@ pub(super) enum Writer {
     Inline {
         history: Box<History>,
         last_prune_ms: i64,
-        /// The record of this tick, staged until it is scored (see the module header).
-        staged: Staged,
+        /// This tick's record is stored already, for a training that read the history
+        /// at it (see the module header).
+        stored: bool,
     },
-}
-
-/// Where this tick's record is, inline.
-pub(super) enum Staged {
-    Nothing,
-    /// Waiting for its score.
-    Pending(Record),
-    /// Stored already, for a training that read the history at this record.
-    Stored,
 }
 
 impl Writer {
@@ -66,7 +57,7 @@ impl Writer {
             Mode::Replay => Writer::Inline {
                 history: Box::new(history),
                 last_prune_ms: 0,
-                staged: Staged::Nothing,
+                stored: false,
             },
             Mode::Live => {
                 let dropped = Arc::new(AtomicU64::new(0));
@@ -81,28 +72,22 @@ impl Writer {
     }
 
     /// The history, when it is written inline (replay: training reads it directly),
-    /// with the staged record stored first.
-    pub(super) fn inline(&mut self) -> Option<&History> {
+    /// with this tick's `record` stored first (without its score, which it has not
+    /// got yet).
+    pub(super) fn inline(&mut self, record: &Record) -> Option<&History> {
         match self {
             Writer::Inline {
-                history, staged, ..
+                history, stored, ..
             } => {
-                if let Staged::Pending(record) = std::mem::replace(staged, Staged::Stored) {
-                    if let Err(e) = history.append(&record) {
+                if !*stored {
+                    *stored = true;
+                    if let Err(e) = history.append(record) {
                         tracing::warn!("history: {}", crate::text::error_chain(&e));
                     }
                 }
                 Some(history)
             }
             Writer::Thread { .. } => None,
-        }
-    }
-
-    /// Inline: keep this tick's record until [`Writer::append`] (a training may store
-    /// it before). Live: nothing to do, the writer thread gets it whole later.
-    pub(super) fn stage(&mut self, record: &Record) {
-        if let Writer::Inline { staged, .. } = self {
-            *staged = Staged::Pending(record.clone());
         }
     }
 
@@ -153,16 +138,11 @@ impl Writer {
             Writer::Inline {
                 history,
                 last_prune_ms,
-                staged,
+                stored,
             } => {
                 // Already stored when a training took it (then without its score).
-                let record = match std::mem::replace(staged, Staged::Nothing) {
-                    Staged::Pending(r) => Some(r),
-                    Staged::Stored => None,
-                    Staged::Nothing => Some(record.clone()),
-                };
-                if let Some(r) = record {
-                    if let Err(e) = history.append(&with_derived(r)) {
+                if !std::mem::take(stored) {
+                    if let Err(e) = history.append(&with_derived(record.clone())) {
                         tracing::warn!("history: {}", crate::text::error_chain(&e));
                     }
                 }
@@ -349,10 +329,8 @@ mod tests {
         for mode in [Mode::Live, Mode::Replay] {
             let path = dir.path().join(format!("{mode:?}.db"));
             let mut w = Writer::start(History::open_mode(&path, &config, mode).unwrap(), mode);
-            w.stage(&record(t0));
             w.append(&record(t0), &score, t0);
-            w.stage(&record(t0 + 1000));
-            if let Some(h) = w.inline() {
+            if let Some(h) = w.inline(&record(t0 + 1000)) {
                 // What a training at this record reads: the record itself.
                 let rows = h.range(t0, t0 + 2000, Tier::Raw).unwrap();
                 assert_eq!(rows.len(), 2, "{mode:?}");

@@ -6,6 +6,7 @@
 //! Times on the x axis are UTC, `HH:MM` for a period of a day or less, `MM-DD HH:MM`
 //! beyond.
 
+use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -47,6 +48,35 @@ fn time_label(ms: i64, span_ms: i64) -> String {
 
 fn canvas(svg: &mut String, height: u32) -> DrawingArea<SVGBackend<'_>, Shift> {
     SVGBackend::with_string(svg, (WIDTH, height)).into_drawing_area()
+}
+
+/// Every chart here: time along x over the period, `y` up, on a white canvas.
+type TimeChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordi64, RangedCoordf64>>;
+type DrawError = DrawingAreaErrorKind<std::io::Error>;
+
+fn time_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    period: Period,
+    y: std::ops::Range<f64>,
+    y_label_area: u32,
+) -> Result<TimeChart<'a, 'b>, DrawError> {
+    root.fill(&WHITE)?;
+    ChartBuilder::on(root)
+        .margin(10)
+        .x_label_area_size(28)
+        .y_label_area_size(y_label_area)
+        .build_cartesian_2d(period.from_ms..period.to_ms, y)
+}
+
+/// The series' legend, top left.
+fn legend<'a, 'b: 'a>(chart: &mut TimeChart<'a, 'b>) -> Result<(), DrawError> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(RGBColor(200, 200, 200))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
 }
 
 const SCORE: RGBColor = RGBColor(31, 90, 170);
@@ -93,13 +123,7 @@ pub fn score_chart(t: &Timeline) -> Result<String, ChartError> {
     let mut svg = String::new();
     {
         let root = canvas(&mut svg, HEIGHT);
-        root.fill(&WHITE).map_err(&e)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(10)
-            .x_label_area_size(28)
-            .y_label_area_size(56)
-            .build_cartesian_2d(p.from_ms..p.to_ms, lo.log10()..hi.log10())
-            .map_err(&e)?;
+        let mut chart = time_chart(&root, p, lo.log10()..hi.log10(), 56).map_err(&e)?;
         let span = p.span_ms();
         chart
             .configure_mesh()
@@ -140,13 +164,7 @@ pub fn score_chart(t: &Timeline) -> Result<String, ChartError> {
             .map_err(&e)?
             .label("score")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], SCORE));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(RGBColor(200, 200, 200))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(&e)?;
+        legend(&mut chart).map_err(&e)?;
         root.present().map_err(&e)?;
     }
     Ok(svg)
@@ -170,13 +188,7 @@ pub fn heatmap_chart(h: &Heatmap) -> Result<String, ChartError> {
     let mut svg = String::new();
     {
         let root = canvas(&mut svg, HEIGHT);
-        root.fill(&WHITE).map_err(&e)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(10)
-            .x_label_area_size(28)
-            .y_label_area_size(64)
-            .build_cartesian_2d(p.from_ms..p.to_ms, lo.ln()..hi.ln())
-            .map_err(&e)?;
+        let mut chart = time_chart(&root, p, lo.ln()..hi.ln(), 64).map_err(&e)?;
         let span = p.span_ms();
         chart
             .configure_mesh()
@@ -246,18 +258,12 @@ pub fn usage_chart(h: &Health, period: Period) -> Result<String, ChartError> {
     let mut svg = String::new();
     {
         let root = canvas(&mut svg, HEIGHT);
-        root.fill(&WHITE).map_err(&e)?;
         let hi = h
             .usage
             .iter()
             .flat_map(|u| u.points.iter().map(|p| p.1))
             .fold(1.0, f64::max);
-        let mut chart = ChartBuilder::on(&root)
-            .margin(10)
-            .x_label_area_size(28)
-            .y_label_area_size(56)
-            .build_cartesian_2d(period.from_ms..period.to_ms, 0f64..hi)
-            .map_err(&e)?;
+        let mut chart = time_chart(&root, period, 0f64..hi, 56).map_err(&e)?;
         let span = period.span_ms();
         chart
             .configure_mesh()
@@ -283,13 +289,7 @@ pub fn usage_chart(h: &Health, period: Period) -> Result<String, ChartError> {
                 .label(u.name)
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(RGBColor(200, 200, 200))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(&e)?;
+        legend(&mut chart).map_err(&e)?;
         root.present().map_err(&e)?;
     }
     Ok(svg)
