@@ -97,6 +97,11 @@ impl Incidents {
         self.engine.opening_level()
     }
 
+    /// See [`Desk::look_for_changes_every`].
+    pub fn look_for_changes_every(&mut self, every: std::time::Duration) {
+        self.desk.look_for_changes_every(every);
+    }
+
     pub fn desk(&self) -> &Desk {
         &self.desk
     }
@@ -428,6 +433,24 @@ mod tests {
             }
         }
         assert_eq!(deadline_events(dir.path()), Vec::new());
+    }
+
+    /// A replay looks for an operator's changes on a wall-clock period, not at every
+    /// tick; once the period has passed the change is seen as at every tick.
+    #[test]
+    fn a_replay_looks_for_an_operators_changes_on_a_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut desk, record) = fresh(dir.path());
+        desk.look_for_changes_every(std::time::Duration::from_secs(3600));
+        desk.tick(30_000, &record, &fill(600.0));
+        desk.tick(60_000, &record, &fill(600.0));
+        let other = crate::tickets::Store::open(&dir.path().join("tickets.db")).unwrap();
+        assert!(other.ack("INC-1", Some("alice"), 150_000).unwrap());
+        desk.tick(180_000, &record, &fill(600.0));
+        assert_eq!(ack_times(&desk), Vec::<f64>::new(), "within the period");
+        desk.look_for_changes_every(std::time::Duration::ZERO);
+        desk.tick(210_000, &record, &fill(600.0));
+        assert_eq!(ack_times(&desk), vec![120.0], "seen once looked for");
     }
 
     /// `on_breach: escalate`: the breach raises the severity one level (P1 -> P0);

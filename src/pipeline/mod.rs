@@ -43,6 +43,11 @@ pub use once::forecast_once;
 use learn::Training;
 use writer::Writer;
 
+/// How often a replay looks for an operator's changes to its tickets (acknowledged,
+/// resolved, silenced by `anomalyd tickets` beside it): a live daemon looks at every
+/// tick, a replay's ticks are microseconds apart.
+const REPLAY_LOOK_EVERY: Duration = Duration::from_millis(200);
+
 /// What one record produced: the model's verdict (when a model is in place) and the
 /// forecast (time to exhaustion, forecast events, fault risk).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -116,7 +121,10 @@ impl Pipeline {
                 Mode::Replay => 0,
             };
             match (Incidents::open(config, state, now), mode) {
-                (Ok(i), _) => {
+                (Ok(mut i), _) => {
+                    if mode == Mode::Replay {
+                        i.look_for_changes_every(REPLAY_LOOK_EVERY);
+                    }
                     let remediation = Incidents::open_remediation(config, state, mode)?;
                     components.push(("incidents", None));
                     if config.remediation.enabled {

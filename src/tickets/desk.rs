@@ -49,6 +49,10 @@ pub struct Desk {
     config_silences: Vec<Silence>,
     stored_silences: Vec<Silence>,
     data_version: Option<i64>,
+    /// Ask the store for other connections' changes at most this often (wall time);
+    /// zero: at every tick. See [`Desk::look_for_changes_every`].
+    look_every: std::time::Duration,
+    looked: Option<std::time::Instant>,
     /// Open incidents whose tickets are muted, and by which silence.
     muted: HashMap<String, String>,
     /// Report material of each open incident.
@@ -106,6 +110,8 @@ impl Desk {
             config_silences: incidents.silences.clone(),
             stored_silences: Vec::new(),
             data_version: None,
+            look_every: std::time::Duration::ZERO,
+            looked: None,
             muted,
             contexts: HashMap::new(),
             opening_ms: incidents.opening.open_window.as_millis() as i64,
@@ -150,7 +156,24 @@ impl Desk {
         }
     }
 
+    /// Look for other connections' changes (an operator's `tickets ack`, a silence) at
+    /// most every `every` of wall time instead of at every tick. A replay sets it: it
+    /// runs tens of thousands of ticks a second, and asking SQLite for its
+    /// `data_version` takes the WAL's read lock each time (a sixth of a replay's time
+    /// outside training). Nothing of the replay's own changes this (SQLite counts only
+    /// other connections' commits), so a replay nobody touches decides the same.
+    pub fn look_for_changes_every(&mut self, every: std::time::Duration) {
+        self.look_every = every;
+    }
+
     fn read_changes(&mut self, now_ms: i64, engine: &Engine) -> Result<Vec<String>, StoreError> {
+        if !self.look_every.is_zero() {
+            let now = std::time::Instant::now();
+            if self.looked.is_some_and(|t| now.duration_since(t) < self.look_every) {
+                return Ok(Vec::new());
+            }
+            self.looked = Some(now);
+        }
         let v = self.store.data_version()?;
         if self.data_version == Some(v) {
             return Ok(Vec::new());
