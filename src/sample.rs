@@ -243,6 +243,23 @@ pub struct Record {
     pub values: Vec<(String, f64)>,
 }
 
+impl Record {
+    /// Make the `k`-th value `(name, value)`, dropping the values from `k` on when the
+    /// name there differs. A record refilled row after row (a CSV being streamed, the
+    /// replay's row with its score) keeps its names instead of allocating one per
+    /// value per row: a name compared costs less than a name made. Values past the
+    /// last one set are the caller's to [`Vec::truncate`].
+    pub fn set_at(&mut self, k: usize, name: &str, value: f64) {
+        match self.values.get_mut(k) {
+            Some((n, v)) if n == name => *v = value,
+            _ => {
+                self.values.truncate(k);
+                self.values.push((name.to_string(), value));
+            }
+        }
+    }
+}
+
 impl Sample {
     /// The feature points of this sample as a [`Record`].
     pub fn record(&self) -> Record {
@@ -254,6 +271,31 @@ impl Sample {
                 .filter(|p| p.feature && p.kind == Kind::Gauge)
                 .map(|p| (feature_name(p), p.value))
                 .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Record;
+
+    /// A refilled record keeps its names where they match and ends up exactly the row
+    /// set, whatever it held before.
+    #[test]
+    fn set_at_refills_a_record_in_place() {
+        let mut r = Record::default();
+        for row in [
+            &[("a", 1.0), ("b", 2.0), ("c", 3.0)][..],
+            &[("a", 4.0), ("c", 5.0)],
+            &[("a", 6.0), ("c", 7.0), ("d", 8.0)],
+            &[],
+        ] {
+            for (k, (n, v)) in row.iter().enumerate() {
+                r.set_at(k, n, *v);
+            }
+            r.values.truncate(row.len());
+            let want: Vec<(String, f64)> = row.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+            assert_eq!(r.values, want);
         }
     }
 }

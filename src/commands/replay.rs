@@ -19,7 +19,7 @@ use std::path::Path;
 
 use super::score::{write_row, write_time};
 use crate::cli::ReplayArgs;
-use crate::model::csv::read_series;
+use crate::model::csv::stream_series;
 use crate::pipeline::{Mode, Pipeline};
 use crate::settings::Config;
 use crate::store::{Scratch, StateDir};
@@ -61,8 +61,12 @@ pub fn replay(
     out: &mut dyn Write,
     log: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let table = read_series(input)?;
-    let timed = table.timed();
+    // The whole file is checked first: a bad line anywhere is an error before any row
+    // reaches the state directory (and comes in seconds, not after the replay).
+    let mut check = stream_series(input)?;
+    while check.next_row()?.is_some() {}
+    let mut rows = stream_series(input)?;
+    let timed = rows.timed();
     let scratch;
     let state = match state_dir {
         Some(d) => StateDir::create(d)?,
@@ -89,12 +93,13 @@ pub fn replay(
         writeln!(out, "score,anomaly,cause")?;
     }
     let mut row = Vec::new();
-    for (i, record) in table.records.into_iter().enumerate() {
-        let mut record = record;
+    let mut i = 0;
+    while let Some(record) = rows.next_row()? {
         if record.timestamp_ms.is_none() {
-            record.timestamp_ms = Some(i as i64 * step);
+            record.timestamp_ms = Some(i * step);
         }
-        let verdict = pipeline.process_record(&record);
+        i += 1;
+        let verdict = pipeline.process_record(record);
         row.clear();
         if timed {
             write_time(&mut row, record.timestamp_ms)?;

@@ -48,6 +48,8 @@ pub(super) enum Writer {
         /// This tick's record is stored already, for a training that read the history
         /// at it (see the module header).
         stored: bool,
+        /// The row stored, refilled each tick (the record and its derived series).
+        row: Record,
     },
 }
 
@@ -58,6 +60,7 @@ impl Writer {
                 history: Box::new(history),
                 last_prune_ms: 0,
                 stored: false,
+                row: Record::default(),
             },
             Mode::Live => {
                 let dropped = Arc::new(AtomicU64::new(0));
@@ -139,10 +142,19 @@ impl Writer {
                 history,
                 last_prune_ms,
                 stored,
+                row,
             } => {
                 // Already stored when a training took it (then without its score).
                 if !std::mem::take(stored) {
-                    if let Err(e) = history.append(&with_derived(record.clone())) {
+                    row.timestamp_ms = record.timestamp_ms;
+                    let values = record.values.iter().map(|(n, v)| (n.as_str(), *v));
+                    let mut k = 0;
+                    for (name, value) in values.chain(derived.iter().copied()) {
+                        row.set_at(k, name, value);
+                        k += 1;
+                    }
+                    row.values.truncate(k);
+                    if let Err(e) = history.append(row) {
                         tracing::warn!("history: {}", crate::text::error_chain(&e));
                     }
                 }

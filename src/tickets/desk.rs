@@ -169,7 +169,10 @@ impl Desk {
     fn read_changes(&mut self, now_ms: i64, engine: &Engine) -> Result<Vec<String>, StoreError> {
         if !self.look_every.is_zero() {
             let now = std::time::Instant::now();
-            if self.looked.is_some_and(|t| now.duration_since(t) < self.look_every) {
+            if self
+                .looked
+                .is_some_and(|t| now.duration_since(t) < self.look_every)
+            {
                 return Ok(Vec::new());
             }
             self.looked = Some(now);
