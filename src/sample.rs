@@ -275,6 +275,61 @@ impl Sample {
     }
 }
 
+/// Training rows as one matrix: the feature names once, each row's time, and the
+/// values row by row (NaN where a row lacks the feature or its value is not finite).
+///
+/// Training reads tens of thousands of rows at each retraining. As [`Record`]s each
+/// value carries its own copy of its name (43,200 rows × 40 features are 1.7 million
+/// small allocations, about 80 MB) and is found in the schema by comparing names
+/// again. The history reads its rows straight into this shape
+/// (`store::History::training_frame`); `model::frame::from_records` builds the same
+/// frame from records (a CSV for `anomalyd train`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    names: Vec<String>,
+    ts: Vec<Option<i64>>,
+    values: Vec<f64>,
+}
+
+impl Frame {
+    /// `values` holds `ts.len()` rows of `names.len()` values each.
+    pub fn new(names: Vec<String>, ts: Vec<Option<i64>>, values: Vec<f64>) -> Frame {
+        assert_eq!(
+            values.len(),
+            ts.len() * names.len(),
+            "a frame is rows × names"
+        );
+        Frame { names, ts, values }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn timestamps(&self) -> &[Option<i64>] {
+        &self.ts
+    }
+
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Row `i`'s values, in [`Frame::names`] order.
+    pub fn row(&self, i: usize) -> &[f64] {
+        let d = self.names.len();
+        &self.values[i * d..(i + 1) * d]
+    }
+
+    /// The rows, in order.
+    pub fn rows(&self) -> impl Iterator<Item = &[f64]> + '_ {
+        (0..self.len()).map(|i| self.row(i))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Record;

@@ -226,18 +226,18 @@ struct Stream {
     opens: Vec<i64>,
 }
 
-fn stream(model: &Model, rows: &[Record], scores: &[f64], cfg: &RiskConfig) -> Stream {
+fn stream(model: &Model, stamps: &[Option<i64>], scores: &[f64], cfg: &RiskConfig) -> Stream {
     let mut traj = Trajectory::new(cfg.horizon);
     let mut deb = Debounce::new(cfg.debounce_anomalous, cfg.debounce_of);
     let mut s = Stream {
-        x: Vec::with_capacity(rows.len()),
-        ts: Vec::with_capacity(rows.len()),
-        open: Vec::with_capacity(rows.len()),
+        x: Vec::with_capacity(stamps.len()),
+        ts: Vec::with_capacity(stamps.len()),
+        open: Vec::with_capacity(stamps.len()),
         opens: Vec::new(),
     };
-    for (i, (r, &value)) in rows.iter().zip(scores).enumerate() {
+    for (i, (t, &value)) in stamps.iter().zip(scores).enumerate() {
         // Rows without time (a header-less CSV) are a minute apart, as SMD's.
-        let ts = r.timestamp_ms.unwrap_or(i as i64 * 60_000);
+        let ts = t.unwrap_or(i as i64 * 60_000);
         // As `Score::anomaly`.
         let anomaly = value > model.threshold();
         s.x.push(traj.push(ts, value / model.threshold(), anomaly));
@@ -260,19 +260,20 @@ pub fn calibrate(
 ) -> Result<Calibration, String> {
     let mut scorer = Scorer::new(Arc::clone(model));
     let scores: Vec<f64> = rows.iter().map(|r| scorer.score(r).value).collect();
-    calibrate_scored(model, rows, &scores, cfg)
+    let stamps: Vec<Option<i64>> = rows.iter().map(|r| r.timestamp_ms).collect();
+    calibrate_scored(model, &stamps, &scores, cfg)
 }
 
 /// [`calibrate`] with the rows' smoothed `scores` already known (training's own pass
 /// over them, [`Model::train_scored`]: a fresh scorer over the same rows).
 pub fn calibrate_scored(
     model: &Arc<Model>,
-    rows: &[Record],
+    stamps: &[Option<i64>],
     scores: &[f64],
     cfg: &RiskConfig,
 ) -> Result<Calibration, String> {
-    debug_assert_eq!(rows.len(), scores.len());
-    let s = stream(model, rows, scores, cfg);
+    debug_assert_eq!(stamps.len(), scores.len());
+    let s = stream(model, stamps, scores, cfg);
     let h = cfg.horizon.as_millis() as i64;
     let mut xs = Vec::new();
     let mut ys = Vec::new();
@@ -293,7 +294,7 @@ pub fn calibrate_scored(
         return Err(format!(
             "{} incidents in {} training rows: too few to calibrate the fault risk",
             s.opens.len(),
-            rows.len()
+            stamps.len()
         ));
     }
     let (mean, scale) = standardise(&xs);

@@ -81,6 +81,7 @@ mod config;
 pub mod csv;
 pub mod eval;
 pub mod features;
+pub mod frame;
 pub mod persist;
 pub mod score;
 pub mod spec;

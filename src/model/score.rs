@@ -69,8 +69,14 @@ impl Model {
         layout: &mut Layout,
     ) {
         self.schema.vector_into_with(record, x, layout);
+        self.terms_of(record.timestamp_ms, x, terms);
+    }
+
+    /// [`Model::terms_into`] of a row already in schema order: `x` holds its values
+    /// (NaN: missing) and is left holding the scaled, de-seasoned ones.
+    pub(crate) fn terms_of(&self, ts: Option<i64>, x: &mut [f64], terms: &mut [f64]) {
         let d = x.len();
-        let baseline = match (&self.time_of_day, record.timestamp_ms) {
+        let baseline = match (&self.time_of_day, ts) {
             (Some(t), Some(ts)) => Some(t.baseline_at(ts)),
             _ => None,
         };
@@ -170,7 +176,7 @@ pub struct Scorer {
     x: Vec<f64>,
     terms: Vec<f64>,
     layout: Layout,
-    /// Scratch for [`Scorer::score_row`]'s attributions.
+    /// Scratch for [`Scorer::score_values`]' attributions.
     order: Vec<(usize, f64)>,
 }
 
@@ -268,9 +274,15 @@ impl Scorer {
     }
 
     /// [`Scorer::score`] reduced to what training's later passes read, with the same
-    /// numbers, and without allocating the contributions (training scores every row).
-    pub(super) fn score_row(&mut self, record: &Record) -> super::train::RowScore {
-        let scale = self.advance(record);
+    /// numbers, and without allocating the contributions (training scores every row),
+    /// of a row in schema order: `values[k]` is the value of the model's feature `k`
+    /// (NaN: missing), as `Schema::vector_into` gives it.
+    pub fn score_values(&mut self, ts: Option<i64>, values: &[f64]) -> super::train::RowScore {
+        let scale = self.advance_values(ts, values);
+        self.row_score(scale)
+    }
+
+    fn row_score(&mut self, scale: f64) -> super::train::RowScore {
         let mut order = std::mem::take(&mut self.order);
         self.contributions_into(scale, &mut order);
         let row = super::train::RowScore {
@@ -286,8 +298,20 @@ impl Scorer {
     fn advance(&mut self, record: &Record) -> f64 {
         self.model
             .terms_into(record, &mut self.x, &mut self.terms, &mut self.layout);
-        let (a, timed) = self.alpha(record.timestamp_ms);
-        self.last_ms = record.timestamp_ms;
+        self.take(record.timestamp_ms)
+    }
+
+    /// [`Scorer::advance`] for a row already in schema order (a training frame's).
+    fn advance_values(&mut self, ts: Option<i64>, values: &[f64]) -> f64 {
+        self.x.copy_from_slice(values);
+        self.model.terms_of(ts, &mut self.x, &mut self.terms);
+        self.take(ts)
+    }
+
+    /// Take this sample's terms (just computed) into the average.
+    fn take(&mut self, ts: Option<i64>) -> f64 {
+        let (a, timed) = self.alpha(ts);
+        self.last_ms = ts;
         match self.start {
             Start::Empty => {
                 self.state.copy_from_slice(&self.terms);
@@ -376,16 +400,16 @@ mod tests {
     }
 
     #[test]
-    fn score_row_is_score_reduced() {
+    fn score_values_is_score_reduced() {
         let (h, m) = model_on_minutes();
         let mut a = Scorer::new(m.clone());
-        let mut b = Scorer::new(m);
+        let mut b = Scorer::new(m.clone());
         // A spike, so some rows have a top cause back within its floor.
         let mut rows = h[..300].to_vec();
         rows[150].values[0].1 += 40.0;
         for r in &rows {
             let s = a.score(r);
-            let t = b.score_row(r);
+            let t = b.score_values(r.timestamp_ms, &m.schema.vector(r));
             assert_eq!(s.value.to_bits(), t.value.to_bits());
             assert_eq!(s.raw.to_bits(), t.raw.to_bits());
             assert_eq!(

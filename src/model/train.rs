@@ -16,7 +16,7 @@ use super::score::Scorer;
 use super::spec::Spec;
 use super::threshold::quantile;
 use super::{Model, TimeOfDay, TrainingWindow};
-use crate::sample::Record;
+use crate::sample::{Frame, Record};
 
 /// Why a model could not be trained.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +43,10 @@ const TRAINING_CLOCK: Clock = Clock::Local;
 /// consecutive timestamps. The median, because history has holes (the daemon was
 /// stopped) and clock steps that say nothing about the sampling interval. `None`
 /// without two consecutive timestamped rows.
-pub(crate) fn row_interval_ms(records: &[Record]) -> Option<f64> {
-    let mut gaps: Vec<f64> = records
+pub(crate) fn row_interval_ms(stamps: &[Option<i64>]) -> Option<f64> {
+    let mut gaps: Vec<f64> = stamps
         .windows(2)
-        .filter_map(|w| match (w[0].timestamp_ms, w[1].timestamp_ms) {
+        .filter_map(|w| match (w[0], w[1]) {
             (Some(a), Some(b)) if b > a => Some((b - a) as f64),
             _ => None,
         })
@@ -136,9 +136,9 @@ struct ColumnStats {
     max: f64,
 }
 
-fn column_stats(rows: &[Vec<f64>], j: usize) -> ColumnStats {
+fn column_stats(rows: &Frame, j: usize) -> ColumnStats {
     let (mut count, mut sum, mut min, mut max) = (0usize, 0.0, f64::INFINITY, f64::NEG_INFINITY);
-    for r in rows {
+    for r in rows.rows() {
         let v = r[j];
         if v.is_finite() {
             count += 1;
@@ -149,7 +149,7 @@ fn column_stats(rows: &[Vec<f64>], j: usize) -> ColumnStats {
     }
     let mean = if count > 0 { sum / count as f64 } else { 0.0 };
     let mut ss = 0.0;
-    for r in rows {
+    for r in rows.rows() {
         let v = r[j];
         if v.is_finite() {
             ss += (v - mean) * (v - mean);
@@ -182,7 +182,8 @@ impl Model {
         spec: &Spec,
         progress: Progress<'_>,
     ) -> Result<Model, TrainError> {
-        Model::fit(records, spec, progress, None).map(|(model, _)| model)
+        Model::fit(&super::frame::from_records(records), spec, progress, None)
+            .map(|(model, _)| model)
     }
 
     /// [`Model::train`], and what its threshold pass found: each row's score, and the
@@ -191,11 +192,11 @@ impl Model {
     /// live stream that follows start from these instead of scoring the rows again:
     /// the same scorer over the same rows gives the same numbers.
     pub fn train_scored(
-        records: &[Record],
+        rows: &Frame,
         spec: &Spec,
         warm: usize,
     ) -> Result<(std::sync::Arc<Model>, Scored), TrainError> {
-        let (model, scored) = Model::fit(records, spec, &mut |_, _, _| {}, Some(warm))?;
+        let (model, scored) = Model::fit(rows, spec, &mut |_, _, _| {}, Some(warm))?;
         let model = std::sync::Arc::new(model);
         let mut scored = scored.unwrap_or_else(|| Scored {
             rows: Vec::new(),
@@ -208,30 +209,20 @@ impl Model {
     /// Training itself; keeps the threshold pass's scores when asked to `keep` them
     /// (with the scorer after that many rows).
     fn fit(
-        records: &[Record],
+        rows: &Frame,
         spec: &Spec,
         progress: Progress<'_>,
         keep: Option<usize>,
     ) -> Result<(Model, Option<Scored>), TrainError> {
         spec.validate()?;
-        let n = records.len();
+        let n = rows.len();
         let min = spec.min_rows.max(spec.clusters);
         if n < min {
             return Err(TrainError::TooFewRows { rows: n, min });
         }
 
-        // 1. Features, through the same function scoring uses.
+        // 1. Features: the frame's, found by the same function scoring uses.
         progress("features", 0, n);
-        let all = Schema::discover(records);
-        let mut layout = super::features::Layout::default();
-        let raw: Vec<Vec<f64>> = records
-            .iter()
-            .map(|r| {
-                let mut v = vec![f64::NAN; all.len()];
-                all.vector_into_with(r, &mut v, &mut layout);
-                v
-            })
-            .collect();
 
         // 2. Scale; constant (or all-missing) features are skipped.
         let mut names = Vec::new();
@@ -239,8 +230,8 @@ impl Model {
         let mut cols = Vec::new();
         let mut center = Vec::new();
         let mut scale = Vec::new();
-        for (j, name) in all.names().iter().enumerate() {
-            let s = column_stats(&raw, j);
+        for (j, name) in rows.names().iter().enumerate() {
+            let s = column_stats(rows, j);
             if s.count < 2 || s.max <= s.min || s.std <= 0.0 {
                 skipped.push(name.clone());
                 continue;
@@ -251,11 +242,13 @@ impl Model {
             scale.push(s.std.max(spec.min_scale_fraction * (s.max - s.min)));
         }
         if names.is_empty() {
-            return Err(TrainError::NoFeatures { seen: all.len() });
+            return Err(TrainError::NoFeatures {
+                seen: rows.names().len(),
+            });
         }
         let d = names.len();
-        let mut z: Vec<Vec<f64>> = raw
-            .iter()
+        let mut z: Vec<Vec<f64>> = rows
+            .rows()
             .map(|r| {
                 cols.iter()
                     .enumerate()
@@ -263,12 +256,11 @@ impl Model {
                     .collect()
             })
             .collect();
-        drop(raw);
         progress("features", n, n);
 
         // 3. Time of day, only when the history spans enough days to tell a routine
         //    (the nightly backup) from an accident.
-        let stamps: Vec<i64> = records.iter().filter_map(|r| r.timestamp_ms).collect();
+        let stamps: Vec<i64> = rows.timestamps().iter().filter_map(|t| *t).collect();
         let window = TrainingWindow {
             first_ms: stamps.iter().min().copied(),
             last_ms: stamps.iter().max().copied(),
@@ -281,12 +273,10 @@ impl Model {
         };
         let time_of_day = if tod.bins > 0 && stamps.len() * 10 >= n * 9 && span_days >= tod.min_days
         {
-            let bin_of: Vec<Option<usize>> = records
+            let bin_of: Vec<Option<usize>> = rows
+                .timestamps()
                 .iter()
-                .map(|r| {
-                    r.timestamp_ms
-                        .map(|ts| TRAINING_CLOCK.day_bin(ts, tod.bins))
-                })
+                .map(|t| t.map(|ts| TRAINING_CLOCK.day_bin(ts, tod.bins)))
                 .collect();
             let mut sum = vec![0.0; tod.bins * d];
             let mut cnt = vec![0usize; tod.bins * d];
@@ -369,7 +359,7 @@ impl Model {
             raw_threshold: f64::INFINITY,
             spec: spec.clone(),
             window,
-            row_interval_ms: row_interval_ms(records),
+            row_interval_ms: row_interval_ms(rows.timestamps()),
             created_ms: crate::sample::now_ms(),
         };
 
@@ -382,11 +372,16 @@ impl Model {
         let mut kept = Vec::with_capacity(if keep.is_some() { n } else { 0 });
         let mut warmed = None;
         let step = (n / 100).max(1);
-        for (i, r) in records.iter().enumerate() {
+        // Each row's values in the model's feature order (the kept columns).
+        let mut x = vec![0.0; d];
+        for (i, (r, ts)) in rows.rows().zip(rows.timestamps()).enumerate() {
             if keep == Some(i) {
                 warmed = Some(scorer.clone());
             }
-            let s = scorer.score_row(r);
+            for (v, &j) in x.iter_mut().zip(&cols) {
+                *v = r[j];
+            }
+            let s = scorer.score_values(*ts, &x);
             scores.push(s.value);
             raw.push(s.raw);
             if keep.is_some() {
@@ -410,13 +405,6 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(ts: Option<i64>) -> Record {
-        Record {
-            timestamp_ms: ts,
-            values: vec![("a".into(), 1.0)],
-        }
-    }
 
     /// The faster distance rounds its sums differently in the last bits only, which moves
     /// no row to another cluster: the same fit with linfa's `L2Dist` and with `SliceL2`
@@ -474,15 +462,12 @@ mod tests {
         ts.push(ts[10] - 30_000);
         ts.push(ts[11]);
         ts.push(ts[12] + 61_000);
-        let rows: Vec<Record> = ts.iter().map(|t| at(Some(*t))).collect();
+        let rows: Vec<Option<i64>> = ts.iter().map(|t| Some(*t)).collect();
         assert_eq!(row_interval_ms(&rows), Some(60_000.0));
         // Without timestamps, or with none consecutive: no interval (per sample).
-        assert_eq!(row_interval_ms(&[at(None), at(None), at(None)]), None);
-        assert_eq!(
-            row_interval_ms(&[at(Some(0)), at(None), at(Some(1000))]),
-            None
-        );
-        assert_eq!(row_interval_ms(&[at(Some(5)), at(Some(5))]), None);
+        assert_eq!(row_interval_ms(&[None, None, None]), None);
+        assert_eq!(row_interval_ms(&[Some(0), None, Some(1000)]), None);
+        assert_eq!(row_interval_ms(&[Some(5), Some(5)]), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::{Mode, Pipeline};
 use crate::forecast::{self, Calibration};
 use crate::incident::{self, IncidentConfig};
 use crate::model::{Model, ModelState, Scorer};
-use crate::sample::Record;
+use crate::sample::{Frame, Record};
 use crate::store::History;
 
 /// How long a live training run waits for the history writer to write what it holds.
@@ -314,18 +314,15 @@ fn train_from(
     risk: Option<&forecast::RiskConfig>,
     incidents: Option<&IncidentConfig>,
 ) -> Result<Trained, String> {
-    let rows: Vec<Record> = history
-        .training_rows(since, max_rows)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|r| r.timestamp_ms.is_none_or(|t| t <= now))
-        .collect();
-    fit_rows(&rows, now, spec, risk, incidents)
+    let rows = history
+        .training_frame(since, max_rows, now)
+        .map_err(|e| e.to_string())?;
+    fit_frame(&rows, now, spec, risk, incidents)
 }
 
-/// [`train_from`] on the rows read.
-fn fit_rows(
-    rows: &[Record],
+/// [`train_from`] on the rows read (the history's: in time order, none after `now`).
+fn fit_frame(
+    rows: &Frame,
     now: i64,
     spec: &crate::model::Spec,
     risk: Option<&forecast::RiskConfig>,
@@ -335,15 +332,13 @@ fn fit_rows(
     // order, the row at `now` last: what the history gives), training's own pass over
     // the rows already holds every score the risk and the gate need, and the scorer
     // warmed on them; otherwise they are scored again as they always were.
-    let before = rows
+    let stamps = rows.timestamps();
+    let before = stamps
         .iter()
-        .take_while(|r| r.timestamp_ms.is_some_and(|t| t < now))
+        .take_while(|t| t.is_some_and(|t| t < now))
         .count();
-    let prefix = rows[before..]
-        .iter()
-        .all(|r| r.timestamp_ms.is_some_and(|t| t >= now));
-    if !prefix {
-        return train_rescoring(rows, now, spec, risk, incidents);
+    if !stamps[before..].iter().all(|t| t.is_some_and(|t| t >= now)) {
+        return Err("training rows are not in time order".into());
     }
     let (model, scored) = Model::train_scored(rows, spec, before).map_err(|e| e.to_string())?;
     let scorer = scored.scorer;
@@ -352,20 +347,20 @@ fn fit_rows(
     let calibration = match risk {
         Some(cfg) => {
             let values: Vec<f64> = scored.rows.iter().map(|s| s.value).collect();
-            forecast::risk::calibrate_scored(&model, rows, &values, cfg)
+            forecast::risk::calibrate_scored(&model, stamps, &values, cfg)
         }
         None => Err("fault risk disabled".to_string()),
     };
     let threshold = model.threshold();
     let raw_threshold = model.raw_threshold();
-    let gate_rows: Vec<incident::calibrate::Row> = rows[..before]
+    let gate_rows: Vec<incident::calibrate::Row> = stamps[..before]
         .iter()
         .zip(&scored.rows)
-        .filter_map(|(r, s)| {
+        .filter_map(|(t, s)| {
             // As `Score::raw_anomaly` against the trained model.
             let raw_anomaly = s.raw > raw_threshold;
             Some(incident::calibrate::Row {
-                timestamp_ms: r.timestamp_ms?,
+                timestamp_ms: (*t)?,
                 ratio: incident::signals::ratio(s.value, threshold),
                 sample_anomalous: raw_anomaly,
                 sample_opens: incident::signals::opens(raw_anomaly, s.top_cause_raw),
@@ -382,7 +377,9 @@ fn fit_rows(
     ))
 }
 
-/// [`train_from`] for rows not in time order: each later pass scores them again.
+/// What [`fit_frame`] shares out of training's own pass, done the long way: each
+/// later pass scores the rows again (the reference `fit_frame` is tested against).
+#[cfg(test)]
 fn train_rescoring(
     rows: &[Record],
     now: i64,
@@ -523,7 +520,8 @@ mod tests {
         let incidents = IncidentConfig::default();
         // The row at `now` (last) is scored live next, not by the gate.
         let now = rows.last().and_then(|r| r.timestamp_ms).expect("timed");
-        let a = fit_rows(&rows, now, &spec, Some(&risk), Some(&incidents)).expect("trains");
+        let frame = crate::model::frame::from_records(&rows);
+        let a = fit_frame(&frame, now, &spec, Some(&risk), Some(&incidents)).expect("trains");
         let b = train_rescoring(&rows, now, &spec, Some(&risk), Some(&incidents)).expect("trains");
         assert_eq!(a.model.threshold().to_bits(), b.model.threshold().to_bits());
         assert_eq!(a.opening, b.opening);

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::codec::{self, BlockOut, ColumnIn, ColumnOut};
-use crate::sample::Record;
+use crate::sample::{Frame, Record};
 
 /// The rows appended since the last flush of one tier, by feature.
 #[derive(Debug, Default)]
@@ -231,6 +231,11 @@ impl Rows {
         self.index.len()
     }
 
+    /// Row `i`'s time.
+    pub fn timestamp(&self, i: usize) -> i64 {
+        self.index[i].0
+    }
+
     /// Row `i` (in time order) as a record.
     pub fn record(&self, i: usize) -> Record {
         let (ts, p, r) = self.index[i];
@@ -246,6 +251,65 @@ impl Rows {
             timestamp_ms: Some(ts),
             values,
         }
+    }
+
+    /// The rows at `picks` (indices in time order) as a training [`Frame`], without a
+    /// [`Record`] per row: the features in the order `Schema::discover` finds them in
+    /// these rows' records (first seen first, a row's in its block's order), derived
+    /// series left out, and the values [`Rows::record`] gives, non-finite ones as NaN
+    /// (`Schema::vector_into_with`).
+    pub fn frame(&self, picks: &[usize]) -> Frame {
+        let mut names: Vec<String> = Vec::new();
+        let mut slot_of: HashMap<&str, usize> = HashMap::new();
+        // A part whose features are all known needs no more looking at.
+        let mut known = vec![false; self.parts.len()];
+        for &i in picks {
+            let (_, p, r) = self.index[i];
+            if known[p as usize] {
+                continue;
+            }
+            let mut all = true;
+            for (name, c) in &self.parts[p as usize].columns {
+                if slot_of.contains_key(name.as_str()) || super::derived::is_derived(name) {
+                    continue;
+                }
+                if c.value_at(r).is_some() {
+                    slot_of.insert(name, names.len());
+                    names.push(name.clone());
+                } else {
+                    all = false;
+                }
+            }
+            known[p as usize] = all;
+        }
+        let slots: Vec<Vec<Option<usize>>> = self
+            .parts
+            .iter()
+            .map(|part| {
+                part.columns
+                    .iter()
+                    .map(|(name, _)| slot_of.get(name.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        let d = names.len();
+        let mut values = vec![f64::NAN; picks.len() * d];
+        let mut ts = Vec::with_capacity(picks.len());
+        for (k, &i) in picks.iter().enumerate() {
+            let (t, p, r) = self.index[i];
+            ts.push(Some(t));
+            let out = &mut values[k * d..(k + 1) * d];
+            for ((_, c), slot) in self.parts[p as usize]
+                .columns
+                .iter()
+                .zip(&slots[p as usize])
+            {
+                if let (Some(s), Some(v)) = (slot, c.value_at(r)) {
+                    out[*s] = if v.is_finite() { v } else { f64::NAN };
+                }
+            }
+        }
+        Frame::new(names, ts, values)
     }
 
     /// `(ts, value)` of the first column, for rows that have it (parts read with one

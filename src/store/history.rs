@@ -50,7 +50,7 @@ use super::codec;
 use super::sqlite;
 use super::HistoryConfig;
 use crate::mode::Mode;
-use crate::sample::Record;
+use crate::sample::{Frame, Record};
 
 pub use super::state_dir::HISTORY_FILE;
 /// Version of the table layout; a file with another version is refused on open, except
@@ -558,12 +558,17 @@ impl History {
         since_ms: i64,
         max_rows: usize,
     ) -> Result<Vec<Record>, HistoryError> {
-        if max_rows == 0 {
-            return Ok(Vec::new());
-        }
         // One read transaction: names, counts and rows come from the same snapshot even
         // if another process writes meanwhile.
         let _tx = self.snapshot()?;
+        let rows = self.training_tier_rows(since_ms, max_rows)?;
+        Ok(evenly(rows.len(), max_rows)
+            .map(|i| rows.record(i))
+            .collect())
+    }
+
+    /// The rows training reads from (see [`History::training_rows`]), all of them.
+    fn training_tier_rows(&self, since_ms: i64, max_rows: usize) -> Result<Rows, HistoryError> {
         let minute = self.timestamps(Tier::Minute, since_ms, i64::MAX)?;
         let raw = self.timestamps(Tier::Raw, since_ms, i64::MAX)?;
         let raw_covers = match (raw.first(), minute.first()) {
@@ -576,13 +581,25 @@ impl History {
         } else {
             Tier::Minute
         };
-        let rows = self.rows(tier, since_ms, i64::MAX, None)?;
-        let n = rows.len() as u64;
-        let k = (n as usize).min(max_rows) as u64;
-        // Wanted index for pick `i`; u128 because n * k can pass u64 in theory.
-        Ok((0..k)
-            .map(|i| rows.record((u128::from(i) * u128::from(n) / u128::from(k)) as usize))
-            .collect())
+        self.rows(tier, since_ms, i64::MAX, None)
+    }
+
+    /// [`History::training_rows`] as one [`Frame`], the rows after `until_ms` left out:
+    /// what a training reads, without a [`Record`] (and a name per value) per row.
+    /// The same rows, features and values as `model::frame::from_records` of those
+    /// records (`store::history::tests::the_training_frame_is_the_training_rows`).
+    pub fn training_frame(
+        &self,
+        since_ms: i64,
+        max_rows: usize,
+        until_ms: i64,
+    ) -> Result<Frame, HistoryError> {
+        let _tx = self.snapshot()?;
+        let rows = self.training_tier_rows(since_ms, max_rows)?;
+        let picks: Vec<usize> = evenly(rows.len(), max_rows)
+            .filter(|&i| rows.timestamp(i) <= until_ms)
+            .collect();
+        Ok(rows.frame(&picks))
     }
 
     /// Every row of `tier` with `from_ms <= ts < to_ms`, oldest first (e.g. the last hour
@@ -1282,6 +1299,14 @@ impl Drop for History {
     }
 }
 
+/// Of `n` rows, the indices of at most `max` spread evenly over all of them: pick `i`
+/// is row `floor(i * n / k)` for `k = min(n, max)`.
+fn evenly(n: usize, max: usize) -> impl Iterator<Item = usize> {
+    let k = n.min(max) as u128;
+    // u128: n * k can pass u64 in theory.
+    (0..k).map(move |i| (i * n as u128 / k) as usize)
+}
+
 fn minute_of(ts: i64) -> i64 {
     ts.div_euclid(MINUTE_MS) * MINUTE_MS
 }
@@ -1781,6 +1806,57 @@ mod tests {
         let rows = h.training_rows(end - 300_000, 10_000).unwrap();
         assert_eq!(rows.len(), 30);
         assert_eq!(h.training_rows(0, 0).unwrap(), vec![]);
+    }
+
+    /// Training reads a frame; it holds what the records of `training_rows` give once
+    /// turned into a frame: features appearing and disappearing, in new orders, with
+    /// NaN and infinite values, derived series and rows after `until` left out.
+    #[test]
+    fn the_training_frame_is_the_training_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = open(&dir, &cfg(86_400, 600, 1 << 30));
+        let score = crate::store::derived::ANOMALY_SCORE;
+        for i in 0..3_000i64 {
+            let v = i as f64;
+            let mut values = vec![("a", v), (score, 0.5)];
+            if i % 7 != 0 {
+                values.push(("b", if i % 11 == 0 { f64::NAN } else { -v }));
+            }
+            if (800..1_500).contains(&i) {
+                values.insert(0, ("c", if i % 13 == 0 { f64::INFINITY } else { 2.0 * v }));
+            }
+            if i >= 2_000 {
+                values.push(("d", 1.0));
+            }
+            h.append(&rec(T0 + i * 10_000, &values)).unwrap();
+        }
+        let bits = |f: &crate::sample::Frame| -> Vec<u64> {
+            f.rows().flatten().map(|v| v.to_bits()).collect()
+        };
+        for (since, max, until) in [
+            (0, 100_000, i64::MAX),
+            (0, 500, i64::MAX),
+            (0, 100_000, T0 + 1_000 * 10_000),
+            (T0 + 600_000, 7, T0 + 2_500 * 10_000),
+        ] {
+            for tier_pruned in [false, true] {
+                if tier_pruned {
+                    h.prune(T0 + 3_000 * 10_000).unwrap();
+                }
+                let records: Vec<Record> = h
+                    .training_rows(since, max)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|r| r.timestamp_ms.is_none_or(|t| t <= until))
+                    .collect();
+                let want = crate::model::frame::from_records(&records);
+                let got = h.training_frame(since, max, until).unwrap();
+                assert_eq!(got.names(), want.names(), "{since} {max} {until}");
+                assert_eq!(got.timestamps(), want.timestamps());
+                assert_eq!(bits(&got), bits(&want));
+                assert!(!got.is_empty());
+            }
+        }
     }
 
     #[test]
