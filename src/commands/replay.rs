@@ -19,7 +19,7 @@ use std::path::Path;
 
 use super::score::{write_row, write_time};
 use crate::cli::ReplayArgs;
-use crate::model::csv::stream_series;
+use crate::model::csv::{check_series, stream_series};
 use crate::pipeline::{Mode, Pipeline};
 use crate::settings::Config;
 use crate::store::{Scratch, StateDir};
@@ -63,9 +63,8 @@ pub fn replay(
 ) -> anyhow::Result<()> {
     // The whole file is checked first: a bad line anywhere is an error before any row
     // reaches the state directory (and comes in seconds, not after the replay).
-    let mut check = stream_series(input)?;
-    while check.next_row()?.is_some() {}
-    let mut rows = stream_series(input)?;
+    check_series(input)?;
+    let mut rows = stream_series(input)?.read_ahead()?;
     let timed = rows.timed();
     let scratch;
     let state = match state_dir {

@@ -24,6 +24,11 @@ use std::path::{Path, PathBuf};
 use crate::sample::Record;
 use crate::text::parse_timestamp_ms;
 
+mod ahead;
+mod check;
+pub use ahead::ReadAhead;
+pub use check::check_series;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
     #[error("cannot read {path}: {source}")]
@@ -74,12 +79,16 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 pub const MAX_COLUMNS: usize = 10_000;
 
 /// Open a file, transparently decompressing gzip.
-pub fn open(path: &Path) -> Result<Box<dyn BufRead>, CsvError> {
+pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, CsvError> {
     open_with(path, MAX_FILE_BYTES, MAX_DATA_BYTES)
 }
 
 /// [`open`] with other limits on the file's size and its decompressed size.
-fn open_with(path: &Path, max_file: u64, max_data: u64) -> Result<Box<dyn BufRead>, CsvError> {
+fn open_with(
+    path: &Path,
+    max_file: u64,
+    max_data: u64,
+) -> Result<Box<dyn BufRead + Send>, CsvError> {
     let io = |source| CsvError::Io {
         path: path.to_path_buf(),
         source,
@@ -152,6 +161,23 @@ fn split(line: &str) -> Result<Vec<String>, String> {
     split_quoted(line)
 }
 
+/// The fields of a line without quotes, trimmed: [`split`] without collecting them
+/// (a replay splits millions of lines), and a byte loop rather than a `memchr` call
+/// per field (its fields are a few bytes long).
+fn comma_fields(line: &str) -> impl Iterator<Item = &str> {
+    let bytes = line.as_bytes();
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        let end = bytes[from..]
+            .iter()
+            .position(|&b| b == b',')
+            .map_or(bytes.len(), |p| from + p);
+        start = (end < bytes.len()).then_some(end + 1);
+        line.get(from..end).map(str::trim)
+    })
+}
+
 /// [`split`] for a line with quotes.
 fn split_quoted(line: &str) -> Result<Vec<String>, String> {
     let mut fields = Vec::new();
@@ -214,6 +240,54 @@ pub fn quote(field: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The row on `line` at `t` is not after the one on `pline` at `p`.
+fn order_error(path: &Path, line: usize, t: i64, p: i64, pline: usize) -> CsvError {
+    let what = if t == p { "repeats" } else { "is before" };
+    CsvError::Parse {
+        path: path.to_path_buf(),
+        line,
+        msg: format!(
+            "timestamp {} {what} the one on line {pline} ({}): the rows must be in time \
+             order, each time once",
+            crate::text::fmt_time(t),
+            crate::text::fmt_time(p)
+        ),
+    }
+}
+
+/// Whether `f` is a plain decimal number (`-12`, `3.`, `.5`, `1.5e-3`): every such
+/// string parses as an `f64`, so checking a file need not work out its value. Other
+/// forms (`inf`, `1_0`, junk) are left to the parser to accept or refuse.
+fn plain_decimal(f: &str) -> bool {
+    let b = f.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut mantissa = digits(&mut i);
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        mantissa += digits(&mut i);
+    }
+    if mantissa == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
 fn is_missing(f: &str) -> bool {
     f.is_empty() || f.eq_ignore_ascii_case("nan")
 }
@@ -228,7 +302,7 @@ pub fn read_table(path: &Path) -> Result<Table, CsvError> {
 /// the error names the line (a sorted copy is one `sort` away; guessing which of
 /// two rows for one instant is right is not). Bounded by [`MAX_STREAM_BYTES`], not
 /// by the limits of a table held in memory.
-pub fn stream_series(path: &Path) -> Result<Rows<Box<dyn BufRead>>, CsvError> {
+pub fn stream_series(path: &Path) -> Result<Rows<Box<dyn BufRead + Send>>, CsvError> {
     Rows::new(
         open_with(path, MAX_STREAM_BYTES, MAX_STREAM_BYTES)?,
         path,
@@ -266,7 +340,11 @@ fn read(reader: impl BufRead, path: &Path, in_order: bool) -> Result<Table, CsvE
 pub struct Rows<R> {
     reader: R,
     path: PathBuf,
-    buf: Vec<u8>,
+    /// The line [`Rows::next_text`] read, checked UTF-8.
+    text: String,
+    /// Its commas, and whether it has a quote (found in one pass over it).
+    commas: usize,
+    quoted: bool,
     /// Lines read so far (the current line's number).
     line: usize,
     /// Feature column names (the time column excluded), in file order.
@@ -282,6 +360,8 @@ pub struct Rows<R> {
     pending: Option<Vec<String>>,
     record: Record,
     started: bool,
+    /// Only check the rows ([`Rows::check_all`]): values are validated, not kept.
+    checking: bool,
 }
 
 impl<R: BufRead> Rows<R> {
@@ -291,7 +371,9 @@ impl<R: BufRead> Rows<R> {
         let mut rows = Rows {
             reader,
             path: path.to_path_buf(),
-            buf: Vec::new(),
+            text: String::new(),
+            commas: 0,
+            quoted: false,
             line: 0,
             columns: Vec::new(),
             header: false,
@@ -305,6 +387,7 @@ impl<R: BufRead> Rows<R> {
                 values: Vec::new(),
             },
             started: false,
+            checking: false,
         };
         let Some(fields) = rows.next_fields()? else {
             return Err(CsvError::Empty {
@@ -330,9 +413,65 @@ impl<R: BufRead> Rows<R> {
         Ok(rows)
     }
 
+    /// Read every row to the end, checking it as [`Rows::next_row`] would, without
+    /// making its values: the first error, or the number of rows. A replay checks its
+    /// whole file first, so that a bad line anywhere stops it before any row is played.
+    pub fn check_all(self) -> Result<u64, CsvError> {
+        self.check_ends().map(|e| e.rows)
+    }
+
+    /// [`Rows::check_all`], with the times and lines of the first and last rows.
+    fn check_ends(mut self) -> Result<check::Ends, CsvError> {
+        self.checking = true;
+        let mut ends = check::Ends {
+            rows: 0,
+            first: None,
+            last: None,
+        };
+        while let Some(r) = self.next_row()? {
+            ends.rows += 1;
+            let at = r.timestamp_ms.map(|t| (t, self.line));
+            ends.first = ends.first.or(at);
+            ends.last = at;
+        }
+        Ok(ends)
+    }
+
+    /// The rows of the rest of a file whose first `lines` lines (the header among them)
+    /// `self` read: the same columns, lines numbered on from there.
+    fn continued<S>(&self, reader: S, lines: usize) -> Rows<S> {
+        Rows {
+            reader,
+            path: self.path.clone(),
+            text: String::new(),
+            commas: 0,
+            quoted: false,
+            line: lines,
+            columns: self.columns.clone(),
+            header: self.header,
+            time_col: self.time_col,
+            width: self.width,
+            in_order: self.in_order,
+            previous: None,
+            pending: None,
+            record: Record::default(),
+            started: true,
+            checking: false,
+        }
+    }
+
     /// Whether the rows carry times (the file has a `timestamp` column).
     pub fn timed(&self) -> bool {
         self.time_col.is_some()
+    }
+
+    /// The same rows, parsed on a thread of their own a batch ahead ([`ReadAhead`]).
+    pub fn read_ahead(self) -> Result<ReadAhead, CsvError>
+    where
+        R: Send + 'static,
+    {
+        let path = self.path.clone();
+        ReadAhead::start(self).map_err(|source| CsvError::Io { path, source })
     }
 
     fn error(&self, msg: String) -> CsvError {
@@ -348,47 +487,44 @@ impl<R: BufRead> Rows<R> {
         if !self.next_text()? {
             return Ok(None);
         }
-        let line = self.text();
-        split(line).map(Some).map_err(|msg| self.error(msg))
+        split(&self.text).map(Some).map_err(|msg| self.error(msg))
     }
 
-    /// Read the next non-blank line into `buf`, checked; `false` at the end.
+    /// Read the next non-blank line into `text`, checked; `false` at the end.
     fn next_text(&mut self) -> Result<bool, CsvError> {
         loop {
-            let more =
-                next_line(&mut self.reader, &mut self.buf).map_err(|source| CsvError::Io {
-                    path: self.path.clone(),
-                    source,
-                })?;
+            let mut buf = std::mem::take(&mut self.text).into_bytes();
+            let more = next_line(&mut self.reader, &mut buf).map_err(|source| CsvError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
             if !more {
                 return Ok(false);
             }
             self.line += 1;
-            if self.line == 1 && self.buf.starts_with("\u{feff}".as_bytes()) {
-                self.buf.drain(..3);
+            if self.line == 1 && buf.starts_with("\u{feff}".as_bytes()) {
+                buf.drain(..3);
             }
-            let Ok(line) = std::str::from_utf8(&self.buf) else {
-                return Err(CsvError::Io {
-                    path: self.path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"),
-                });
-            };
-            if line.trim().is_empty() {
+            self.text = String::from_utf8(buf).map_err(|_| CsvError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"),
+            })?;
+            if self.text.trim().is_empty() {
                 continue;
             }
             // Counted before splitting: a line of 2.6 M commas must not become 2.6 M
             // strings first.
-            let commas = line.bytes().filter(|b| *b == b',').count();
-            if commas >= MAX_COLUMNS {
-                return Err(self.error(format!("{} columns, at most {MAX_COLUMNS}", commas + 1)));
+            (self.commas, self.quoted) = (0, false);
+            for b in self.text.bytes() {
+                self.commas += usize::from(b == b',');
+                self.quoted |= b == b'"';
+            }
+            if self.commas >= MAX_COLUMNS {
+                let n = self.commas + 1;
+                return Err(self.error(format!("{n} columns, at most {MAX_COLUMNS}")));
             }
             return Ok(true);
         }
-    }
-
-    /// The line [`Rows::next_text`] read (valid UTF-8 by then).
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.buf).unwrap_or_default()
     }
 
     /// The next row, `None` after the last. The record is the reader's: the next call
@@ -404,18 +540,16 @@ impl<R: BufRead> Rows<R> {
             }
             return Ok(None);
         } else {
-            let buf = std::mem::take(&mut self.buf);
-            let line = std::str::from_utf8(&buf).unwrap_or_default();
-            let r = if line.contains('"') {
-                match split_quoted(line) {
+            let line = std::mem::take(&mut self.text);
+            let r = if self.quoted {
+                match split_quoted(&line) {
                     Ok(f) => self.fill(f.iter().map(String::as_str), f.len()),
                     Err(msg) => Err(self.error(msg)),
                 }
             } else {
-                let n = line.bytes().filter(|b| *b == b',').count() + 1;
-                self.fill(line.split(',').map(str::trim), n)
+                self.fill(comma_fields(&line), self.commas + 1)
             };
-            self.buf = buf;
+            self.text = line;
             r
         };
         result?;
@@ -450,12 +584,18 @@ impl<R: BufRead> Rows<R> {
                 continue;
             }
             if !is_missing(f) {
-                let Ok(v) = f.parse::<f64>() else {
+                let v = if self.checking && plain_decimal(f) {
+                    0.0
+                } else if let Ok(v) = f.parse::<f64>() {
+                    v
+                } else {
                     let msg = format!("column {:?}: not a number: {f:?}", self.columns[c]);
                     return Err(self.error(msg));
                 };
-                rec.set_at(k, &self.columns[c], v);
-                k += 1;
+                if !self.checking {
+                    rec.set_at(k, &self.columns[c], v);
+                    k += 1;
+                }
             }
             c += 1;
         }
@@ -465,13 +605,7 @@ impl<R: BufRead> Rows<R> {
                 return Err(self.error("no timestamp".into()));
             };
             if let Some((p, pline)) = self.previous.filter(|(p, _)| t <= *p) {
-                let what = if t == p { "repeats" } else { "is before" };
-                return Err(self.error(format!(
-                    "timestamp {} {what} the one on line {pline} ({}): the rows must be in \
-                     time order, each time once",
-                    crate::text::fmt_time(t),
-                    crate::text::fmt_time(p)
-                )));
+                return Err(order_error(&self.path, self.line, t, p, pline));
             }
             self.previous = Some((t, self.line));
         }
@@ -497,6 +631,10 @@ mod tests {
         }
         // Quoted lines take the full parser.
         assert_eq!(split("\"a,b\", c").expect("parses"), ["a,b", "c"]);
+        for line in ["", ",", "a,", ",a", " a , b\t,\tc ", "1,,2", "x"] {
+            let fields: Vec<String> = comma_fields(line).map(String::from).collect();
+            assert_eq!(split(line).expect("plain"), fields, "{line:?}");
+        }
     }
 
     /// Issue #18: a BOM made `\u{feff}timestamp` a feature and time was ignored.
@@ -601,6 +739,34 @@ mod tests {
         assert!(e.to_string().contains("t.csv:1: unterminated"), "{e}");
         let e = read("\"a\"x,b\n1,2\n").expect_err("junk after quote");
         assert!(e.to_string().contains("after a quoted field"), "{e}");
+    }
+
+    /// A plain decimal always parses; what is not one is for the parser to judge.
+    #[test]
+    fn plain_decimals_parse() {
+        for f in [
+            "0", "-12", "+3", "3.", ".5", "1.5e-3", "2E+10", "007", "1e400", "-0.0",
+        ] {
+            assert!(plain_decimal(f), "{f}");
+            assert!(f.parse::<f64>().is_ok(), "{f}");
+        }
+        for f in [
+            "", ".", "-", "e5", "1e", "1e+", "1.2.3", "--1", "1-", "inf", "0x10", "1 2",
+        ] {
+            assert!(!plain_decimal(f), "{f}");
+        }
+        // A file checked and a file read agree on what is a number.
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.csv");
+        for (text, ok) in [("a\n1.5\ninf\n-2e3\n", true), ("a\n1.5\n1.2.3\n", false)] {
+            std::fs::write(&p, text).expect("write");
+            let checked = stream_series(&p).and_then(Rows::check_all);
+            assert_eq!(checked.is_ok(), ok, "{text}");
+            assert_eq!(read_table(&p).is_ok(), ok, "{text}");
+            if ok {
+                assert_eq!(checked.ok(), Some(3));
+            }
+        }
     }
 
     /// Streamed rows are the table's rows, whatever each row leaves out or quotes.

@@ -986,17 +986,33 @@ impl History {
             return Ok(());
         }
         let err = |op| sql_err(&self.path, op);
+        // The ids first, then each block by id: with the blobs in the same query SQLite
+        // sorted them by id through its sorter, copying every block of the range (and
+        // spilling them to a temporary file for a few days of 1 s rows).
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM blocks
+                     WHERE tier = ?1 AND end_ts >= ?2 AND start_ts < ?3 ORDER BY id",
+                )
+                .map_err(err("cannot read blocks"))?;
+            let rows = stmt
+                .query_map(params![tier.code(), from, to], |r| r.get(0))
+                .map_err(err("cannot read blocks"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(err("cannot read blocks"))?
+        };
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT start_ts, data FROM blocks
-                 WHERE tier = ?1 AND end_ts >= ?2 AND start_ts < ?3 ORDER BY id",
-            )
+            .prepare_cached("SELECT start_ts, data FROM blocks WHERE id = ?1")
             .map_err(err("cannot read blocks"))?;
-        let mut rows = stmt
-            .query(params![tier.code(), from, to])
-            .map_err(err("cannot read blocks"))?;
-        while let Some(row) = rows.next().map_err(err("cannot read blocks"))? {
+        for id in ids {
+            let mut rows = stmt.query([id]).map_err(err("cannot read blocks"))?;
+            // Gone since the ids were read (pruned by another connection): skipped.
+            let Some(row) = rows.next().map_err(err("cannot read blocks"))? else {
+                continue;
+            };
             let start: i64 = row.get(0).map_err(err("cannot read blocks"))?;
             let data = row
                 .get_ref(1)
