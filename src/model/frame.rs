@@ -53,4 +53,66 @@ mod tests {
         }
         assert_eq!(f.rows().count(), 3);
     }
+
+    /// Training reads a frame; it holds what the records of `training_rows` give once
+    /// turned into a frame: features appearing and disappearing, in new orders, with
+    /// NaN and infinite values, derived series and rows after `until` left out.
+    #[test]
+    fn the_history_reads_the_frame_of_its_training_rows() {
+        use crate::store::{History, HistoryConfig};
+        const T0: i64 = 1_700_000_040_000;
+        let rec = |ts: i64, values: &[(&str, f64)]| Record {
+            timestamp_ms: Some(ts),
+            values: values.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = HistoryConfig {
+            retention: std::time::Duration::from_secs(86_400),
+            raw_retention: std::time::Duration::from_secs(600),
+            ..HistoryConfig::default()
+        };
+        let mut h = History::open(dir.path().join("history.db"), &cfg).unwrap();
+        let score = crate::store::derived::ANOMALY_SCORE;
+        for i in 0..3_000i64 {
+            let v = i as f64;
+            let mut values = vec![("a", v), (score, 0.5)];
+            if i % 7 != 0 {
+                values.push(("b", if i % 11 == 0 { f64::NAN } else { -v }));
+            }
+            if (800..1_500).contains(&i) {
+                values.insert(0, ("c", if i % 13 == 0 { f64::INFINITY } else { 2.0 * v }));
+            }
+            if i >= 2_000 {
+                values.push(("d", 1.0));
+            }
+            h.append(&rec(T0 + i * 10_000, &values)).unwrap();
+        }
+        let bits = |f: &crate::sample::Frame| -> Vec<u64> {
+            f.rows().flatten().map(|v| v.to_bits()).collect()
+        };
+        for (since, max, until) in [
+            (0, 100_000, i64::MAX),
+            (0, 500, i64::MAX),
+            (0, 100_000, T0 + 1_000 * 10_000),
+            (T0 + 600_000, 7, T0 + 2_500 * 10_000),
+        ] {
+            for tier_pruned in [false, true] {
+                if tier_pruned {
+                    h.prune(T0 + 3_000 * 10_000).unwrap();
+                }
+                let records: Vec<Record> = h
+                    .training_rows(since, max)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|r| r.timestamp_ms.is_none_or(|t| t <= until))
+                    .collect();
+                let want = from_records(&records);
+                let got = h.training_frame(since, max, until).unwrap();
+                assert_eq!(got.names(), want.names(), "{since} {max} {until}");
+                assert_eq!(got.timestamps(), want.timestamps());
+                assert_eq!(bits(&got), bits(&want));
+                assert!(!got.is_empty());
+            }
+        }
+    }
 }

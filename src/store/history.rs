@@ -587,7 +587,7 @@ impl History {
     /// [`History::training_rows`] as one [`Frame`], the rows after `until_ms` left out:
     /// what a training reads, without a [`Record`] (and a name per value) per row.
     /// The same rows, features and values as `model::frame::from_records` of those
-    /// records (`store::history::tests::the_training_frame_is_the_training_rows`).
+    /// records (`model::frame::tests::the_history_reads_the_frame_of_its_training_rows`).
     pub fn training_frame(
         &self,
         since_ms: i64,
@@ -1822,57 +1822,6 @@ mod tests {
         let rows = h.training_rows(end - 300_000, 10_000).unwrap();
         assert_eq!(rows.len(), 30);
         assert_eq!(h.training_rows(0, 0).unwrap(), vec![]);
-    }
-
-    /// Training reads a frame; it holds what the records of `training_rows` give once
-    /// turned into a frame: features appearing and disappearing, in new orders, with
-    /// NaN and infinite values, derived series and rows after `until` left out.
-    #[test]
-    fn the_training_frame_is_the_training_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut h = open(&dir, &cfg(86_400, 600, 1 << 30));
-        let score = crate::store::derived::ANOMALY_SCORE;
-        for i in 0..3_000i64 {
-            let v = i as f64;
-            let mut values = vec![("a", v), (score, 0.5)];
-            if i % 7 != 0 {
-                values.push(("b", if i % 11 == 0 { f64::NAN } else { -v }));
-            }
-            if (800..1_500).contains(&i) {
-                values.insert(0, ("c", if i % 13 == 0 { f64::INFINITY } else { 2.0 * v }));
-            }
-            if i >= 2_000 {
-                values.push(("d", 1.0));
-            }
-            h.append(&rec(T0 + i * 10_000, &values)).unwrap();
-        }
-        let bits = |f: &crate::sample::Frame| -> Vec<u64> {
-            f.rows().flatten().map(|v| v.to_bits()).collect()
-        };
-        for (since, max, until) in [
-            (0, 100_000, i64::MAX),
-            (0, 500, i64::MAX),
-            (0, 100_000, T0 + 1_000 * 10_000),
-            (T0 + 600_000, 7, T0 + 2_500 * 10_000),
-        ] {
-            for tier_pruned in [false, true] {
-                if tier_pruned {
-                    h.prune(T0 + 3_000 * 10_000).unwrap();
-                }
-                let records: Vec<Record> = h
-                    .training_rows(since, max)
-                    .unwrap()
-                    .into_iter()
-                    .filter(|r| r.timestamp_ms.is_none_or(|t| t <= until))
-                    .collect();
-                let want = crate::model::frame::from_records(&records);
-                let got = h.training_frame(since, max, until).unwrap();
-                assert_eq!(got.names(), want.names(), "{since} {max} {until}");
-                assert_eq!(got.timestamps(), want.timestamps());
-                assert_eq!(bits(&got), bits(&want));
-                assert!(!got.is_empty());
-            }
-        }
     }
 
     #[test]
