@@ -25,6 +25,7 @@ pub fn from_records(records: &[Record]) -> Frame {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
