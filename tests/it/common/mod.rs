@@ -192,14 +192,20 @@ pub fn http_get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, Strin
     .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
+    let (status, _, body) = split_response(&raw);
+    (status, body)
+}
+
+/// A raw HTTP/1.1 response as (status, head, body); status 0 when there is none.
+pub fn split_response(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (status, body.to_string())
+    (status, head.to_string(), body.to_string())
 }
 
 /// Value of the first sample line starting with `prefix` (`name{labels}` or `name`).
