@@ -134,6 +134,7 @@ pub async fn run(
     tracing::debug!(interval = ?config.interval, collectors = collectors.len(), "sampling loop starting");
     let mut ready = false;
     let mut ticks: u64 = 0;
+    let mut trim = crate::memory::Trim::every(Duration::from_secs(60));
     // (timestamp of the previous sample, the longest gap between two so far): a
     // stalled tick shows here, whatever clients or files did (benches/load.py).
     let mut gaps: (Option<i64>, i64) = (None, 0);
@@ -218,6 +219,7 @@ pub async fn run(
                 if ticks % 10 == 1 {
                     notifier.send(&format!("STATUS={}", status_line(&sample, &pipeline)));
                 }
+                trim.tick(now_ms());
             }
         }
     };

@@ -17,15 +17,15 @@
 //! - `remediate/`: rules, guards, runner, diagnosis; its escalations are an input of
 //!   the next tick.
 //!
-//! Around the path: `config/`, `text`, `sample`, `mode`, `shutdown` and `notify` are
-//! leaves every layer may use; `view/` reads what the stages stored for people (host
-//! facts, health score, timelines, heatmaps, charts, the health report); `settings`
-//! assembles the whole configuration from each stage's section; `export/` renders and
-//! serves /metrics and the report; `pipeline/` drives the
-//! stages; `daemon` runs the tick loop, reloads and the one shutdown; `commands/` has
-//! one file per subcommand and resolves the command line into a config and a state
-//! directory; `cli` parses, `main.rs` dispatches. Imports only go down this list
-//! (`tests/it/layers.rs` checks it).
+//! Around the path: `config/`, `text`, `sample`, `mode`, `shutdown`, `notify`,
+//! `logging` and `memory` (the allocator's settings) are leaves every layer may use;
+//! `view/` reads what the stages stored for people (host facts, health score,
+//! timelines, heatmaps, charts, the health report); `settings` assembles the whole
+//! configuration from each stage's section; `export/` renders and serves /metrics and
+//! the report; `pipeline/` drives the stages; `daemon` runs the tick loop, reloads and
+//! the one shutdown; `commands/` has one file per subcommand and resolves the command
+//! line into a config and a state directory; `cli` parses, `main.rs` dispatches.
+//! Imports only go down this list (`tests/it/layers.rs` checks it).
 pub mod cli;
 pub mod collect;
 pub mod commands;
@@ -36,6 +36,7 @@ pub mod export;
 pub mod forecast;
 pub mod incident;
 pub mod logging;
+pub mod memory;
 pub mod mode;
 pub mod model;
 pub mod notify;

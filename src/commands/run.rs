@@ -9,6 +9,7 @@ use crate::daemon::{self, Reload};
 use crate::store::StateDir;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    crate::memory::one_arena();
     let flags = Overrides {
         listen: args.listen,
         state_dir: args.common.state_dir,

@@ -10,10 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde_yaml::{Mapping, Value};
 
 /// Anchored regular expression (`^...$` added), as node_exporter's include/exclude flags.
+/// regex-lite's syntax: Perl classes (`\d`, `\w`, `\s`) are ASCII, `\p{..}` is refused.
 #[derive(Debug, Clone)]
 pub struct Pattern(pub Regex);
 
@@ -21,7 +22,7 @@ impl Pattern {
     /// Compiled once per process for each source (a `Regex` clone shares it): every
     /// parse of a config, each reload included, would otherwise compile the same
     /// built-in filters again, which is most of a parse's time.
-    pub fn new(src: &str) -> Result<Self, regex::Error> {
+    pub fn new(src: &str) -> Result<Self, regex_lite::Error> {
         use std::collections::HashMap;
         use std::sync::{Mutex, OnceLock};
         static COMPILED: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
@@ -39,17 +40,10 @@ impl Pattern {
         }
         Ok(Pattern(re))
     }
-    /// [`new`](Self::new) with the error as one line people can read:
-    /// `invalid regular expression "([": unclosed group`.
+    /// [`new`](Self::new) with the error as people read it: `invalid regular
+    /// expression "([": non-empty character class has no closing bracket`.
     pub fn parse(src: &str) -> Result<Self, String> {
-        Pattern::new(src).map_err(|e| {
-            // The regex crate's message is a drawing of the pattern; its last line
-            // says what is wrong.
-            let text = e.to_string();
-            let what = text.lines().last().unwrap_or("").trim();
-            let what = what.strip_prefix("error: ").unwrap_or(what);
-            format!("invalid regular expression {src:?}: {what}")
-        })
+        Pattern::new(src).map_err(|e| format!("invalid regular expression {src:?}: {e}"))
     }
     pub fn is_match(&self, s: &str) -> bool {
         self.0.is_match(s)

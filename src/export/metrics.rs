@@ -11,7 +11,8 @@ use std::sync::{Arc, RwLock};
 
 use hyper::body::Bytes;
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder,
+    Counter, CounterVec, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::sample::{Kind, Point, Sample};
@@ -73,7 +74,38 @@ pub struct Exporter {
     counters: HashMap<&'static str, (CounterVec, Vec<&'static str>)>,
     collector_success: GaugeVec,
     collector_duration: GaugeVec,
+    /// The last tick's series (name and label values, in the order the points came)
+    /// and each one's child metric. A tick with the same series, nearly every tick,
+    /// sets these directly instead of resetting every vec and finding or creating
+    /// each child again by its labels, which was most of a tick's CPU time.
+    series: Vec<(&'static str, Vec<String>)>,
+    children: Vec<Child>,
     pub rendered: Rendered,
+}
+
+/// One series' metric, as `apply` found or created it.
+enum Child {
+    Gauge(Gauge),
+    Counter(Counter),
+    Histogram(Histogram),
+}
+
+impl Child {
+    fn update(&self, p: &Point) {
+        match self {
+            Child::Gauge(g) => g.set(p.value),
+            // The point carries the running total (see `apply`).
+            Child::Counter(c) => {
+                c.reset();
+                c.inc_by(p.value.max(0.0));
+            }
+            Child::Histogram(h) => {
+                for &o in &p.observations {
+                    h.observe(o);
+                }
+            }
+        }
+    }
 }
 
 impl Exporter {
@@ -129,6 +161,8 @@ impl Exporter {
             counters: HashMap::new(),
             collector_success,
             collector_duration,
+            series: Vec::new(),
+            children: Vec::new(),
             rendered: Rendered::default(),
         })
     }
@@ -138,12 +172,6 @@ impl Exporter {
     /// the rest of the sample is still published.
     pub fn publish(&mut self, sample: &Sample) -> Vec<ExportError> {
         let mut errors = Vec::new();
-        for (vec, _) in self.gauges.values() {
-            vec.reset();
-        }
-        for (vec, _) in self.counters.values() {
-            vec.reset();
-        }
         self.collector_success.reset();
         self.collector_duration.reset();
         for run in &sample.runs {
@@ -154,9 +182,37 @@ impl Exporter {
                 .with_label_values(&[run.collector])
                 .set(run.duration_seconds);
         }
-        for p in &sample.points {
-            if let Err(e) = self.apply(p) {
-                errors.push(e);
+        if self.same_series(&sample.points) {
+            for (p, child) in sample.points.iter().zip(&self.children) {
+                child.update(p);
+            }
+        } else {
+            // Series came or went: start from empty vecs, so a vanished one is not
+            // rendered with its last value.
+            for (vec, _) in self.gauges.values() {
+                vec.reset();
+            }
+            for (vec, _) in self.counters.values() {
+                vec.reset();
+            }
+            self.series.clear();
+            self.children.clear();
+            for p in &sample.points {
+                match self.apply(p) {
+                    Ok(child) => self.children.push(child),
+                    Err(e) => errors.push(e),
+                }
+            }
+            // Kept only when every point found its child: a point in error takes the
+            // slow path (and reports its error) at every tick.
+            if errors.is_empty() {
+                self.series = sample
+                    .points
+                    .iter()
+                    .map(|p| (p.name, p.labels.iter().map(|(_, v)| v.clone()).collect()))
+                    .collect();
+            } else {
+                self.children.clear();
             }
         }
         let mut body = Vec::with_capacity(self.rendered.get().len() + 1024);
@@ -171,7 +227,19 @@ impl Exporter {
         errors
     }
 
-    fn apply(&mut self, p: &Point) -> Result<(), ExportError> {
+    /// Whether `points` are the series of the last tick, in the same order.
+    fn same_series(&self, points: &[Point]) -> bool {
+        self.series.len() == points.len()
+            && self.children.len() == points.len()
+            && self.series.iter().zip(points).all(|((name, values), p)| {
+                *name == p.name
+                    && values.len() == p.labels.len()
+                    && values.iter().zip(&p.labels).all(|(v, (_, w))| v == w)
+            })
+    }
+
+    /// Find or create `p`'s child metric (its vec on first sight) and set it.
+    fn apply(&mut self, p: &Point) -> Result<Child, ExportError> {
         let names: Vec<&'static str> = p.labels.iter().map(|(k, _)| *k).collect();
         let values: Vec<&str> = p.labels.iter().map(|(_, v)| v.as_str()).collect();
         let err = |source| ExportError::Metric {
@@ -187,9 +255,9 @@ impl Exporter {
                 }
                 let (vec, want) = &self.gauges[p.name];
                 check_labels(p.name, want, &names)?;
-                vec.get_metric_with_label_values(&values)
-                    .map_err(err)?
-                    .set(p.value);
+                let child = Child::Gauge(vec.get_metric_with_label_values(&values).map_err(err)?);
+                child.update(p);
+                Ok(child)
             }
             Kind::Counter => {
                 if !self.counters.contains_key(p.name) {
@@ -199,11 +267,11 @@ impl Exporter {
                 }
                 let (vec, want) = &self.counters[p.name];
                 check_labels(p.name, want, &names)?;
-                // The point carries the running total; the vec was reset above, so this
-                // sets it (rendering happens below, on this thread: no scrape sees 0).
-                vec.get_metric_with_label_values(&values)
-                    .map_err(err)?
-                    .inc_by(p.value.max(0.0));
+                // The point carries the running total: the child is reset and set to it
+                // (rendering happens after, on this thread: no scrape sees 0).
+                let child = Child::Counter(vec.get_metric_with_label_values(&values).map_err(err)?);
+                child.update(p);
+                Ok(child)
             }
             Kind::Histogram => {
                 if !self.histograms.contains_key(p.name) {
@@ -218,13 +286,12 @@ impl Exporter {
                 }
                 let (vec, want) = &self.histograms[p.name];
                 check_labels(p.name, want, &names)?;
-                let h = vec.get_metric_with_label_values(&values).map_err(err)?;
-                for &o in &p.observations {
-                    h.observe(o);
-                }
+                let child =
+                    Child::Histogram(vec.get_metric_with_label_values(&values).map_err(err)?);
+                child.update(p);
+                Ok(child)
             }
         }
-        Ok(())
     }
 }
 
@@ -252,6 +319,55 @@ mod tests {
 
     fn body(e: &Exporter) -> String {
         String::from_utf8(e.rendered.get().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_tick_with_the_last_ticks_series_sets_their_values() {
+        let mut e = Exporter::new(false).unwrap();
+        let tick = |busy: f64, bytes: f64| {
+            let mut s = Sample::new(0);
+            s.feature("disk_busy_ratio", "Busy", &[("device", "sda")], busy);
+            s.feature("disk_busy_ratio", "Busy", &[("device", "sdb")], busy / 2.0);
+            s.counter(
+                "network_transmit_bytes_total",
+                "Sent",
+                &[("device", "eth0")],
+                bytes,
+            );
+            s
+        };
+        for (busy, bytes) in [(0.5, 100.0), (0.75, 250.0), (0.25, 300.0)] {
+            assert!(e.publish(&tick(busy, bytes)).is_empty());
+            let b = body(&e);
+            assert!(
+                b.contains(&format!(
+                    "anomalyd_disk_busy_ratio{{device=\"sda\"}} {busy}"
+                )),
+                "{b}"
+            );
+            assert!(
+                b.contains(&format!(
+                    "anomalyd_disk_busy_ratio{{device=\"sdb\"}} {}",
+                    busy / 2.0
+                )),
+                "{b}"
+            );
+            // The running total as it is, never added to the last tick's.
+            assert!(
+                b.contains(&format!(
+                    "anomalyd_network_transmit_bytes_total{{device=\"eth0\"}} {bytes}"
+                )),
+                "{b}"
+            );
+        }
+        // Then a device goes: it is not rendered with its last value.
+        let mut s = tick(0.5, 400.0);
+        s.points
+            .retain(|p| !p.labels.iter().any(|(_, v)| v == "sdb"));
+        e.publish(&s);
+        let b = body(&e);
+        assert!(!b.contains("sdb"), "{b}");
+        assert!(b.contains("anomalyd_network_transmit_bytes_total{device=\"eth0\"} 400"));
     }
 
     #[test]

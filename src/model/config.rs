@@ -142,11 +142,8 @@ fn parse_floor(r: &mut Reader, v: &Value, path: &str) -> Option<super::spec::Flo
             &f.path("pattern"),
             "missing (an anchored regular expression on the metric name)",
         );
-    } else if let Err(e) = regex::Regex::new(&format!("^(?:{pattern})$")) {
-        r.error(
-            &f.path("pattern"),
-            format!("invalid regular expression: {e}"),
-        );
+    } else if let Err(e) = crate::config::reader::Pattern::parse(&pattern) {
+        r.error(&f.path("pattern"), e);
     }
     let floor = super::spec::Floor {
         pattern,

@@ -63,15 +63,15 @@ pub struct Floor {
 }
 
 impl Floor {
-    fn regex(&self) -> Result<regex::Regex, regex::Error> {
-        regex::Regex::new(&format!("^(?:{})$", self.pattern))
+    fn regex(&self) -> Result<regex_lite::Regex, regex_lite::Error> {
+        regex_lite::Regex::new(&format!("^(?:{})$", self.pattern))
     }
 }
 
 /// Per feature: the floor of the first rule matching its metric name, `max(absolute,
 /// relative × |mean|)`, 0 when none matches.
 pub fn floors_for(floors: &[Floor], names: &[String], means: &[f64]) -> Vec<f64> {
-    let rules: Vec<(regex::Regex, &Floor)> = floors
+    let rules: Vec<(regex_lite::Regex, &Floor)> = floors
         .iter()
         .filter_map(|f| f.regex().ok().map(|r| (r, f)))
         .collect();

@@ -484,7 +484,7 @@ fn raw_threshold_is_learnt_and_old_files_without_it_still_load() {
     // A file written before the field existed: raw threshold 0, so the smoothed
     // decision alone counts, as it did then.
     let json = model.to_json();
-    let old = regex::Regex::new(r#""raw_threshold":\s*[^,]+,\s*"#)
+    let old = regex_lite::Regex::new(r#""raw_threshold":\s*[^,]+,\s*"#)
         .expect("regex")
         .replace(&json, "")
         .to_string();
@@ -510,7 +510,7 @@ fn row_interval_and_clock_persist_and_old_files_smooth_per_sample_in_utc() {
     assert!(text.contains("\"clock\": \"local\""));
 
     // A file from before either field: per-sample smoothing, UTC bins.
-    let old_text = regex::Regex::new(r#"\s*"(row_interval_ms|clock)":\s*[^,]+,"#)
+    let old_text = regex_lite::Regex::new(r#"\s*"(row_interval_ms|clock)":\s*[^,]+,"#)
         .expect("regex")
         .replace_all(&text, "")
         .to_string();

@@ -320,6 +320,11 @@ impl History {
             // file): lets `prune` give freed pages back without a full VACUUM.
             auto_vacuum: Some("INCREMENTAL"),
             journal_size_limit: Some(JOURNAL_SIZE_LIMIT),
+            // A replay's scratch store keeps SQLite's default: it lives for one run.
+            cache_kib: match mode {
+                Mode::Live => Some(sqlite::DAEMON_CACHE_KIB),
+                Mode::Replay => None,
+            },
         };
         let page_size = match mode {
             Mode::Live => PAGE_SIZE,
@@ -2251,9 +2256,13 @@ mod tests {
             .conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .unwrap();
+        let cache: i64 = h
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(
-            (mode.as_str(), vacuum, sync, page),
-            ("wal", 2, 1, PAGE_SIZE)
+            (mode.as_str(), vacuum, sync, page, cache),
+            ("wal", 2, 1, PAGE_SIZE, -sqlite::DAEMON_CACHE_KIB)
         );
         // A replay's scratch history never waits for the disk.
         let replay =

@@ -28,7 +28,18 @@ pub struct Pragmas {
     pub auto_vacuum: Option<&'static str>,
     /// Bytes a WAL is truncated back to after a checkpoint.
     pub journal_size_limit: Option<i64>,
+    /// The connection's page cache, in KiB (SQLite's default: 2,000). It fills with
+    /// every page the connection touches until it reaches this size, so a long-running
+    /// daemon's stores would each grow to it; the kernel's page cache holds the file
+    /// anyway, and the daemon's queries are appends and sequential reads.
+    pub cache_kib: Option<i64>,
 }
+
+/// The page cache of each of the daemon's long-lived connections (history, tickets,
+/// outbox): 64 KiB instead of SQLite's 2 MB each, which they would reach as the files
+/// grow (README, "Memory"). Their writes are appends and their reads sequential scans
+/// that the kernel's page cache serves; what a B-tree descent needs again stays in 64 KiB.
+pub const DAEMON_CACHE_KIB: i64 = 64;
 
 /// Which step of opening failed, and why; each store wraps it in its own error.
 #[derive(Debug)]
@@ -91,6 +102,10 @@ pub fn open_paged(
     }
     conn.pragma_update(None, "synchronous", p.synchronous)
         .map_err(err("cannot set synchronous"))?;
+    if let Some(kib) = p.cache_kib {
+        conn.pragma_update(None, "cache_size", -kib)
+            .map_err(err("cannot set cache_size"))?;
+    }
     if let Some(v) = p.journal_size_limit {
         conn.pragma_update(None, "journal_size_limit", v)
             .map_err(err("cannot set journal_size_limit"))?;
@@ -152,7 +167,23 @@ mod tests {
             synchronous: "FULL",
             auto_vacuum: None,
             journal_size_limit: None,
+            cache_kib: None,
         }
+    }
+
+    #[test]
+    fn a_bounded_page_cache_is_set_and_the_default_kept_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache =
+            |c: &Connection| -> i64 { c.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap() };
+        let bounded = Pragmas {
+            cache_kib: Some(DAEMON_CACHE_KIB),
+            ..pragmas()
+        };
+        let conn = open(&dir.path().join("a.db"), &bounded).unwrap();
+        assert_eq!(cache(&conn), -DAEMON_CACHE_KIB);
+        let conn = open(&dir.path().join("b.db"), &pragmas()).unwrap();
+        assert_eq!(cache(&conn), -2000);
     }
 
     #[test]

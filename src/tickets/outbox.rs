@@ -329,6 +329,7 @@ impl Deliverer {
             synchronous: "NORMAL",
             auto_vacuum: None,
             journal_size_limit: None,
+            cache_kib: Some(crate::store::sqlite::DAEMON_CACHE_KIB),
         };
         let conn = crate::store::sqlite::open(db, &pragmas).map_err(|e| err(e.op)(e.source))?;
         init_schema(&conn).map_err(err("cannot create tables"))?;

@@ -25,13 +25,14 @@ use crate::text::{fmt_duration_ms, fmt_quantity, fmt_time, fmt_value};
 
 /// Recent values of every feature, for the report's history summary. Live and
 /// replay alike (no history database query on the tick path): at most `MAX_ROWS`
-/// rows spread over the window, so memory stays bounded (~0.5 MB for 100 features)
-/// whatever the sampling interval.
+/// rows spread over the window, so memory stays bounded whatever the sampling
+/// interval. Kept as f32 (7 significant digits, for a summary shown with 3 or 4):
+/// 0.55 MB for a host's 190 features once the hour is full, not 1.1 MB.
 #[derive(Debug, Default)]
 pub struct Recent {
     window_ms: i64,
     names: Vec<String>,
-    rows: VecDeque<(i64, Vec<f64>)>,
+    rows: VecDeque<(i64, Vec<f32>)>,
 }
 
 const MAX_ROWS: i64 = 720;
@@ -77,7 +78,7 @@ impl Recent {
             self.names = record.values.iter().map(|(n, _)| n.clone()).collect();
         }
         self.rows
-            .push_back((ts, record.values.iter().map(|(_, v)| *v).collect()));
+            .push_back((ts, record.values.iter().map(|(_, v)| *v as f32).collect()));
         while self
             .rows
             .front()
@@ -99,7 +100,7 @@ impl Recent {
             self.rows
                 .iter()
                 .filter(|(t, _)| *t < before_ms)
-                .map(|(_, r)| r[j])
+                .map(|(_, r)| f64::from(r[j]))
                 .filter(|x| !x.is_nan())
                 .collect(),
         )

@@ -191,6 +191,7 @@ impl Store {
             synchronous: "FULL",
             auto_vacuum: None,
             journal_size_limit: None,
+            cache_kib: Some(sqlite::DAEMON_CACHE_KIB),
         };
         let conn = sqlite::open(&path, &pragmas).map_err(|e| err(e.op)(e.source))?;
         let mut store = Store {

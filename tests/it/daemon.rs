@@ -379,3 +379,95 @@ fn log_level_from_the_config_is_applied() {
     assert!(line.contains("DEBUG"), "{line}");
     d.stop();
 }
+
+#[test]
+fn anomalyd_log_directives_win_over_the_config_level() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "log_level: error\ninterval: 100ms\n",
+    )
+    .unwrap();
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--config",
+            "a.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            "s",
+        ],
+        &[("ANOMALYD_LOG", "error,anomalyd::daemon=debug")],
+    );
+    let line = d.wait_log("sampling loop starting", SECS(5));
+    assert!(line.contains("DEBUG"), "{line}");
+    d.stop();
+}
+
+/// glibc's extra malloc arenas are heaps of their own, mapped at a 64 MiB boundary
+/// with the unused rest of the 64 MiB reserved (`---p`) right after.
+fn malloc_arenas(pid: u32) -> usize {
+    const HEAP_MAX: u64 = 64 << 20;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let spans: Vec<(u64, u64, String, bool)> = maps
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (a, b) = f[0].split_once('-')?;
+            let a = u64::from_str_radix(a, 16).ok()?;
+            let b = u64::from_str_radix(b, 16).ok()?;
+            Some((a, b, f[1].to_string(), f.len() < 6))
+        })
+        .collect();
+    spans
+        .windows(2)
+        .filter(|w| {
+            let ((a, b, p, anon), (c, d, q, anon2)) = (&w[0], &w[1]);
+            *anon
+                && *anon2
+                && a % HEAP_MAX == 0
+                && p == "rw-p"
+                && q == "---p"
+                && b == c
+                && d - a == HEAP_MAX
+        })
+        .count()
+}
+
+/// The malloc arenas of a daemon run with `env`, once its threads have allocated:
+/// the HTTP server, the history writer, the collectors.
+fn arenas_of_a_daemon(dir: &std::path::Path, env: &[(&str, &str)]) -> usize {
+    let d = Daemon::start(
+        dir,
+        &[
+            "--interval",
+            "100ms",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            "s",
+        ],
+        env,
+    );
+    for _ in 0..20 {
+        d.get("/metrics");
+    }
+    d.wait_for("/metrics", SECS(10), |b| {
+        metric(b, "anomalyd_sampling_longest_gap_seconds").is_some_and(|g| g > 0.0)
+    });
+    let arenas = malloc_arenas(d.child.id());
+    d.stop();
+    arenas
+}
+
+#[test]
+fn the_daemon_allocates_from_one_malloc_arena() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return common::skip("MALLOC_ARENA_MAX is set for the test run: the daemon keeps it");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(arenas_of_a_daemon(dir.path(), &[]), 0);
+    // The operator's own setting is left alone (and the count above can see arenas).
+    assert!(arenas_of_a_daemon(dir.path(), &[("MALLOC_ARENA_MAX", "8")]) > 0);
+}

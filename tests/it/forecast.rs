@@ -17,7 +17,7 @@ use crate::common::{metric, Daemon, Tmpfs};
 fn config(dir: &Path, mounts: &[&Path], extra: &str) -> PathBuf {
     let include = mounts
         .iter()
-        .map(|m| regex::escape(m.to_str().unwrap()))
+        .map(|m| regex_lite::escape(m.to_str().unwrap()))
         .collect::<Vec<_>>()
         .join("|");
     let cfg = dir.join("anomalyd.yaml");

@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "shutdown",
     "notify",
     "logging",
+    "memory",
     // the tick path
     "collect",
     "store",

@@ -759,7 +759,7 @@ fn ack_once_by_a_named_user_assign_resolved_tickets_silence_by_regex() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--resource: invalid regular expression \"([\": unclosed"),
+        err.contains("--resource: invalid regular expression \"([\": non-empty character class has no closing bracket"),
         "{err}"
     );
     ok(&[

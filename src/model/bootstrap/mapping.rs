@@ -522,7 +522,7 @@ pub fn escape(s: &str) -> String {
 /// Anchored alternation of literal `targets` for a `=~` matcher (regex metacharacters
 /// escaped, then escaped again for the PromQL string).
 pub fn alternation(targets: &[String]) -> String {
-    let alts: Vec<String> = targets.iter().map(|t| regex::escape(t)).collect();
+    let alts: Vec<String> = targets.iter().map(|t| regex_lite::escape(t)).collect();
     escape(&alts.join("|"))
 }
 
