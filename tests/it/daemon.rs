@@ -355,14 +355,11 @@ fn tls_and_basic_auth_from_web_config() {
     assert_ne!(code, "200");
 }
 
-#[test]
-fn log_level_from_the_config_is_applied() {
+/// The daemon's "sampling loop starting" log line (a DEBUG line) under `config`
+/// and `env`.
+fn sampling_loop_line(config: &str, env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("a.yaml"),
-        "log_level: debug\ninterval: 100ms\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("a.yaml"), config).unwrap();
     let mut d = Daemon::start(
         dir.path(),
         &[
@@ -373,36 +370,26 @@ fn log_level_from_the_config_is_applied() {
             "--state-dir",
             "s",
         ],
-        &[],
+        env,
     );
     let line = d.wait_log("sampling loop starting", SECS(5));
-    assert!(line.contains("DEBUG"), "{line}");
     d.stop();
+    line
+}
+
+#[test]
+fn log_level_from_the_config_is_applied() {
+    let line = sampling_loop_line("log_level: debug\ninterval: 100ms\n", &[]);
+    assert!(line.contains("DEBUG"), "{line}");
 }
 
 #[test]
 fn anomalyd_log_directives_win_over_the_config_level() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("a.yaml"),
+    let line = sampling_loop_line(
         "log_level: error\ninterval: 100ms\n",
-    )
-    .unwrap();
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--config",
-            "a.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            "s",
-        ],
         &[("ANOMALYD_LOG", "error,anomalyd::daemon=debug")],
     );
-    let line = d.wait_log("sampling loop starting", SECS(5));
     assert!(line.contains("DEBUG"), "{line}");
-    d.stop();
 }
 
 /// glibc's extra malloc arenas are heaps of their own, mapped at a 64 MiB boundary
