@@ -373,6 +373,9 @@ fn sampling_loop_line(config: &str, env: &[(&str, &str)]) -> String {
         env,
     );
     let line = d.wait_log("sampling loop starting", SECS(5));
+    // Stopped once it is up: a SIGTERM within milliseconds of the start was once not
+    // acted on in CI (under load; not understood yet, see issue #15's notes).
+    d.wait_log("first sample taken", SECS(5));
     d.stop();
     line
 }
