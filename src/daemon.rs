@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::Signal;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -43,6 +43,9 @@ pub struct Reload {
     pub file: Option<PathBuf>,
     /// Runs on the blocking pool, so a slow parse never holds up a tick.
     pub load: Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>,
+    /// SIGHUP, caught from before the daemon starts (its default action ends the
+    /// process): a reload asked for during the start is done once the loop runs.
+    pub hangup: Signal,
 }
 
 /// Run the daemon until `shutdown` resolves.
@@ -53,6 +56,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut config = config;
+    let mut reload = reload;
     crate::logging::set_level(&config.log_level);
     match &reload.file {
         Some(p) => {
@@ -126,7 +130,6 @@ pub async fn run(
             tracing::warn!(interval = ?config.interval, watchdog = ?p, "sampling interval is too long for the systemd watchdog");
         }
     }
-    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     tokio::pin!(shutdown);
 
     let mut collectors = collect::build(&config.paths, &config.collectors);
@@ -142,7 +145,7 @@ pub async fn run(
     let result: anyhow::Result<()> = loop {
         tokio::select! {
             _ = &mut shutdown => break Ok(()),
-            _ = hup.recv() => {
+            _ = reload.hangup.recv() => {
                 if reloading.is_some() {
                     tracing::info!("SIGHUP: a reload is already running");
                 } else {
@@ -402,6 +405,7 @@ mod tests {
         let reload = Reload {
             file: None,
             load: Arc::new(|| Ok(Config::default())),
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap(),
         };
         let stored = {
             let (path, config) = (state.history(), config.history.clone());

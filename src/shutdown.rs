@@ -52,20 +52,21 @@ impl Shutdown {
     }
 }
 
-/// The binary's shutdown future: resolves on the first SIGTERM or SIGINT.
-pub async fn signal() {
+/// The binary's shutdown future: resolves on the first SIGTERM or SIGINT. Both are
+/// caught from the moment this returns, not from the future's first poll: call it
+/// first thing, inside the runtime. Until then a signal meets the disposition the
+/// process inherited, and an inherited "ignore" loses it: a `systemctl stop` right
+/// after a start would then wait for the stop timeout and a SIGKILL.
+pub fn signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install SIGTERM/SIGINT handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! Filesystems come from the mount table and `statvfs`; block devices from
 //! `/proc/diskstats`. Both lists are filtered by the config, whose defaults drop pseudo
 //! filesystems, partitions and device-mapper nodes so each physical disk is counted once.
-//! `statvfs` is a plain function pointer so tests can feed fixed numbers; a mount it fails
-//! on (stale NFS, no permission) is skipped for the tick rather than failing the collector.
+//! `statvfs` is a plain function pointer so tests can feed fixed numbers; it runs with a
+//! deadline on a helper thread (`statvfs.rs`), and a mount it fails or hangs on (stale
+//! NFS, no permission) is skipped for the tick rather than failing the collector.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
@@ -15,7 +16,8 @@ use std::path::Path;
 
 use serde_yaml::Value;
 
-use super::{read, CollectError, Collector, Paths};
+use super::statvfs::{Guarded, TIMEOUT as STATVFS_TIMEOUT};
+use super::{read, CollectError, Collector, Kept, Paths};
 use crate::config::reader::{Filter, Pattern, Reader};
 use crate::sample::Sample;
 
@@ -100,8 +102,9 @@ pub type StatFs = fn(&Path) -> io::Result<FsStat>;
 
 pub struct Disk {
     paths: Paths,
-    config: DiskConfig,
-    statfs: StatFs,
+    statfs: Guarded,
+    mounts: MountFilter,
+    devices: Kept,
     previous: Option<Previous>,
 }
 
@@ -112,14 +115,15 @@ struct Previous {
 
 impl Disk {
     pub fn new(paths: Paths, config: DiskConfig) -> Self {
-        Disk::with_statfs(paths, config, statvfs_guarded)
+        Disk::with_statfs(paths, config, statvfs)
     }
 
     pub fn with_statfs(paths: Paths, config: DiskConfig, statfs: StatFs) -> Self {
         Disk {
             paths,
-            config,
-            statfs,
+            statfs: Guarded::new(statfs, STATVFS_TIMEOUT),
+            mounts: MountFilter::new(&config),
+            devices: Kept::new(&config.devices),
             previous: None,
         }
     }
@@ -145,19 +149,19 @@ impl Collector for Disk {
     }
 
     fn collect(&mut self, sample: &mut Sample) -> Result<(), CollectError> {
-        let mounts = select_mounts(&self.read_mounts()?, &self.config);
+        let mounts = select_mounts(&self.read_mounts()?, &mut self.mounts);
         let diskstats_path = self.paths.proc("diskstats");
         let diskstats = read(&diskstats_path)?;
 
         for mount in &mounts {
-            if let Ok(stat) = (self.statfs)(&self.paths.root(&mount.mount_point)) {
+            if let Ok(stat) = self.statfs.stat(&self.paths.root(&mount.mount_point)) {
                 emit_filesystem(sample, mount, &stat);
             }
         }
 
         let devices: HashMap<String, IoCounters> = parse_diskstats(&diskstats)
             .into_iter()
-            .filter(|(name, _)| self.config.devices.keeps(name))
+            .filter(|(name, _)| self.devices.keeps(name))
             .collect();
         if let Some(previous) = &self.previous {
             let elapsed_ms = sample.timestamp_ms - previous.timestamp_ms;
@@ -316,8 +320,26 @@ struct Mount {
     fs_type: String,
 }
 
+/// `collectors.disk.mount_points` and `fs_types` together.
+struct MountFilter {
+    mount_points: Kept,
+    fs_types: Kept,
+}
+
+impl MountFilter {
+    fn new(config: &DiskConfig) -> Self {
+        MountFilter {
+            mount_points: Kept::new(&config.mount_points),
+            fs_types: Kept::new(&config.fs_types),
+        }
+    }
+    fn keeps(&mut self, m: &Mount) -> bool {
+        self.mount_points.keeps(&m.mount_point) && self.fs_types.keeps(&m.fs_type)
+    }
+}
+
 /// The filesystems to report, in mount table order.
-fn select_mounts(text: &str, config: &DiskConfig) -> Vec<Mount> {
+fn select_mounts(text: &str, filter: &mut MountFilter) -> Vec<Mount> {
     // A later mount on the same point hides the earlier one, and statvfs sees the later;
     // it takes the earlier one's place so the order stays stable.
     let mut visible: Vec<Mount> = Vec::new();
@@ -337,7 +359,7 @@ fn select_mounts(text: &str, config: &DiskConfig) -> Vec<Mount> {
     let mut seen_devices: HashSet<String> = HashSet::new();
     visible
         .into_iter()
-        .filter(|m| config.mount_points.keeps(&m.mount_point) && config.fs_types.keeps(&m.fs_type))
+        .filter(|m| filter.keeps(m))
         .filter(|m| !m.device.starts_with('/') || seen_devices.insert(m.device.clone()))
         .collect()
 }
@@ -445,51 +467,6 @@ fn parse_diskstats(text: &str) -> Vec<(String, IoCounters)> {
             Some((name.to_string(), counters))
         })
         .collect()
-}
-
-/// How long one `statvfs` may take before the mount is treated as hung.
-const STATVFS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Mounts with a `statvfs` still in flight. A hard NFS mount whose server is gone
-/// blocks the call in the kernel indefinitely; the thread cannot be cancelled, so we
-/// remember the mount and skip it until that call returns (node_exporter does the same).
-static IN_FLIGHT: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-
-/// [`statvfs`] on a helper thread with a deadline, so one hung mount costs one tick
-/// [`STATVFS_TIMEOUT`] once and is then skipped, instead of freezing sampling.
-pub fn statvfs_guarded(path: &Path) -> io::Result<FsStat> {
-    with_deadline(path, STATVFS_TIMEOUT, statvfs)
-}
-
-fn with_deadline(path: &Path, timeout: std::time::Duration, call: StatFs) -> io::Result<FsStat> {
-    let lock = || IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
-    if !lock().insert(path.to_path_buf()) {
-        return Err(io::Error::new(
-            ErrorKind::TimedOut,
-            "an earlier statvfs on this mount has not returned",
-        ));
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let owned = path.to_path_buf();
-    let spawned = std::thread::Builder::new()
-        .name("statvfs".into())
-        .spawn(move || {
-            let result = call(&owned);
-            lock().remove(&owned);
-            let _ = tx.send(result);
-        });
-    if let Err(e) = spawned {
-        lock().remove(path);
-        return Err(e);
-    }
-    match rx.recv_timeout(timeout) {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!(mount = %path.display(), "statvfs did not return within {timeout:?}; skipping this mount until it does");
-            Err(io::Error::new(ErrorKind::TimedOut, "statvfs timed out"))
-        }
-    }
 }
 
 /// `statvfs(3)` on `path`.
@@ -602,7 +579,7 @@ mod tests {
     fn filesystems_are_filtered_deduplicated_and_stale_ones_skipped() {
         let config = default_config();
         let text = std::fs::read_to_string(fixture("host").proc("self/mounts")).unwrap();
-        let chosen: Vec<String> = select_mounts(&text, &config)
+        let chosen: Vec<String> = select_mounts(&text, &mut MountFilter::new(&config))
             .into_iter()
             .map(|m| m.mount_point)
             .collect();
@@ -671,7 +648,7 @@ mod tests {
             ..default_config()
         };
         let text = std::fs::read_to_string(fixture("host").proc("self/mounts")).unwrap();
-        let chosen: Vec<String> = select_mounts(&text, &config)
+        let chosen: Vec<String> = select_mounts(&text, &mut MountFilter::new(&config))
             .into_iter()
             .map(|m| m.mount_point)
             .collect();
@@ -682,7 +659,7 @@ mod tests {
     #[test]
     fn a_later_mount_on_the_same_point_wins() {
         let text = "/dev/sdb1 /data ext4 rw 0 0\n/dev/sdc1 /data xfs rw 0 0\nbad\n";
-        let mounts = select_mounts(text, &default_config());
+        let mounts = select_mounts(text, &mut MountFilter::new(&default_config()));
         assert_eq!(
             mounts,
             [Mount {
@@ -830,24 +807,5 @@ mod tests {
         disk.collect(&mut s).unwrap();
         disk.collect(&mut Sample::new(2000)).unwrap();
         assert!(!s.points.is_empty());
-    }
-
-    #[test]
-    fn hung_statvfs_is_skipped_until_it_returns() {
-        fn slow(_: &Path) -> io::Result<FsStat> {
-            std::thread::sleep(std::time::Duration::from_millis(400));
-            Ok(FsStat::default())
-        }
-        let p = Path::new("/hung-mount-for-test");
-        let t = std::time::Instant::now();
-        let e = with_deadline(p, std::time::Duration::from_millis(50), slow).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::TimedOut);
-        // While the first call is stuck, the mount is skipped at once.
-        let e = with_deadline(p, std::time::Duration::from_millis(50), slow).unwrap_err();
-        assert!(e.to_string().contains("has not returned"), "{e}");
-        assert!(t.elapsed() < std::time::Duration::from_millis(300));
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        // Once it returned, the mount is tried again.
-        assert!(with_deadline(p, std::time::Duration::from_secs(2), slow).is_ok());
     }
 }

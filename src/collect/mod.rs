@@ -13,14 +13,16 @@ pub mod disk;
 pub mod memory;
 pub mod network;
 pub mod ping;
+pub mod statvfs;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
 use serde_yaml::Value;
 
 pub use crate::config::reader::Paths;
-use crate::config::reader::{Reader, Section};
+use crate::config::reader::{Filter, Reader, Section};
 use crate::sample::{CollectorRun, Sample};
 
 /// The `collectors:` section: which run, and each one's settings.
@@ -103,6 +105,38 @@ impl CollectError {
 /// Read a whole small file (procfs/sysfs), with the path in the error.
 pub fn read(path: &Path) -> Result<String, CollectError> {
     std::fs::read_to_string(path).map_err(|e| CollectError::io(path, e))
+}
+
+/// A name filter from the config with its verdict per name remembered. Mounts, devices
+/// and interfaces keep their names tick after tick, and matching each against the
+/// config's patterns every tick was a few percent of the daemon's CPU time. Collectors
+/// are rebuilt when the config changes, so a verdict never outlives its filter.
+pub struct Kept {
+    filter: Filter,
+    verdicts: HashMap<String, bool>,
+}
+
+impl Kept {
+    pub fn new(filter: &Filter) -> Self {
+        Kept {
+            filter: filter.clone(),
+            verdicts: HashMap::new(),
+        }
+    }
+
+    pub fn keeps(&mut self, name: &str) -> bool {
+        if let Some(&verdict) = self.verdicts.get(name) {
+            return verdict;
+        }
+        // Bounded: a host that creates and deletes interfaces all day (containers'
+        // veths) would otherwise grow this without end.
+        if self.verdicts.len() >= 4096 {
+            self.verdicts.clear();
+        }
+        let verdict = self.filter.keeps(name);
+        self.verdicts.insert(name.to_string(), verdict);
+        verdict
+    }
 }
 
 /// One area of the host. `collect` is called once per tick with the tick's sample;
@@ -188,5 +222,31 @@ pub(crate) mod testing {
     pub(crate) fn assert_close(actual: Option<f64>, expected: f64) {
         let actual = actual.unwrap();
         assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::reader::Pattern;
+
+    #[test]
+    fn kept_names_are_the_filters_verdicts_remembered_within_a_bound() {
+        let filter = Filter {
+            include: Some(Pattern::new("eth.*|veth.*").unwrap()),
+            exclude: Some(Pattern::new("veth9.*").unwrap()),
+        };
+        let mut kept = Kept::new(&filter);
+        for _ in 0..2 {
+            for name in ["eth0", "veth1", "veth99", "lo", "docker0"] {
+                assert_eq!(kept.keeps(name), filter.keeps(name), "{name}");
+            }
+        }
+        for i in 0..10_000 {
+            let name = format!("veth{i}");
+            assert_eq!(kept.keeps(&name), !name.starts_with("veth9"), "{name}");
+        }
+        assert!(kept.verdicts.len() <= 4096, "{}", kept.verdicts.len());
     }
 }

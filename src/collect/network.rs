@@ -12,7 +12,7 @@ use std::io::ErrorKind;
 
 use serde_yaml::Value;
 
-use super::{read, CollectError, Collector, Paths};
+use super::{read, CollectError, Collector, Kept, Paths};
 use crate::config::reader::{Filter, Pattern, Reader};
 use crate::sample::Sample;
 
@@ -171,7 +171,7 @@ struct Previous {
 
 pub struct Network {
     paths: Paths,
-    config: NetworkConfig,
+    interfaces: Kept,
     previous: Option<Previous>,
 }
 
@@ -179,7 +179,7 @@ impl Network {
     pub fn new(paths: Paths, config: NetworkConfig) -> Self {
         Network {
             paths,
-            config,
+            interfaces: Kept::new(&config.interfaces),
             previous: None,
         }
     }
@@ -194,7 +194,7 @@ impl Collector for Network {
         let dev_path = self.paths.proc("net/dev");
         let interfaces: HashMap<String, InterfaceCounters> = parse_net_dev(&read(&dev_path)?)
             .into_iter()
-            .filter(|(name, _)| self.config.interfaces.keeps(name))
+            .filter(|(name, _)| self.interfaces.keeps(name))
             .collect();
         let snmp_path = self.paths.proc("net/snmp");
         let snmp = match std::fs::read_to_string(&snmp_path) {

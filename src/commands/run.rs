@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use super::{resolve, Overrides};
 use crate::cli::RunArgs;
 use crate::daemon::{self, Reload};
@@ -10,6 +12,18 @@ use crate::store::StateDir;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     crate::memory::one_arena();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()?;
+    // The signals are caught before anything else: see `shutdown::signal`.
+    let (stop, hangup) = {
+        let _in = rt.enter();
+        let stop = crate::shutdown::signal().context("catching SIGTERM and SIGINT")?;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("catching SIGHUP")?;
+        (stop, hangup)
+    };
     let flags = Overrides {
         listen: args.listen,
         state_dir: args.common.state_dir,
@@ -26,17 +40,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let reload = Reload {
         file: file.clone(),
         load: std::sync::Arc::new(move || flags.load(file.as_deref())),
+        hangup,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(4)
-        .build()?;
-    let result = rt.block_on(daemon::run(
-        config,
-        state,
-        reload,
-        crate::shutdown::signal(),
-    ));
+    let result = rt.block_on(daemon::run(config, state, reload, stop));
     // A collector stuck in a syscall must not hold the process past SIGTERM.
     rt.shutdown_timeout(Duration::from_millis(500));
     result?;

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::reader::Pattern;
+
 /// The checked-in specification (see `models/default.json`).
 pub const DEFAULT_SPEC_JSON: &str = include_str!("../../models/default.json");
 
@@ -63,15 +65,15 @@ pub struct Floor {
 }
 
 impl Floor {
-    fn regex(&self) -> Result<regex_lite::Regex, regex_lite::Error> {
-        regex_lite::Regex::new(&format!("^(?:{})$", self.pattern))
+    fn regex(&self) -> Result<Pattern, regex_lite::Error> {
+        Pattern::new(&self.pattern)
     }
 }
 
 /// Per feature: the floor of the first rule matching its metric name, `max(absolute,
 /// relative × |mean|)`, 0 when none matches.
 pub fn floors_for(floors: &[Floor], names: &[String], means: &[f64]) -> Vec<f64> {
-    let rules: Vec<(regex_lite::Regex, &Floor)> = floors
+    let rules: Vec<(Pattern, &Floor)> = floors
         .iter()
         .filter_map(|f| f.regex().ok().map(|r| (r, f)))
         .collect();
