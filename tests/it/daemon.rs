@@ -395,7 +395,17 @@ fn a_stop_sent_as_the_daemon_starts_is_acted_on() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    // Killed on drop: a failed assertion must not leave a daemon running (with its
+    // SIGTERM ignored, nothing else would stop it).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut daemon = Killed(cmd.spawn().unwrap());
+    let child = &mut daemon.0;
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut lines = stderr.lines().map_while(Result::ok);
     let waiting = lines.by_ref().find(|l| l.contains("no model yet"));
@@ -417,8 +427,6 @@ fn a_stop_sent_as_the_daemon_starts_is_acted_on() {
             break exit;
         }
         if std::time::Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!(
                 "SIGTERM sent during start-up was not acted on: {:?}",
                 rest.join()
