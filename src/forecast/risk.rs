@@ -346,6 +346,8 @@ fn logistic(z: &[[f64; FEATURES]], y: &[bool], ridge: f64) -> ([f64; FEATURES], 
     // Start the intercept at the base rate's log-odds.
     let rate = y.iter().filter(|v| **v).count() as f64 / y.len().max(1) as f64;
     beta[FEATURES] = (rate / (1.0 - rate)).ln();
+    // The objective at `beta`: the step accepted last computed it already.
+    let mut current = objective(z, y, &beta, ridge);
     for _ in 0..50 {
         let mut grad = [0.0; D];
         let mut hess = [[0.0; D]; D];
@@ -372,13 +374,15 @@ fn logistic(z: &[[f64; FEATURES]], y: &[bool], ridge: f64) -> ([f64; FEATURES], 
         };
         // Damped: halve the step until the penalised likelihood does not drop
         // (plain Newton overshoots on nearly separable data).
-        let before = objective(z, y, &beta, ridge);
+        let before = current;
         let mut t = 1.0;
         let mut moved = false;
         while t > 1e-6 {
             let trial: [f64; D] = std::array::from_fn(|a| beta[a] + t * step[a]);
-            if objective(z, y, &trial, ridge) >= before {
+            let at_trial = objective(z, y, &trial, ridge);
+            if at_trial >= before {
                 beta = trial;
+                current = at_trial;
                 moved = true;
                 break;
             }

@@ -176,8 +176,13 @@ pub struct Scorer {
     x: Vec<f64>,
     terms: Vec<f64>,
     layout: Layout,
-    /// Scratch for [`Scorer::score_values`]' attributions.
-    order: Vec<(usize, f64)>,
+    /// Feature indices by attribution, largest first, kept from sample to sample:
+    /// the averages move little between samples, so the last order is nearly right and
+    /// an insertion sort fixes it in about `d` steps. A full sort of every sample's
+    /// attributions was most of training's threshold pass.
+    rank: Vec<usize>,
+    /// Scratch: this sample's attributions by feature ([`Scorer::rank`]).
+    attr: Vec<f64>,
 }
 
 /// Where the average is in its start.
@@ -215,7 +220,8 @@ impl Scorer {
             x: vec![0.0; d],
             terms: vec![0.0; d],
             layout: Layout::default(),
-            order: Vec::new(),
+            rank: (0..d).collect(),
+            attr: vec![0.0; d],
         }
     }
 
@@ -258,8 +264,11 @@ impl Scorer {
     /// (`weight` → 1).
     pub fn score(&mut self, record: &Record) -> Score {
         let scale = self.advance(record);
-        let mut contributions = Vec::new();
-        self.contributions_into(scale, &mut contributions);
+        let count = self.rank(scale);
+        let contributions: Vec<(usize, f64)> = self.rank[..count]
+            .iter()
+            .map(|&j| (j, self.attr[j]))
+            .collect();
         let value = sum_of(&contributions);
         let raw: f64 = self.terms.iter().sum();
         let top_cause_raw = contributions.first().map_or(0.0, |(j, _)| self.terms[*j]);
@@ -283,15 +292,14 @@ impl Scorer {
     }
 
     fn row_score(&mut self, scale: f64) -> super::train::RowScore {
-        let mut order = std::mem::take(&mut self.order);
-        self.contributions_into(scale, &mut order);
-        let row = super::train::RowScore {
-            value: sum_of(&order),
+        let count = self.rank(scale);
+        let ranked = &self.rank[..count];
+        super::train::RowScore {
+            // As `sum_of` adds them: largest first.
+            value: ranked.iter().map(|&j| self.attr[j]).sum(),
             raw: self.terms.iter().sum(),
-            top_cause_raw: order.first().map(|(j, _)| self.terms[*j]),
-        };
-        self.order = order;
-        row
+            top_cause_raw: ranked.first().map(|&j| self.terms[j]),
+        }
     }
 
     /// Take `record` into the average; returns the factor the state is scaled by.
@@ -336,17 +344,36 @@ impl Scorer {
         1.0 / self.weight
     }
 
-    /// The features' attributions, largest first, zeros left out, into `out`.
-    fn contributions_into(&self, scale: f64, out: &mut Vec<(usize, f64)>) {
-        out.clear();
-        out.extend(
-            self.state
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| **e > 0.0)
-                .map(|(j, e)| (j, *e * scale)),
-        );
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    /// Rank the features' attributions (`attr`): largest first, ties by feature index,
+    /// those with nothing to attribute (a zero average) last. Returns how many have
+    /// something: `rank[..count]` are the contributions.
+    fn rank(&mut self, scale: f64) -> usize {
+        let mut count = 0;
+        for (a, e) in self.attr.iter_mut().zip(&self.state) {
+            *a = if *e > 0.0 {
+                count += 1;
+                *e * scale
+            } else {
+                f64::NEG_INFINITY
+            };
+        }
+        let (attr, rank) = (&self.attr, &mut self.rank);
+        // One order for every sample: by attribution, then by index. It is total, so
+        // the result is the one any sort gives, whatever order `rank` starts in.
+        let before = |i: usize, j: usize| match attr[i].total_cmp(&attr[j]) {
+            std::cmp::Ordering::Equal => i < j,
+            o => o == std::cmp::Ordering::Greater,
+        };
+        for i in 1..rank.len() {
+            let j = rank[i];
+            let mut k = i;
+            while k > 0 && before(j, rank[k - 1]) {
+                rank[k] = rank[k - 1];
+                k -= 1;
+            }
+            rank[k] = j;
+        }
+        count
     }
 }
 
@@ -416,6 +443,43 @@ mod tests {
                 s.contributions.first().map(|_| s.top_cause_raw),
                 t.top_cause_raw
             );
+        }
+    }
+
+    /// The ranking kept from sample to sample is the full sort of each sample's
+    /// attributions (largest first, ties by index, zeros left out), whatever came
+    /// before: slow drifts, jumps, ties, averages at zero.
+    #[test]
+    fn kept_ranking_is_each_samples_full_sort() {
+        let (_, m) = model_on_minutes();
+        let mut scorer = Scorer::new(m);
+        let d = scorer.state.len();
+        let mut noise = Noise::new(11);
+        for step in 0..500 {
+            for (j, e) in scorer.state.iter_mut().enumerate() {
+                *e = match step % 50 {
+                    0 => noise.next() * 4.0,                  // a jump
+                    7 => (j % 2) as f64,                      // ties and zeros
+                    13 => 0.0,                                // nothing to attribute
+                    _ => (*e + noise.next() * 0.05).max(0.0), // a drift
+                };
+            }
+            let scale = 1.0 + (step % 3) as f64;
+            let mut want: Vec<(usize, f64)> = scorer
+                .state
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| **e > 0.0)
+                .map(|(j, e)| (j, *e * scale))
+                .collect();
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let count = scorer.rank(scale);
+            let got: Vec<(usize, f64)> = scorer.rank[..count]
+                .iter()
+                .map(|&j| (j, scorer.attr[j]))
+                .collect();
+            assert_eq!(got, want, "step {step}");
+            assert_eq!(scorer.rank.len(), d);
         }
     }
 

@@ -136,37 +136,54 @@ struct ColumnStats {
     max: f64,
 }
 
-fn column_stats(rows: &Frame, j: usize) -> ColumnStats {
-    let (mut count, mut sum, mut min, mut max) = (0usize, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+/// Every column's statistics, in two passes over the rows (not two per column: the
+/// frame is stored row by row). Each column's sums are still taken in row order.
+fn column_stats(rows: &Frame) -> Vec<ColumnStats> {
+    let d = rows.names().len();
+    let mut count = vec![0usize; d];
+    let mut sum = vec![0.0; d];
+    let mut min = vec![f64::INFINITY; d];
+    let mut max = vec![f64::NEG_INFINITY; d];
     for r in rows.rows() {
-        let v = r[j];
-        if v.is_finite() {
-            count += 1;
-            sum += v;
-            min = min.min(v);
-            max = max.max(v);
+        for (j, &v) in r.iter().enumerate() {
+            if v.is_finite() {
+                count[j] += 1;
+                sum[j] += v;
+                min[j] = min[j].min(v);
+                max[j] = max[j].max(v);
+            }
         }
     }
-    let mean = if count > 0 { sum / count as f64 } else { 0.0 };
-    let mut ss = 0.0;
+    let mean: Vec<f64> = (0..d)
+        .map(|j| {
+            if count[j] > 0 {
+                sum[j] / count[j] as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut ss = vec![0.0; d];
     for r in rows.rows() {
-        let v = r[j];
-        if v.is_finite() {
-            ss += (v - mean) * (v - mean);
+        for (j, &v) in r.iter().enumerate() {
+            if v.is_finite() {
+                ss[j] += (v - mean[j]) * (v - mean[j]);
+            }
         }
     }
-    let std = if count > 0 {
-        (ss / count as f64).sqrt()
-    } else {
-        0.0
-    };
-    ColumnStats {
-        count,
-        mean,
-        std,
-        min,
-        max,
-    }
+    (0..d)
+        .map(|j| ColumnStats {
+            count: count[j],
+            mean: mean[j],
+            std: if count[j] > 0 {
+                (ss[j] / count[j] as f64).sqrt()
+            } else {
+                0.0
+            },
+            min: min[j],
+            max: max[j],
+        })
+        .collect()
 }
 
 impl Model {
@@ -230,8 +247,7 @@ impl Model {
         let mut cols = Vec::new();
         let mut center = Vec::new();
         let mut scale = Vec::new();
-        for (j, name) in rows.names().iter().enumerate() {
-            let s = column_stats(rows, j);
+        for ((j, name), s) in rows.names().iter().enumerate().zip(column_stats(rows)) {
             if s.count < 2 || s.max <= s.min || s.std <= 0.0 {
                 skipped.push(name.clone());
                 continue;
@@ -247,15 +263,15 @@ impl Model {
             });
         }
         let d = names.len();
-        let mut z: Vec<Vec<f64>> = rows
-            .rows()
-            .map(|r| {
+        // The z-scores, row by row in one block.
+        let mut z: Vec<f64> = Vec::with_capacity(n * d);
+        for r in rows.rows() {
+            z.extend(
                 cols.iter()
                     .enumerate()
-                    .map(|(k, &j)| (r[j] - center[k]) / scale[k])
-                    .collect()
-            })
-            .collect();
+                    .map(|(k, &j)| (r[j] - center[k]) / scale[k]),
+            );
+        }
         progress("features", n, n);
 
         // 3. Time of day, only when the history spans enough days to tell a routine
@@ -280,7 +296,7 @@ impl Model {
                 .collect();
             let mut sum = vec![0.0; tod.bins * d];
             let mut cnt = vec![0usize; tod.bins * d];
-            for (bin, zr) in bin_of.iter().zip(&z) {
+            for (bin, zr) in bin_of.iter().zip(z.chunks_exact(d)) {
                 if let Some(b) = *bin {
                     for (k, v) in zr.iter().enumerate() {
                         if v.is_finite() {
@@ -301,7 +317,7 @@ impl Model {
                     }
                 })
                 .collect();
-            for (bin, zr) in bin_of.iter().zip(z.iter_mut()) {
+            for (bin, zr) in bin_of.iter().zip(z.chunks_exact_mut(d)) {
                 if let Some(b) = *bin {
                     for (k, v) in zr.iter_mut().enumerate() {
                         *v -= baseline[b * d + k];
@@ -321,7 +337,7 @@ impl Model {
         //    at the mean (0). Evenly strided rows keep large histories fast.
         progress("k-means", 0, 1);
         let stride = n.div_ceil(spec.max_fit_rows).max(1);
-        let fit_rows: Vec<&Vec<f64>> = z.iter().step_by(stride).collect();
+        let fit_rows: Vec<&[f64]> = z.chunks_exact(d).step_by(stride).collect();
         let mut fit = Array2::<f64>::zeros((fit_rows.len(), d));
         for (i, r) in fit_rows.iter().enumerate() {
             for (k, v) in r.iter().enumerate() {
