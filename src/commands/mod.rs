@@ -123,6 +123,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => {
+            crate::memory::keep_freed();
             let mut out = std::io::BufWriter::new(stdout());
             replay::run(args, &mut out, &mut std::io::stderr())
         }

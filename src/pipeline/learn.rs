@@ -350,7 +350,7 @@ fn fit_frame(
     let scorer = scored.scorer;
     // The risk is calibrated on the rows the model learnt from, scored by the model
     // itself: the host's own history, no labels.
-    let calibration = match risk {
+    let risk_fit = || match risk {
         Some(cfg) => {
             let values: Vec<f64> = scored.rows.iter().map(|s| s.value).collect();
             forecast::risk::calibrate_scored(&model, stamps, &values, cfg)
@@ -359,28 +359,52 @@ fn fit_frame(
     };
     let threshold = model.threshold();
     let raw_threshold = model.raw_threshold();
-    let gate_rows: Vec<incident::calibrate::Row> = stamps[..before]
-        .iter()
-        .zip(&scored.rows)
-        .filter_map(|(t, s)| {
-            // As `Score::raw_anomaly` against the trained model.
-            let raw_anomaly = s.raw > raw_threshold;
-            Some(incident::calibrate::Row {
-                timestamp_ms: (*t)?,
-                ratio: incident::signals::ratio(s.value, threshold),
-                sample_anomalous: raw_anomaly,
-                sample_opens: incident::signals::opens(raw_anomaly, s.top_cause_raw),
+    let gate_fit = || {
+        let gate_rows: Vec<incident::calibrate::Row> = stamps[..before]
+            .iter()
+            .zip(&scored.rows)
+            .filter_map(|(t, s)| {
+                // As `Score::raw_anomaly` against the trained model.
+                let raw_anomaly = s.raw > raw_threshold;
+                Some(incident::calibrate::Row {
+                    timestamp_ms: (*t)?,
+                    ratio: incident::signals::ratio(s.value, threshold),
+                    sample_anomalous: raw_anomaly,
+                    sample_opens: incident::signals::opens(raw_anomaly, s.top_cause_raw),
+                })
             })
+            .collect::<Vec<_>>();
+        fit_gate(&gate_rows, now, incidents)
+    };
+    // The fault risk and the false-alarm budget are fitted on the same scores and need
+    // nothing of each other: both cores at once when there are two fits (a tenth of a
+    // replay's time). Without a thread, one after the other.
+    let (calibration, (opening, recent)) = if risk.is_some() && incidents.is_some() {
+        std::thread::scope(|s| {
+            match std::thread::Builder::new()
+                .name("train-risk".into())
+                .spawn_scoped(s, risk_fit)
+            {
+                Ok(job) => {
+                    let gate = gate_fit();
+                    let risk = job
+                        .join()
+                        .unwrap_or_else(|_| Err("fault risk calibration panicked".into()));
+                    (risk, gate)
+                }
+                Err(_) => (risk_fit(), gate_fit()),
+            }
         })
-        .collect();
-    Ok(finish(
+    } else {
+        (risk_fit(), gate_fit())
+    };
+    Ok(Trained {
         model,
         scorer,
         calibration,
-        gate_rows,
-        now,
-        incidents,
-    ))
+        opening,
+        recent,
+    })
 }
 
 /// What [`fit_frame`] shares out of training's own pass, done the long way: each
@@ -402,27 +426,24 @@ fn train_rescoring(
     // scorer left warm for the live stream.
     let mut scorer = Scorer::new(model.clone());
     let gate_rows = gate_rows(&mut scorer, &model, rows, now);
-    Ok(finish(
+    let (opening, recent) = fit_gate(&gate_rows, now, incidents);
+    Ok(Trained {
         model,
         scorer,
         calibration,
-        gate_rows,
-        now,
-        incidents,
-    ))
+        opening,
+        recent,
+    })
 }
 
 /// What is fitted on the gate's view of the training rows: the budget's calibration
 /// and the recent past.
-fn finish(
-    model: Arc<Model>,
-    scorer: Scorer,
-    calibration: Result<Calibration, String>,
-    gate_rows: Vec<incident::calibrate::Row>,
+fn fit_gate(
+    gate_rows: &[incident::calibrate::Row],
     now: i64,
     incidents: Option<&IncidentConfig>,
-) -> Trained {
-    let opening = incidents.map(|c| incident::calibrate::calibrate(c, &gate_rows));
+) -> (Option<incident::Calibration>, Vec<(i64, f64)>) {
+    let opening = incidents.map(|c| incident::calibrate::calibrate(c, gate_rows));
     let recent = match incidents {
         Some(c) => {
             let from = now - c.opening.recent_window.as_millis() as i64;
@@ -434,13 +455,7 @@ fn finish(
         }
         None => Vec::new(),
     };
-    Trained {
-        model,
-        scorer,
-        calibration,
-        opening,
-        recent,
-    }
+    (opening, recent)
 }
 
 /// Score `rows` (those before `now`: the record at `now` is scored live next) with
