@@ -291,6 +291,14 @@ impl Scorer {
         self.row_score(scale)
     }
 
+    /// [`Scorer::score_values`] of a row whose raw terms are known already
+    /// ([`Model::terms_of`]; training computes them ahead on another thread).
+    pub(super) fn score_terms(&mut self, ts: Option<i64>, terms: &[f64]) -> super::train::RowScore {
+        self.terms.copy_from_slice(terms);
+        let scale = self.take(ts);
+        self.row_score(scale)
+    }
+
     fn row_score(&mut self, scale: f64) -> super::train::RowScore {
         let count = self.rank(scale);
         let ranked = &self.rank[..count];

@@ -186,6 +186,65 @@ fn column_stats(rows: &Frame) -> Vec<ColumnStats> {
         .collect()
 }
 
+/// Rows per block of [`each_rows_terms`].
+const TERMS_BLOCK: usize = 1024;
+
+/// Call `each(i, terms)` with every row's raw terms ([`Model::terms_of`] of the row's
+/// `cols`), in row order. A row's terms need only the model, and the average they go
+/// into next needs the rows in order: so a second thread computes them a few blocks
+/// ahead while this one averages (a third of training's threshold pass). Without that
+/// thread, both here.
+fn each_rows_terms(model: &Model, rows: &Frame, cols: &[usize], mut each: impl FnMut(usize, &[f64])) {
+    let d = cols.len();
+    let n = rows.len();
+    let fill = |start: usize, buf: &mut Vec<f64>, x: &mut [f64]| {
+        let end = (start + TERMS_BLOCK).min(n);
+        buf.clear();
+        buf.resize((end - start) * d, 0.0);
+        for (i, terms) in (start..end).zip(buf.chunks_exact_mut(d)) {
+            let r = rows.row(i);
+            for (v, &j) in x.iter_mut().zip(cols) {
+                *v = r[j];
+            }
+            model.terms_of(rows.timestamps()[i], x, terms);
+        }
+    };
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<f64>>(4);
+        let (back, spare) = std::sync::mpsc::channel::<Vec<f64>>();
+        let ahead = std::thread::Builder::new()
+            .name("train-terms".into())
+            .spawn_scoped(s, move || {
+                let mut x = vec![0.0; d];
+                for start in (0..n).step_by(TERMS_BLOCK) {
+                    let mut buf = spare.try_recv().unwrap_or_default();
+                    fill(start, &mut buf, &mut x);
+                    if tx.send(buf).is_err() {
+                        return;
+                    }
+                }
+            });
+        if ahead.is_ok() {
+            let mut i = 0;
+            for block in rx {
+                for terms in block.chunks_exact(d) {
+                    each(i, terms);
+                    i += 1;
+                }
+                let _ = back.send(block);
+            }
+        } else {
+            let (mut buf, mut x) = (Vec::new(), vec![0.0; d]);
+            for start in (0..n).step_by(TERMS_BLOCK) {
+                fill(start, &mut buf, &mut x);
+                for (k, terms) in buf.chunks_exact(d).enumerate() {
+                    each(start + k, terms);
+                }
+            }
+        }
+    });
+}
+
 impl Model {
     /// Learn a model from history. Records are used in the order given (the smoothing
     /// that the threshold is computed through is sequential).
@@ -382,22 +441,18 @@ impl Model {
         // 5. Threshold: the same scorer the daemon runs, over the training rows (so
         //    with the same time-based smoothing, now that the row interval is known).
         let shared = std::sync::Arc::new(model.clone());
-        let mut scorer = Scorer::new(shared);
+        let mut scorer = Scorer::new(shared.clone());
         let mut scores = Vec::with_capacity(n);
         let mut raw = Vec::with_capacity(n);
         let mut kept = Vec::with_capacity(if keep.is_some() { n } else { 0 });
         let mut warmed = None;
         let step = (n / 100).max(1);
-        // Each row's values in the model's feature order (the kept columns).
-        let mut x = vec![0.0; d];
-        for (i, (r, ts)) in rows.rows().zip(rows.timestamps()).enumerate() {
+        let stamps = rows.timestamps();
+        each_rows_terms(&shared, rows, &cols, |i, terms| {
             if keep == Some(i) {
                 warmed = Some(scorer.clone());
             }
-            for (v, &j) in x.iter_mut().zip(&cols) {
-                *v = r[j];
-            }
-            let s = scorer.score_values(*ts, &x);
+            let s = scorer.score_terms(stamps[i], terms);
             scores.push(s.value);
             raw.push(s.raw);
             if keep.is_some() {
@@ -406,7 +461,7 @@ impl Model {
             if i % step == 0 {
                 progress("threshold", i, n);
             }
-        }
+        });
         progress("threshold", n, n);
         model.threshold = quantile(&mut scores, spec.threshold_quantile);
         model.raw_threshold = quantile(&mut raw, spec.threshold_quantile);
@@ -525,5 +580,29 @@ mod tests {
             Model::train(&many, &spec),
             Err(TrainError::NoFeatures { seen: 1 })
         ));
+    }
+
+    /// The threshold pass, with each row's terms computed a block ahead on another
+    /// thread, scores the rows as the daemon's scorer does one after another: every
+    /// block, the last one partial, a missing value and a row without a time included.
+    #[test]
+    fn the_threshold_pass_scores_as_the_scorer_does() {
+        let mut rows = crate::model::tests::history(3 * TERMS_BLOCK + 17, 5);
+        rows[1500].values.retain(|(n, _)| n != "cpu");
+        rows[2000].timestamp_ms = None;
+        let frame = super::super::frame::from_records(&rows);
+        let (model, scored) = Model::train_scored(&frame, &Spec::default(), 2500).expect("trains");
+        let mut scorer = Scorer::new(model.clone());
+        assert_eq!(scored.rows.len(), rows.len());
+        for (i, (r, got)) in rows.iter().zip(&scored.rows).enumerate() {
+            let want = scorer.score(r);
+            assert_eq!(got.value.to_bits(), want.value.to_bits(), "row {i}");
+            assert_eq!(got.raw.to_bits(), want.raw.to_bits(), "row {i}");
+            assert_eq!(
+                got.top_cause_raw,
+                want.contributions.first().map(|_| want.top_cause_raw),
+                "row {i}"
+            );
+        }
     }
 }
