@@ -1,6 +1,7 @@
 //! The allocator, set for a daemon that runs for months on a small host: one malloc
-//! arena, and freed memory given back after the rare large allocations (a training).
-//! Both are glibc's; elsewhere they do nothing.
+//! arena, and freed memory given back once a minute (a training's rows among it); and
+//! for a replay, which trains again and again and ends soon, freed memory kept. All
+//! are glibc's; elsewhere they do nothing.
 
 /// One malloc arena for the whole daemon, unless the operator set `MALLOC_ARENA_MAX`.
 /// glibc gives each thread that allocates an arena of its own (up to eight per core);
@@ -38,7 +39,7 @@ pub fn keep_freed() {
 /// for a month of history) are freed at once when it ends, but glibc keeps freed heap
 /// it cannot trim from the top, so without this the daemon would stay at its training
 /// peak until the next one.
-pub fn give_back() {
+fn give_back() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim walks the allocator's own free lists under its locks.
     unsafe {

@@ -194,7 +194,12 @@ const TERMS_BLOCK: usize = 1024;
 /// into next needs the rows in order: so a second thread computes them a few blocks
 /// ahead while this one averages (a third of training's threshold pass). Without that
 /// thread, both here.
-fn each_rows_terms(model: &Model, rows: &Frame, cols: &[usize], mut each: impl FnMut(usize, &[f64])) {
+fn each_rows_terms(
+    model: &Model,
+    rows: &Frame,
+    cols: &[usize],
+    mut each: impl FnMut(usize, &[f64]),
+) {
     let d = cols.len();
     let n = rows.len();
     let fill = |start: usize, buf: &mut Vec<f64>, x: &mut [f64]| {

@@ -212,12 +212,8 @@ impl Pipeline {
                 self.last_error = Some(e);
             }
         }
-        // The training's rows are freed by now; the daemon goes back to its usual size
-        // instead of keeping its peak until the next training. (A replay trains often
-        // and ends soon: it keeps the pages for the next one.)
-        if self.mode == Mode::Live {
-            crate::memory::give_back();
-        }
+        // The training's rows are freed by now; the daemon's minute trim
+        // (`memory::Trim`) hands their pages back within a minute.
     }
 
     /// Train when the warm-up is over and no model exists, or when the model is older
