@@ -26,6 +26,8 @@
 //! the one shutdown; `commands/` has one file per subcommand and resolves the command
 //! line into a config and a state directory; `cli` parses, `main.rs` dispatches.
 //! Imports only go down this list (`tests/it/layers.rs` checks it).
+#[cfg(test)]
+mod child_test;
 pub mod cli;
 pub mod collect;
 pub mod commands;

@@ -147,22 +147,11 @@ mod tests {
     /// process: the allocator's settings are the whole process's.
     #[test]
     fn kept_memory_is_reused_without_faulting_it_in() {
-        let name = "memory::tests::keep_freed_child";
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                name,
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(KEEP_CHILD, "1")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-        assert!(stdout.contains("keep-freed-ok"), "{stdout}\n{stderr}");
+        crate::child_test::run(
+            "memory::tests::keep_freed_child",
+            &[(KEEP_CHILD, "1")],
+            "keep-freed-ok",
+        );
     }
 
     #[test]

@@ -116,27 +116,11 @@ mod tests {
             std::path::Path::new("/usr/share/zoneinfo/America/New_York").exists(),
             "tzdata (America/New_York) is needed for this test"
         );
-        let name = "model::clock::tests::new_york_child";
-        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                name,
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("TZ", "America/New_York")
-            .env(ZONE_CHILD, "1")
-            .output()
-            .expect("run the child");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-        assert!(
-            stdout.contains("1 passed"),
-            "the child did not run its test:\n{stdout}\n{stderr}"
+        crate::child_test::run(
+            "model::clock::tests::new_york_child",
+            &[("TZ", "America/New_York"), (ZONE_CHILD, "1")],
+            "new-york-ok",
         );
-        assert!(stdout.contains("new-york-ok"), "{stdout}");
     }
 
     /// Run only as the child of the test above (it is `#[ignore]`d, and does nothing
