@@ -163,7 +163,8 @@ fn http_states() -> (http::State, http::State) {
             let health = Arc::new(Health::default());
             health.tick(anomalyd::sample::now_ms());
             let base = |web: WebConfig| {
-                let tickets = anomalyd::tickets::api::TicketsApi::new(dir.join("tickets.db"));
+                let tickets =
+                    anomalyd::tickets::api::TicketsApi::new(dir.join("tickets.db"), Vec::new());
                 let dashboard = anomalyd::export::web::Dashboard::new(
                     Default::default(),
                     Some(tickets.clone()),

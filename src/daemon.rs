@@ -90,10 +90,11 @@ pub async fn run(
     let bound = listener.local_addr()?;
     // Tests and scripts read this line to find an ephemeral port.
     tracing::info!("listening on {scheme}://{bound}/metrics");
-    let tickets_api = config
-        .incidents
-        .enabled
-        .then(|| crate::tickets::api::TicketsApi::new(state.tickets()));
+    let tickets_api = config.incidents.enabled.then(|| {
+        crate::tickets::api::TicketsApi::new(state.tickets(), config.tickets.sink_names())
+    });
+    // Kept for reloads: the dashboard's actions are delivered to the sinks of the day.
+    let actions_api = tickets_api.clone();
     let live = Live::default();
     let dashboard = Dashboard::new(
         live.clone(),
@@ -169,6 +170,9 @@ pub async fn run(
                             deliverer = reload_deliverer(deliverer, &mut new, &config, &state, &token).await;
                         }
                         pipeline.reconfigure(&new);
+                        if let Some(api) = &actions_api {
+                            api.set_sinks(new.tickets.sink_names());
+                        }
                         crate::logging::set_level(&new.log_level);
                         config = new;
                         tracing::info!("configuration reloaded");

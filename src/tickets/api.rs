@@ -12,19 +12,40 @@ use std::sync::{Arc, Mutex};
 use super::store::Store;
 
 /// The store, opened on first use and kept (one connection for all requests; calls
-/// run on the blocking pool, one at a time).
+/// run on the blocking pool, one at a time). The dashboard's acknowledgements,
+/// assignments and resolutions go through it, so it queues their deliveries for the
+/// configured sinks as the daemon's own changes do.
 #[derive(Clone)]
 pub struct TicketsApi {
     path: PathBuf,
-    store: Arc<Mutex<Option<Store>>>,
+    store: Arc<Mutex<Opened>>,
+}
+
+/// The store once opened, and the sinks it delivers to.
+struct Opened {
+    store: Option<Store>,
+    sinks: Vec<String>,
 }
 
 impl TicketsApi {
-    pub fn new(path: PathBuf) -> TicketsApi {
+    /// `sinks`: the `tickets.sinks` names (`TicketsConfig::sink_names`).
+    pub fn new(path: PathBuf, sinks: Vec<String>) -> TicketsApi {
         TicketsApi {
             path,
-            store: Arc::new(Mutex::new(None)),
+            store: Arc::new(Mutex::new(Opened { store: None, sinks })),
         }
+    }
+
+    /// The sinks changed on reload: changes from now on are queued for these.
+    pub fn set_sinks(&self, sinks: Vec<String>) {
+        let mut guard = match self.store.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(store) = &mut guard.store {
+            store.set_sinks(sinks.clone());
+        }
+        guard.sinks = sinks;
     }
 
     /// (HTTP status, JSON body) for a GET of `path`.
@@ -44,16 +65,20 @@ impl TicketsApi {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if guard.is_none() {
+        if guard.store.is_none() {
             match Store::open(&self.path) {
-                Ok(s) => *guard = Some(s),
+                Ok(s) => guard.store = Some(s.with_sinks(guard.sinks.clone())),
                 Err(e) => {
                     tracing::warn!("ticket store: {e}");
                     return Err("ticket store unavailable");
                 }
             }
         }
-        guard.as_ref().map(f).ok_or("ticket store unavailable")
+        guard
+            .store
+            .as_ref()
+            .map(f)
+            .ok_or("ticket store unavailable")
     }
 }
 
@@ -131,7 +156,7 @@ mod tests {
         assert_eq!(open_filter(Some("open=0")), Ok(false));
         assert_eq!(open_filter(None), Ok(false));
         let dir = tempfile::tempdir().unwrap();
-        let api = TicketsApi::new(dir.path().join("tickets.db"));
+        let api = TicketsApi::new(dir.path().join("tickets.db"), Vec::new());
         let (code, body) = api.handle("/api/v1/tickets", Some("open=maybe"), 0);
         assert_eq!(code, 400, "{body}");
         assert!(body.contains("open=\\\"maybe\\\""), "{body}");
@@ -139,12 +164,52 @@ mod tests {
         // A directory where the database should be: the store cannot open.
         let secret = dir.path().join("secret-place");
         std::fs::create_dir_all(secret.join("tickets.db")).unwrap();
-        let api = TicketsApi::new(secret.join("tickets.db"));
+        let api = TicketsApi::new(secret.join("tickets.db"), Vec::new());
         let (code, body) = api.handle("/api/v1/tickets", None, 0);
         assert_eq!(code, 503, "{body}");
         assert!(
             !body.contains("secret-place") && !body.contains('/'),
             "{body}"
         );
+    }
+
+    /// The dashboard's actions are queued for the sinks it was given, and after a
+    /// reload for the new ones.
+    #[test]
+    fn actions_are_queued_for_the_sinks_of_the_day() {
+        use crate::tickets::outbox;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tickets.db");
+        let incident = |id: &str| {
+            crate::incident::Change::Opened(crate::incident::testing::storage_anomaly(
+                id, 1_000, 0.97, 12.0,
+            ))
+        };
+        let daemon = Store::open(&path).unwrap();
+        daemon
+            .apply(&incident("INC-1"), "# Report", None, 1_000)
+            .unwrap();
+        daemon
+            .apply(&incident("INC-2"), "# Report", None, 1_000)
+            .unwrap();
+        let api = TicketsApi::new(path.clone(), vec!["hook".into()]);
+        let sinks_of = |id: &str| -> Vec<String> {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            outbox::rows(&conn)
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.delivery.ticket_id == id)
+                .map(|r| r.sink)
+                .collect()
+        };
+        api.with_store(|s| s.ack("INC-1", Some("alice"), 2_000))
+            .unwrap()
+            .unwrap();
+        assert_eq!(sinks_of("INC-1"), ["hook"]);
+        api.set_sinks(vec!["mail".into()]);
+        api.with_store(|s| s.resolve("INC-2", "fixed", Some("alice"), 3_000))
+            .unwrap()
+            .unwrap();
+        assert_eq!(sinks_of("INC-2"), ["mail"]);
     }
 }

@@ -528,3 +528,41 @@ fn bad_input_gets_a_clear_4xx_never_a_500_or_a_hang() {
     // The daemon is still sampling.
     assert_eq!(http_get(d.addr, "/healthz", None).0, 200);
 }
+
+/// A ticket resolved on the dashboard is resolved in the ticket system too: the
+/// action queues its delivery for the configured sinks, as the daemon's own changes
+/// do (it used to be recorded in the store only, so the sink's issue stayed open).
+#[test]
+fn a_ticket_resolved_on_the_dashboard_is_delivered_to_the_sinks() {
+    use crate::common::sinks::Server;
+    let dir = tempfile::tempdir().unwrap();
+    let state = replayed_state(dir.path());
+    let hook = Server::start(Box::new(|_| (200, "{}".into())));
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "http:\n  dashboard_loopback_writes: true\ntickets:\n  sinks:\n  - name: hook\n    \
+             type: webhook\n    url: {}/t\n    retry_initial: 50ms\n    retry_max: 200ms\n",
+            hook.url()
+        ),
+    );
+    let d = start(dir.path(), &state, &cfg, &[]);
+    let resolves = |rs: &[crate::common::sinks::Request]| {
+        rs.iter()
+            .filter(|r| r.json()["ticket_id"] == "INC-7" && r.json()["event"] == "resolve")
+            .count()
+    };
+    let (_, _, page) = request(d.addr, "GET", "/tickets/INC-7", &[], "");
+    let t = token(&page);
+    assert_eq!(resolves(&hook.requests()), 0, "INC-7 is open");
+    let (status, head, _) = request(
+        d.addr,
+        "POST",
+        "/tickets/INC-7/resolve",
+        &[],
+        &format!("csrf={t}&note=gateway+rebooted"),
+    );
+    assert_eq!(status, 303, "{head}");
+    let seen = hook.wait(Duration::from_secs(20), |rs| resolves(rs) > 0);
+    assert_eq!(resolves(&seen), 1, "{} requests", seen.len());
+}
