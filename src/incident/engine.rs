@@ -614,9 +614,12 @@ impl Engine {
         let flap_ms = self.config.flap_window.as_millis() as i64;
         let max_opens = self.config.flap_max_opens;
         let fingerprint = {
-            let Some(live) = &self.slot(&id).open else {
+            let Some(live) = &mut self.slot(&id).open else {
                 return;
             };
+            // A clock stepped back puts the last evidence in the future: quiet time
+            // counts from now, not from when the clock comes back to it.
+            live.last_active_ms = live.last_active_ms.min(now_ms);
             if now_ms - live.last_active_ms < resolve_ms {
                 return;
             }

@@ -73,10 +73,16 @@ pub struct Persistence {
 impl Persistence {
     /// Add a sample; returns how long, within the last `window`, the condition held.
     pub fn observe(&mut self, now_ms: i64, held: bool, window: Duration) -> i64 {
+        if self.last_ms.is_some_and(|last| now_ms < last) {
+            // The clock was stepped back: the samples kept stand at times still to
+            // come, so none would leave the window until the clock caught up with
+            // them, and every one would count meanwhile. Start again.
+            self.clear();
+        }
         let weight = match self.last_ms {
             Some(last) if now_ms > last => (now_ms - last).min(MAX_SAMPLE_MS),
-            // The first sample, or a clock stepped back: how long it stood for is
-            // unknown.
+            // The first sample, or one at the time of the last: how long it stood
+            // for is unknown.
             _ => 0,
         };
         self.last_ms = Some(now_ms);

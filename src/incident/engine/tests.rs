@@ -760,3 +760,29 @@ fn an_incident_ends_with_its_samples_not_with_the_decaying_average() {
     }
     assert!(matches!(&again[..], [Change::Opened(_)]), "{again:?}");
 }
+
+/// NTP steps the clock back an hour: an open incident still resolves after
+/// `resolve_for` of quiet on the new clock (not an hour later), and the anomalous
+/// minutes seen before the step do not count towards opening after it.
+#[test]
+fn a_clock_stepped_back_neither_holds_an_incident_open_nor_opens_one() {
+    let mut e = engine(config());
+    let mut t = 0;
+    assert_eq!(feed(&mut e, &mut t, "xxx").len(), 1);
+    t -= 60 * MIN;
+    let c = feed(&mut e, &mut t, "......");
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!((c[0].1, c[0].2.as_str()), ("resolved", "INC-1"));
+    assert!(
+        c[0].0 <= 4,
+        "resolved {} minutes after the step",
+        c[0].0 + 1
+    );
+
+    let mut e = engine(config());
+    let mut t = 0;
+    assert!(feed(&mut e, &mut t, "xx").is_empty());
+    t -= 60 * MIN;
+    // Two more anomalous minutes: two in all since the step, not four.
+    assert!(feed(&mut e, &mut t, "xx").is_empty());
+}
