@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 const LAYERS: &[&str] = &[
     // leaves
+    "child_test",
     "text",
     "config",
     "sample",
