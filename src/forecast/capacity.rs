@@ -269,8 +269,17 @@ fn update(
     points: &mut Vec<(f64, f64)>,
     scratch: &mut Vec<f64>,
 ) {
-    if !headroom.is_finite() || now < t.last_ms {
+    if !headroom.is_finite() {
         return;
+    }
+    if now < t.last_ms {
+        // A clock stepped back: a sample within the window is dropped (its bucket
+        // is gone); one more than a window back starts the series, and so the trend,
+        // again. Dropping those too froze the forecast until the clock caught up.
+        if !t.buckets.restarts_at(now) {
+            return;
+        }
+        t.fit = None;
     }
     t.last_ms = now;
     t.headroom = headroom;
@@ -398,6 +407,31 @@ mod tests {
         }
         assert!(cleared);
         assert!(last.active.is_empty(), "{:?}", last.active);
+    }
+
+    /// The clock stepped back eight hours while a fill was forecast and the fill then
+    /// stopped: the series starts again on the new clock and the event clears (it
+    /// used to stay firing, frozen, until the clock caught up).
+    #[test]
+    fn a_clock_stepped_back_starts_the_trend_again() {
+        let mut f = Forecaster::new(&cfg());
+        let t0 = 100_000;
+        let mut last = Outlook::default();
+        for s in 0..600 {
+            last = f.observe(&rec(t0 + s, &[(ROOT, 2000.0 - s as f64)]));
+        }
+        assert_eq!(last.active.len(), 1, "{:?}", last.active);
+        let back = t0 + 600 - 8 * 3600;
+        let mut cleared = false;
+        for s in 0..1200 {
+            let o = f.observe(&rec(back + s, &[(ROOT, 1400.0)]));
+            cleared |= o.changes.iter().any(|e| e.state == State::Cleared);
+            last = o;
+        }
+        assert!(cleared);
+        assert!(last.active.is_empty(), "{:?}", last.active);
+        let eta = last.etas.iter().find(|e| e.kind == Kind::Bytes);
+        assert!(eta.is_some_and(|e| e.seconds.is_infinite()), "{eta:?}");
     }
 
     #[test]

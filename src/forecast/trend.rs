@@ -44,6 +44,15 @@ impl Buckets {
         }
     }
 
+    /// Whether a sample at `ts_ms` starts the series again ([`Buckets::push`]): it is
+    /// more than a whole window older than the open bucket (a clock stepped back).
+    pub fn restarts_at(&self, ts_ms: i64) -> bool {
+        let index = ts_ms.div_euclid(self.width_ms);
+        self.list
+            .back()
+            .is_some_and(|b| b.index - index > self.keep as i64)
+    }
+
     /// Add a sample; true when it opened a new bucket (the previous one closed).
     /// A sample older than the open bucket (clock stepped back) is dropped, unless it
     /// is more than a whole window older: then the series starts again.
@@ -61,7 +70,7 @@ impl Buckets {
                 return false;
             }
             Some(b) if b.index > index => {
-                if b.index - index <= self.keep as i64 {
+                if !self.restarts_at(ts_ms) {
                     return false;
                 }
                 self.list.clear();

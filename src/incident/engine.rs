@@ -251,8 +251,12 @@ impl Engine {
             return out;
         }
         let ping_loss_all = self.ping_loss_all(s);
-        if let Some(a) = &s.anomaly {
-            self.anomaly_tick(now_ms, a, s, ping_loss_all, &mut out);
+        match &s.anomaly {
+            Some(a) => self.anomaly_tick(now_ms, a, s, ping_loss_all, &mut out),
+            // No model scores (turned off on reload, or learning afresh after a
+            // restart): no evidence either, so an open anomaly incident resolves
+            // after `resolve_for` instead of staying open with nothing to say.
+            None => self.quiet(SlotId::Anomaly, now_ms, &mut out),
         }
         self.forecast_tick(now_ms, s, ping_loss_all, &mut out);
         self.ping_tick(now_ms, s, ping_loss_all, &mut out);

@@ -786,3 +786,26 @@ fn a_clock_stepped_back_neither_holds_an_incident_open_nor_opens_one() {
     // Two more anomalous minutes: two in all since the step, not four.
     assert!(feed(&mut e, &mut t, "xx").is_empty());
 }
+
+/// The model turned off (a reload) or learning afresh while an anomaly incident is
+/// open: no score is no evidence, so the incident resolves after `resolve_for`; it
+/// used to stay open for ever.
+#[test]
+fn an_anomaly_incident_resolves_when_no_model_scores() {
+    let mut e = engine(config());
+    let mut t = 0;
+    assert_eq!(feed(&mut e, &mut t, "xxx").len(), 1);
+    let mut resolved = None;
+    for i in 0..30 {
+        t += MIN;
+        for c in e.tick(t, &Signals::default()) {
+            assert_eq!(kind(&c), "resolved");
+            resolved = Some(i);
+        }
+    }
+    let quiet = feed(&mut e, &mut t, "xxx");
+    assert!(resolved.is_some_and(|i| i < 10), "{resolved:?}");
+    // Scored again and anomalous again: it opens again (the same ticket, reopened).
+    assert_eq!(quiet.len(), 1, "{quiet:?}");
+    assert_eq!(e.open().count(), 1);
+}
