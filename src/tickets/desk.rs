@@ -28,7 +28,7 @@
 //! (a few ms), and changes are rare (a debounced incident opening, updating or
 //! resolving), so the tick is not delayed in any way that matters.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::report::{render, Context, Recent};
 use super::response::{self, Action, Deadline, ResponseConfig, Stage, Tally};
@@ -42,6 +42,21 @@ use crate::store::StateDir;
 
 /// What mutes the tickets of anomalies decided during the model's probation.
 pub const PROBATION: &str = "probation";
+
+/// How many refused changes the desk keeps to write again (a day of a busy host's
+/// changes; each holds its ticket body, a few kB).
+const MAX_UNWRITTEN: usize = 10_000;
+
+/// How often the changes waiting are tried again without a new change.
+const RETRY_MS: i64 = 10_000;
+
+/// A change the store refused, as it was to be written.
+struct Unwritten {
+    change: Change,
+    evidence: String,
+    muted_by: Option<String>,
+    at_ms: i64,
+}
 
 pub struct Desk {
     store: Store,
@@ -61,6 +76,14 @@ pub struct Desk {
     /// opening window): not part of its "before".
     opening_ms: i64,
     failing: bool,
+    /// Changes the store refused (a full or read-only disk), oldest first. The engine
+    /// has moved on, so they are written again, in order and before anything newer,
+    /// until the store takes them: a ticket is never updated before it exists, and a
+    /// resolution is never lost. At most [`MAX_UNWRITTEN`]; past that the oldest go,
+    /// said in the log.
+    unwritten: VecDeque<Unwritten>,
+    /// When the changes waiting were last tried again ([`RETRY_MS`]).
+    retried_ms: i64,
     /// Incidents opened and resolved since the daemon started, per label: counters,
     /// so `increase()` over any window counts incidents even when one opens and
     /// resolves between two scrapes (the `incidents_open` gauge misses those).
@@ -116,6 +139,8 @@ impl Desk {
             contexts: HashMap::new(),
             opening_ms: incidents.opening.open_window.as_millis() as i64,
             failing: false,
+            unwritten: VecDeque::new(),
+            retried_ms: i64::MIN,
             opened: HashMap::new(),
             resolved: HashMap::new(),
             response: tickets.response.clone(),
@@ -305,6 +330,12 @@ impl Desk {
         changes: &[Change],
         engine: &Engine,
     ) {
+        // Changes waiting are tried again every few seconds of the series' time, not
+        // at every tick: a store that is busy makes each try wait its busy timeout.
+        if !self.unwritten.is_empty() && now_ms.saturating_sub(self.retried_ms) >= RETRY_MS {
+            self.retried_ms = now_ms;
+            self.write_unwritten();
+        }
         // Follow every open incident's metrics (new ones included) before reporting.
         for inc in engine.open() {
             self.contexts.entry(inc.id.clone()).or_default().observe(
@@ -374,23 +405,52 @@ impl Desk {
             flapping,
             now_ms,
         );
-        match self.store.apply(c, &evidence, muted_by.as_deref(), now_ms) {
-            Ok(()) => {
-                if self.failing {
-                    self.failing = false;
-                    tracing::info!("ticket store writes recovered");
-                }
-                log_change(c, muted_by.as_deref());
+        if self.unwritten.len() == MAX_UNWRITTEN {
+            if let Some(lost) = self.unwritten.pop_front() {
+                tracing::error!(
+                    ticket = %lost.change.incident().id,
+                    "ticket store: {MAX_UNWRITTEN} changes waiting to be written; dropped the oldest"
+                );
             }
-            Err(e) => self.warn(&e),
+        }
+        self.unwritten.push_back(Unwritten {
+            change: c.clone(),
+            evidence,
+            muted_by,
+            at_ms: now_ms,
+        });
+        self.write_unwritten();
+    }
+
+    /// Write the changes waiting, oldest first, until one is refused.
+    fn write_unwritten(&mut self) {
+        while let Some(u) = self.unwritten.front() {
+            match self
+                .store
+                .apply(&u.change, &u.evidence, u.muted_by.as_deref(), u.at_ms)
+            {
+                Ok(()) => {
+                    log_change(&u.change, u.muted_by.as_deref());
+                    self.unwritten.pop_front();
+                    if self.failing && self.unwritten.is_empty() {
+                        self.failing = false;
+                        tracing::info!("ticket store writes recovered; every change written");
+                    }
+                }
+                Err(e) => {
+                    self.warn(&e);
+                    return;
+                }
+            }
         }
     }
 
     fn warn(&mut self, e: &StoreError) {
-        // Said once per outage: the daemon keeps sampling and retries on the next change.
+        // Said once per outage: the daemon keeps sampling and writes the changes
+        // waiting at every tick.
         if !self.failing {
             self.failing = true;
-            tracing::warn!("ticket store: {e}");
+            tracing::warn!("ticket store: {e}; changes are kept and written once it takes them");
         }
     }
 
@@ -479,5 +539,48 @@ fn log_change(c: &Change, muted_by: Option<&str>) {
         Change::Superseded { by, .. } => {
             tracing::info!(ticket = %i.id, "incident superseded by {by}: {}", i.title)
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::incident::testing::storage_anomaly;
+
+    /// The state directory's disk refuses writes (a trigger makes every new ticket
+    /// fail, as a full disk would) while an incident opens and resolves: both changes
+    /// wait, and once the store takes writes again the ticket is written, opened then
+    /// resolved, in order. They used to be logged and lost: no ticket ever existed.
+    #[test]
+    fn changes_the_store_refused_are_written_once_it_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::at(dir.path());
+        let incidents = IncidentConfig::default();
+        let (mut desk, _) = Desk::open(&incidents, &TicketsConfig::default(), &state).unwrap();
+        let engine = Engine::new(incidents, "web1".into(), 1);
+        let side = rusqlite::Connection::open(state.tickets()).unwrap();
+        side.execute_batch(
+            "CREATE TRIGGER full BEFORE INSERT ON tickets BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .unwrap();
+        let opened = storage_anomaly("INC-1", 60_000, 0.97, 12.0);
+        let mut resolved = opened.clone();
+        resolved.resolved_ms = Some(600_000);
+        desk.record_escalation(&Change::Opened(opened), &engine, 60_000);
+        desk.record_escalation(&Change::Resolved(resolved), &engine, 600_000);
+        assert!(desk.store().get("INC-1", 700_000).unwrap().is_none());
+        assert_eq!(desk.unwritten.len(), 2);
+
+        side.execute_batch("DROP TRIGGER full;").unwrap();
+        let record = Record {
+            timestamp_ms: Some(700_000),
+            values: Vec::new(),
+        };
+        desk.record_tick(700_000, &record, &Signals::default(), &[], &engine);
+        assert!(desk.unwritten.is_empty());
+        let ticket = desk.store().get("INC-1", 700_000).unwrap().unwrap();
+        assert_eq!(ticket.opened_ms, 60_000);
+        assert_eq!(ticket.resolved_ms, Some(600_000));
     }
 }
