@@ -190,7 +190,8 @@ fn number(i: &Value) -> Result<String, SinkError> {
     i["number"]
         .as_u64()
         .map(|n| n.to_string())
-        .ok_or_else(|| SinkError::rejected("GitHub answered without an issue number"))
+        // After a 2xx: done, but which issue is unknown; the retry looks first.
+        .ok_or_else(|| SinkError::rejected("GitHub answered without an issue number").half_done())
 }
 
 impl Sink for Github {

@@ -21,9 +21,12 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// The body as JSON. An answer that is not is an error in doubt: the 2xx said the
+    /// work was done, only what it made (an issue's number) is unknown, so the next
+    /// attempt looks before it creates.
     pub fn json(&self) -> Result<serde_json::Value, SinkError> {
         serde_json::from_str(&self.body)
-            .map_err(|e| SinkError::rejected(format!("response is not JSON: {e}")))
+            .map_err(|e| SinkError::rejected(format!("response is not JSON: {e}")).half_done())
     }
 }
 
@@ -80,12 +83,21 @@ impl Http {
         };
         let mut resp = result.map_err(|e| transport_error(what, url, e))?;
         let status = resp.status().as_u16();
-        let body = resp
+        let body = match resp
             .body_mut()
             .with_config()
             .limit(4 << 20)
             .read_to_string()
-            .unwrap_or_default();
+        {
+            Ok(body) => body,
+            // Done, said the status; what was made went with the rest of the answer.
+            Err(e) if (200..300).contains(&status) => {
+                return Err(SinkError::in_doubt(format!(
+                    "{what}: HTTP {status}, but its answer could not be read: {e}"
+                )))
+            }
+            Err(_) => String::new(),
+        };
         classify(what, status, body)
     }
 
@@ -160,6 +172,41 @@ mod tests {
         let e = classify("x", 422, "bad".into()).err().expect("422");
         assert!(!e.sink_down && !e.maybe_delivered);
         assert!(e.message.contains("HTTP 422: bad"));
+    }
+
+    /// A 2xx whose answer is cut off or is not JSON: the work was done, what it made
+    /// is unknown, so the delivery is maybe-delivered (the retry looks first), not
+    /// rejected (the retry would create a second issue).
+    #[test]
+    fn a_done_answer_that_cannot_be_read_is_in_doubt() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/x", l.local_addr().expect("addr"));
+        let server = std::thread::spawn(move || {
+            for reply in [
+                // Promises 100 bytes, sends 10, closes.
+                "HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{\"number\"",
+                "HTTP/1.1 201 Created\r\nContent-Length: 9\r\n\r\n<html>ok!",
+            ] {
+                let (mut c, _) = l.accept().expect("accept");
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                c.write_all(reply.as_bytes()).expect("write");
+            }
+        });
+        let h = Http::new(Duration::from_secs(5));
+        let e = h
+            .send("POST", &url, &[], Some(b"{}"), "create issue")
+            .err()
+            .expect("cut off");
+        assert!(e.maybe_delivered, "{e:?}");
+        assert!(e.message.contains("could not be read"), "{e:?}");
+        let reply = h
+            .send("POST", &url, &[], Some(b"{}"), "create issue")
+            .expect("a 2xx");
+        let e = reply.json().expect_err("not JSON");
+        assert!(e.maybe_delivered, "{e:?}");
+        server.join().expect("server");
     }
 
     #[test]

@@ -285,7 +285,8 @@ impl Jira {
         created["key"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| SinkError::rejected("Jira answered without an issue key"))
+            // After a 2xx: done, but which issue is unknown; the retry looks first.
+            .ok_or_else(|| SinkError::rejected("Jira answered without an issue key").half_done())
     }
 }
 
