@@ -375,25 +375,24 @@ fn fit_frame(
     // The fault risk and the false-alarm budget are fitted on the same scores and need
     // nothing of each other: both cores at once when there are two fits (a tenth of a
     // replay's time). Without a thread, one after the other.
-    let (calibration, (opening, recent)) = if risk.is_some() && incidents.is_some() {
-        std::thread::scope(|s| {
-            match std::thread::Builder::new()
-                .name("train-risk".into())
-                .spawn_scoped(s, risk_fit)
-            {
-                Ok(job) => {
-                    let gate = gate_fit();
-                    let risk = job
-                        .join()
-                        .unwrap_or_else(|_| Err("fault risk calibration panicked".into()));
-                    (risk, gate)
-                }
-                Err(_) => (risk_fit(), gate_fit()),
-            }
-        })
-    } else {
-        (risk_fit(), gate_fit())
-    };
+    let (calibration, (opening, recent)) = std::thread::scope(|s| {
+        let job = (risk.is_some() && incidents.is_some())
+            .then(|| {
+                std::thread::Builder::new()
+                    .name("train-risk".into())
+                    .spawn_scoped(s, risk_fit)
+                    .ok()
+            })
+            .flatten();
+        let gate = gate_fit();
+        let risk = match job {
+            Some(job) => job
+                .join()
+                .unwrap_or_else(|_| Err("fault risk calibration panicked".into())),
+            None => risk_fit(),
+        };
+        (risk, gate)
+    });
     Ok(Trained {
         model,
         scorer,

@@ -38,14 +38,16 @@ impl TicketsApi {
 
     /// The sinks changed on reload: changes from now on are queued for these.
     pub fn set_sinks(&self, sinks: Vec<String>) {
-        let mut guard = match self.store.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = self.lock();
         if let Some(store) = &mut guard.store {
             store.set_sinks(sinks.clone());
         }
         guard.sinks = sinks;
+    }
+
+    /// A request that panicked with the lock held left the store as it was: go on.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Opened> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// (HTTP status, JSON body) for a GET of `path`.
@@ -61,10 +63,7 @@ impl TicketsApi {
     /// connection. `Err` is the general reason for a client when the store cannot open
     /// (the full error is logged, with the path, here).
     pub fn with_store<R>(&self, f: impl FnOnce(&Store) -> R) -> Result<R, &'static str> {
-        let mut guard = match self.store.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = self.lock();
         if guard.store.is_none() {
             match Store::open(&self.path) {
                 Ok(s) => guard.store = Some(s.with_sinks(guard.sinks.clone())),
